@@ -1,0 +1,166 @@
+"""Command line for the same workflow: run a grid, show the best runs, promote, roll back.
+
+    python -m core.cli demo                      # build the demo, run the demo grid, promote the best
+    python -m core.cli run grid.yaml             # run a grid file (YAML or JSON, the seed's arguments)
+    python -m core.cli best EXPERIMENT [--metric f1] [--by-tag base_model_name] [--by-param learning_rate]
+    python -m core.cli promote MODEL --experiment EXPERIMENT [--metric accuracy] [--stage Production]
+    python -m core.cli promote MODEL --version 3 [--stage Production] [--reason "..."]
+    python -m core.cli rollback MODEL [--stage Production]
+    python -m core.cli history MODEL
+    python -m core.cli demo-grid grid.yaml       # write the demo grid, to edit and run
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from core.errors import TuneboardError
+
+DEMO_MODEL_NAME = "Demo_Consumer_Topic"
+
+
+def _quiet_libraries() -> None:
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    for name in ("mlflow", "transformers", "datasets", "alembic", "httpx"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def demo_grid(settings=None):
+    """The demo grid: both demo models x both dataset versions x two sets tuned for tiny models."""
+    from core.demo import ensure_demo
+    from core.grid import GridSpec
+    from core.settings import Settings, current_user
+
+    settings = settings or Settings.from_env()
+    models = ensure_demo(settings)
+    return GridSpec(
+        base_name="ConsumerTopic_FineTune_Demo", data_src="CallTranscript",
+        dataset_versions=("full_dataset.csv", "train_sample.csv"),
+        hyperparameters=(
+            {"n_epochs": 5, "learning_rate": 5e-4, "weight_decay": 0.01, "train_batch_size": 8, "eval_batch_size": 64},
+            {"n_epochs": 5, "learning_rate": 2e-3, "weight_decay": 0.01, "train_batch_size": 16, "eval_batch_size": 64},
+        ),
+        base_model_versions=tuple(str(p) for p in models.values()),
+        output_dir=str(settings.home / "trained_models"),
+        train_file=str(settings.data_dir / "{data_version}"), validation_file=str(settings.data_dir / "test.csv"),
+        evaluate_pretrained_model=True, user_id=current_user())
+
+
+def _print_best(experiment: str, metric: str, by_tag: str | None = None, by_param: str | None = None) -> None:
+    from core.model_selector import ModelSelector
+
+    selector = ModelSelector(experiment, metric)
+    best = selector.get_best_model()
+    gain = selector.gain_over_baseline(best)
+    line = f"Best run by {metric}: {best.info.run_name} ({metric} {best.data.metrics[metric]:.4f}"
+    line += f", {gain:+.4f} over its pretrained baseline)" if gain is not None else ")"
+    print(line)
+    groups = {}
+    if by_tag:
+        groups = selector.get_best_models_by_tag(by_tag)
+    elif by_param:
+        groups = selector.get_best_models_by_param(by_param)
+    for value, run in groups.items():
+        print(f"  {by_tag or by_param} = {value}: {run.info.run_name} ({metric} {run.data.metrics[metric]:.4f})")
+
+
+def _print_version(transition, version) -> None:
+    print(f"{transition.model_name} version {version.version} is now in {', '.join(version.aliases) or '-'}"
+          f" (stage {version.current_stage}); it replaced version {version.tags.get('replaced_version', 'none')}.")
+
+
+def _run_grid(spec) -> int:
+    from core.experiment_manager import ExperimentManager
+
+    start = time.perf_counter()
+    summary = ExperimentManager.from_spec(spec).run_experiments(on_progress=lambda m: print(m, flush=True))
+    print(f"Took {time.perf_counter() - start:.0f} s.")
+    return 0 if not summary.failed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="build the demo model and data, run the demo grid, promote the best")
+    p = sub.add_parser("demo-grid", help="write the demo grid to a YAML file")
+    p.add_argument("path")
+    p = sub.add_parser("run", help="run a grid file (YAML or JSON)")
+    p.add_argument("grid")
+    p = sub.add_parser("best", help="show the best run of an experiment")
+    p.add_argument("experiment")
+    p.add_argument("--metric", default="accuracy")
+    p.add_argument("--by-tag")
+    p.add_argument("--by-param")
+    p = sub.add_parser("promote", help="register the best run (or move a version) to a stage")
+    p.add_argument("model")
+    p.add_argument("--experiment")
+    p.add_argument("--metric", default="accuracy")
+    p.add_argument("--version")
+    p.add_argument("--stage", default="Production")
+    p.add_argument("--reason", default="")
+    p = sub.add_parser("rollback", help="put back the version that the current one replaced")
+    p.add_argument("model")
+    p.add_argument("--stage", default="Production")
+    p.add_argument("--reason", default="")
+    p = sub.add_parser("history", help="the audit trail of a registered model")
+    p.add_argument("model")
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        return _dispatch(args)
+    except TuneboardError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
+    from core.grid import GridSpec
+    from core.model_transition import ModelTransition
+    from core.settings import Settings
+
+    if args.command == "demo":
+        settings = Settings.from_env()
+        spec = demo_grid(settings)
+        code = _run_grid(spec)
+        _print_best(spec.experiment_name, "accuracy", by_tag="base_model_name")
+        transition = ModelTransition(DEMO_MODEL_NAME)
+        _print_version(transition, transition.transition_model("Production", spec.experiment_name, "accuracy"))
+        print(f"\nLook at it in the MLflow UI:\n  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"
+              "\nthen open http://127.0.0.1:5000")
+        return code
+    if args.command == "demo-grid":
+        Path(args.path).write_text(demo_grid().to_yaml(), encoding="utf-8")
+        print(f"Wrote {args.path}; edit it, then: python -m core.cli run {args.path}")
+        return 0
+    if args.command == "run":
+        spec = GridSpec.from_file(args.grid)
+        code = _run_grid(spec)
+        _print_best(spec.experiment_name, "accuracy")
+        return code
+    if args.command == "best":
+        _print_best(args.experiment, args.metric, args.by_tag, args.by_param)
+        return 0
+    transition = ModelTransition(args.model)
+    if args.command == "promote":
+        version = transition.transition_model(args.stage, args.experiment, args.metric, args.version,
+                                              reason=args.reason)
+        _print_version(transition, version)
+    elif args.command == "rollback":
+        _print_version(transition, transition.rollback(args.stage, reason=args.reason))
+    elif args.command == "history":
+        events = transition.audit_trail()
+        print("\n".join(e.as_text for e in events) or f"{args.model} has never been promoted.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The offline demo: a call-transcript topic dataset and tiny base models.
+
+No machine here reaches a model hub, so the embedded default builds its base
+models locally: a small randomly initialised BERT and DeBERTa-v2 classifier
+with a WordPiece tokenizer trained on the demo corpus, saved with
+``save_pretrained``. The pipeline loads them exactly like a real checkpoint
+folder. Their heads carry the zero-shot NLI labels (``entailment`` /
+``not_entailment``) so label alignment works as it does for the real models.
+
+The dataset is in the seed's shape: premise (a snippet of a customer call),
+hypothesis ("This call is about ..."), label (entailment / not_entailment).
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+from core.settings import Settings
+
+LABELS = ("entailment", "not_entailment")
+DEMO_MODELS = ("demo-bert-tiny", "demo-deberta-v2-tiny")
+DATASET_FILES = ("full_dataset.csv", "train_sample.csv", "test.csv")
+
+TOPICS: dict[str, list[str]] = {
+    "account access": [
+        "I can't log in to my account", "my password stopped working", "the website locked me out",
+        "I need to reset my login", "the security code never arrives", "my username is not recognized",
+    ],
+    "beneficiary update": [
+        "I want to change my beneficiary", "my daughter should be the primary beneficiary",
+        "we need to add my spouse as beneficiary", "remove my ex-husband from the beneficiary form",
+        "who is listed to inherit this account", "update the beneficiary after my divorce",
+    ],
+    "loan request": [
+        "I would like to borrow from my plan", "how much can I take as a loan",
+        "what is the interest on a plan loan", "I need a loan for a house down payment",
+        "can I repay the loan early", "apply for a second loan against my balance",
+    ],
+    "withdrawal": [
+        "I want to take money out", "I need a hardship withdrawal", "how do I cash out my balance",
+        "send me a distribution check", "what penalty applies if I withdraw now",
+        "I'm retiring and want my money paid out",
+    ],
+    "rollover": [
+        "move my old employer plan into this one", "roll my balance into an IRA",
+        "transfer funds from my previous provider", "the rollover check arrived and I need to deposit it",
+        "consolidate my old accounts here", "start a direct rollover to my new job",
+    ],
+    "contribution change": [
+        "raise my contribution to ten percent", "stop my payroll deferrals", "lower how much I save each paycheck",
+        "switch my contributions to Roth", "increase my savings rate next year",
+        "change the percentage taken from my salary",
+    ],
+    "address change": [
+        "I moved to a new house", "please update my mailing address", "my statements go to the old address",
+        "change my street and zip code", "I relocated to another state", "mail is being returned to you",
+    ],
+    "fees": [
+        "why was I charged this fee", "what are the annual fees on my account", "there is a charge I don't recognize",
+        "the maintenance fee seems too high", "explain the expense ratio", "I was billed twice this quarter",
+    ],
+    "tax forms": [
+        "I never got my tax form", "where is my 1099-R", "I need a copy of last year's tax statement",
+        "the tax withholding on my form is wrong", "send my tax documents by email",
+        "the form shows the wrong amount for taxes",
+    ],
+    "investment options": [
+        "which funds can I choose", "move my money into the bond fund", "rebalance my portfolio",
+        "what target date fund fits me", "I want less risk in my investments", "change my fund allocation",
+    ],
+}
+
+OPENERS = ["hi, thanks for taking my call.", "good morning.", "hello, yes.", "okay so,", "hi there,", "um, yes,"]
+CLOSERS = ["can you help me with that?", "what are my options?", "thank you.", "I appreciate it.",
+           "how long will it take?", "is that possible today?"]
+HYPOTHESES = ["This call is about {}.", "The customer is asking about {}.", "The topic of this call is {}."]
+
+
+def _premise(rng: random.Random, topic: str) -> str:
+    phrases = rng.sample(TOPICS[topic], 2)
+    return f"{rng.choice(OPENERS)} {phrases[0]}, and {phrases[1]}. {rng.choice(CLOSERS)}"
+
+
+def make_examples(n: int, seed: int) -> list[dict[str, str]]:
+    """``n`` NLI pairs, half entailment, half naming a different topic.
+
+    As in real call data, some topics are named far more often in wrong
+    hypotheses than others (weights rise with the topic's rank), so the task
+    has an easy part that a tiny model learns in seconds and a harder part
+    (matching the premise to the topic) that rewards more data and epochs.
+    """
+    rng = random.Random(seed)
+    topics = sorted(TOPICS)
+    weights = {t: (i + 1) ** 2 for i, t in enumerate(topics)}
+    rows = []
+    for i in range(n):
+        topic = rng.choice(topics)
+        premise = _premise(rng, topic)
+        entail = i % 2 == 0
+        others = [t for t in topics if t != topic]
+        named = topic if entail else rng.choices(others, weights=[weights[t] for t in others])[0]
+        rows.append({
+            "premise": premise,
+            "hypothesis": rng.choice(HYPOTHESES).format(named),
+            "label": LABELS[0] if entail else LABELS[1],
+            "topic": topic,
+        })
+    rng.shuffle(rows)
+    return rows
+
+
+def write_dataset(data_dir: Path) -> list[Path]:
+    """Write the demo dataset versions and the validation file into ``data_dir``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    full = make_examples(1600, seed=1)
+    versions = {
+        "full_dataset.csv": full,
+        "train_sample.csv": full[:320],
+        "test.csv": make_examples(400, seed=2),
+    }
+    paths = []
+    for name, rows in versions.items():
+        path = data_dir / name
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["premise", "hypothesis", "label", "topic"])
+            writer.writeheader()
+            writer.writerows(rows)
+        paths.append(path)
+    return paths
+
+
+def _corpus() -> list[str]:
+    texts = []
+    for topic, phrases in TOPICS.items():
+        texts.extend(phrases)
+        texts.extend(h.format(topic) for h in HYPOTHESES)
+    texts.extend(OPENERS + CLOSERS)
+    return texts * 4
+
+
+def build_model(path: Path, kind: str = "bert", *, hidden: int = 64, layers: int = 2, heads: int = 2,
+                vocab_size: int = 600) -> Path:
+    """Build and save a tiny randomly initialised sequence-pair classifier at ``path``."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import AutoModelForSequenceClassification, BertConfig, DebertaV2Config, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(_corpus(), trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+
+    labels = {"id2label": dict(enumerate(LABELS)), "label2id": {name: i for i, name in enumerate(LABELS)}}
+    common = dict(vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
+                  num_attention_heads=heads, intermediate_size=hidden * 4, max_position_embeddings=128,
+                  pad_token_id=tok.token_to_id("[PAD]"), **labels)
+    if kind == "bert":
+        config = BertConfig(**common)
+    elif kind == "deberta-v2":
+        config = DebertaV2Config(**common, relative_attention=True, position_buckets=32,
+                                 pos_att_type=["p2c", "c2p"], type_vocab_size=2)
+    else:
+        raise ValueError(f"unknown demo model kind {kind!r}: use 'bert' or 'deberta-v2'")
+    import torch
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_config(config)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def ensure_demo(settings: Settings | None = None) -> dict[str, Path]:
+    """Make sure the demo data and both demo models exist; build what is missing."""
+    settings = settings or Settings.from_env()
+    if not all((settings.data_dir / name).is_file() for name in DATASET_FILES):
+        write_dataset(settings.data_dir)
+    paths = {}
+    for name, kind in zip(DEMO_MODELS, ("bert", "deberta-v2")):
+        path = settings.demo_models_dir / name
+        if not (path / "config.json").is_file():
+            build_model(path, kind)
+        paths[name] = path
+    return paths

@@ -1,0 +1,188 @@
+"""The seed's ``ModelTransition``: register the best model and move it into a stage.
+
+Stages are deprecated in MLflow 3 and refused by Unity Catalog, so a
+transition always sets an alias (``Production`` -> ``production``) and also
+sets the stage where the registry supports it, archiving the version it
+replaces. Each promotion records who, when, why and the version replaced, on
+the new version and in an audit trail on the registered model; ``rollback``
+puts back the version that the current one replaced.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import time
+import warnings
+from dataclasses import dataclass
+
+from mlflow.exceptions import MlflowException
+
+from core import runs as runs_mod
+from core.errors import NotFoundError, RegistryError
+from core.settings import Settings, configure_mlflow, current_user
+
+STAGES = {"staging": "Staging", "production": "Production", "archived": "Archived"}
+_ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+AUDIT_PREFIX = "audit."
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    at: str
+    action: str  # "promote" | "rollback"
+    alias: str
+    version: str
+    replaced: str | None
+    user: str
+    reason: str
+
+    @property
+    def as_text(self) -> str:
+        was = f"replacing version {self.replaced}" if self.replaced else "nothing held it before"
+        why = f' — "{self.reason}"' if self.reason else ""
+        return f"{self.at} {self.user} {self.action}d version {self.version} to {self.alias} ({was}){why}"
+
+
+def alias_for(stage_or_alias: str) -> tuple[str, str | None]:
+    """(alias, stage) for a name: ``Production`` -> (``production``, ``Production``); ``champion`` -> alias only."""
+    name = (stage_or_alias or "").strip()
+    if not _ALIAS.match(name) or name.lower() == "latest" or re.fullmatch(r"[vV]\d+", name):
+        raise RegistryError(f"{stage_or_alias!r} cannot be a stage or alias: use letters, digits, '_' or '-' "
+                            "(e.g. Production, Staging, champion); 'latest' and 'v1'-style names are reserved.")
+    stage = STAGES.get(name.lower())
+    return name.lower() if stage else name, stage
+
+
+class ModelTransition:
+    """Register and promote versions of one registered model."""
+
+    def __init__(self, model_name: str, registry_uri: str | None = None, *, tracking_uri: str | None = None):
+        if not isinstance(model_name, str) or not model_name.strip():
+            raise RegistryError("model_name must be a non-empty name for the registered model.")
+        settings = configure_mlflow(Settings.from_env())
+        self.model_name = model_name.strip()
+        self.registry_uri = registry_uri or settings.registry_uri
+        self.client = runs_mod.client(tracking_uri or settings.tracking_uri, self.registry_uri)
+
+    @property
+    def supports_stages(self) -> bool:
+        return not self.registry_uri.startswith("databricks-uc")
+
+    # -- reading ---------------------------------------------------------------------------------
+    def current(self, stage_or_alias: str = "Production"):
+        """The version holding the alias now, or None."""
+        alias, _ = alias_for(stage_or_alias)
+        try:
+            return self.client.get_model_version_by_alias(self.model_name, alias)
+        except MlflowException:  # no such alias or model: nothing holds it
+            return None
+
+    def versions(self) -> list:
+        return sorted(self.client.search_model_versions(f"name = '{_quote(self.model_name)}'"),
+                      key=lambda v: int(v.version))
+
+    def audit_trail(self) -> list[AuditEvent]:
+        """Every promotion and rollback of this model, oldest first."""
+        try:
+            model = self.client.get_registered_model(self.model_name)
+        except MlflowException:
+            return []
+        events = [AuditEvent(**json.loads(v)) for k, v in model.tags.items() if k.startswith(AUDIT_PREFIX)]
+        return sorted(events, key=lambda e: e.at)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def register_run(self, run):
+        """Register a run's model as a new version (or return the version already made from it)."""
+        for existing in self.versions():
+            if existing.run_id == run.info.run_id:
+                return existing
+        import mlflow
+
+        uri = runs_mod.model_uri(run)
+        metrics = {f"metric.{k}": f"{v:.6g}" for k, v in run.data.metrics.items()
+                   if not k.startswith(("eval_", "train_", "loss", "learning_rate", "grad_norm", "epoch"))}
+        tags = {"source_run_id": run.info.run_id, "source_run_name": run.info.run_name or "",
+                **{k: run.data.tags[k] for k in ("base_model_name", "dataset_name", "param_set")
+                   if k in run.data.tags},
+                **({"validation_digest": run.data.params["validation_digest"]}
+                   if "validation_digest" in run.data.params else {}),
+                **metrics}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            version = mlflow.register_model(uri, self.model_name, tags=tags)
+        experiment = self.client.get_experiment(run.info.experiment_id).name
+        self.client.update_model_version(
+            self.model_name, version.version,
+            description=f"From run {run.info.run_name} ({run.info.run_id}) in experiment {experiment}.")
+        return version
+
+    def transition_model(self, stage: str, experiment_name: str | None = None, metric: str = "accuracy",
+                         version: str | int | None = None, *, reason: str = "", user: str | None = None):
+        """Move ``version`` (or, with none, the best run of ``experiment_name`` by ``metric``) to ``stage``."""
+        alias_for(stage)  # refuse a bad name before registering anything
+        if version is None:
+            if not experiment_name:
+                raise RegistryError("give either a version or an experiment_name to pick the best run from.")
+            from core.model_selector import ModelSelector
+
+            best = ModelSelector(experiment_name, metric).get_best_model()
+            version = self.register_run(best).version
+            reason = reason or f"best run of {experiment_name} by {metric}"
+        return self.promote(version, stage, reason=reason, user=user)
+
+    def promote(self, version: str | int, stage: str = "Production", *, reason: str = "", user: str | None = None,
+                action: str = "promote"):
+        """Point the stage's alias at ``version``, set the stage where supported, and record it."""
+        alias, stage_name = alias_for(stage)
+        version = str(version)
+        target = self._version(version)
+        previous = self.current(alias)
+        replaced = previous.version if previous is not None else None
+        if replaced == version:
+            return target
+        user = user or current_user()
+        self.client.set_registered_model_alias(self.model_name, alias, version)
+        if stage_name and self.supports_stages:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    self.client.transition_model_version_stage(self.model_name, version, stage_name,
+                                                               archive_existing_versions=stage_name != "Archived")
+                except MlflowException as exc:  # registries without stages (Unity Catalog): the alias is enough
+                    self.client.set_model_version_tag(self.model_name, version, "stage_note", str(exc)[:500])
+        event = AuditEvent(at=_dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"),
+                           action=action, alias=alias, version=version, replaced=replaced, user=user, reason=reason)
+        for key, value in {"promoted_by": user, "promoted_at": event.at, "promoted_to": alias,
+                           "promotion_reason": reason, "replaced_version": replaced or "none"}.items():
+            self.client.set_model_version_tag(self.model_name, version, key, value)
+        self.client.set_registered_model_tag(self.model_name, f"{AUDIT_PREFIX}{time.time_ns()}",
+                                             json.dumps(event.__dict__))
+        return self._version(version)
+
+    def rollback(self, stage: str = "Production", *, reason: str = "", user: str | None = None):
+        """Give the stage back to the version the current one replaced when it was promoted."""
+        alias, _ = alias_for(stage)
+        current = self.current(alias)
+        if current is None:
+            raise NotFoundError(f"no version of {self.model_name!r} is in {stage}, so there is nothing to roll back.")
+        promotions = [e for e in self.audit_trail()
+                      if e.alias == alias and e.version == current.version and e.action == "promote"]
+        target = promotions[-1].replaced if promotions else None
+        if not target:
+            raise NotFoundError(f"version {current.version} of {self.model_name!r} replaced nothing in {stage}; "
+                                "there is no earlier version to roll back to.")
+        return self.promote(target, stage, reason=reason or f"rollback from version {current.version}",
+                            user=user, action="rollback")
+
+    def _version(self, version: str):
+        try:
+            return self.client.get_model_version(self.model_name, str(version))
+        except MlflowException:
+            known = ", ".join(v.version for v in self.versions()) or "none"
+            raise NotFoundError(f"{self.model_name!r} has no version {version}. Versions: {known}.") from None
+
+
+def _quote(name: str) -> str:
+    return name.replace("'", "\\'")

@@ -1,0 +1,99 @@
+"""Loading base models (local folders or hub ids) and logging trained ones to MLflow.
+
+Remote code is never trusted: a model that needs ``trust_remote_code`` is
+refused. Every failure to load names the path and says what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from core.data import LabelMapping
+from core.errors import ModelPathError
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "")
+
+
+def load_config(name_or_path: str):
+    """The model's config, with errors that say whether the folder, the files or the hub is the problem."""
+    from transformers import AutoConfig
+
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelPathError(f"{name_or_path}: is a file; a base model is a folder holding config.json "
+                                 "and the weights (what save_pretrained writes).")
+        if not (path / "config.json").is_file():
+            raise ModelPathError(f"{name_or_path}: this folder has no config.json, so it is not a Hugging Face "
+                                 "model folder. Point at the folder that save_pretrained wrote.")
+    elif _looks_like_path(name_or_path):
+        raise ModelPathError(f"{name_or_path}: no such folder. Check the path, or use a hub id such as "
+                             "'MoritzLaurer/deberta-v3-base-zeroshot-v2.0'.")
+    try:
+        config = AutoConfig.from_pretrained(str(path) if path.exists() else name_or_path, trust_remote_code=False)
+    except ValueError as exc:
+        if "trust_remote_code" in str(exc):
+            raise ModelPathError(f"{name_or_path}: this model needs to run its own code (trust_remote_code), "
+                                 "which this tool never allows. Choose a model built into transformers.") from None
+        raise ModelPathError(f"{name_or_path}: not a usable model config: {exc}") from None
+    except OSError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        why = "the model hub is switched off here (HF_HUB_OFFLINE=1)" if offline else \
+            "it is neither a local folder nor reachable on the model hub"
+        raise ModelPathError(f"{name_or_path}: could not load this model: {why}. Download it to a folder and "
+                             f"give that folder's path instead. ({type(exc).__name__})") from None
+    if getattr(config, "auto_map", None):
+        raise ModelPathError(f"{name_or_path}: this model needs to run its own code (trust_remote_code), which "
+                             "this tool never allows. Choose a model built into transformers.")
+    return config
+
+
+def load_for_classification(name_or_path: str, mapping: LabelMapping):
+    """(model, tokenizer) with a head sized for ``mapping``; the pretrained head is kept when it matches."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    source = str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().exists() else name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=mapping.num_labels, id2label=mapping.id2label, label2id=dict(mapping.label2id),
+            ignore_mismatched_sizes=not mapping.keeps_head, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise ModelPathError(f"{name_or_path}: the model or its tokenizer could not be loaded: {exc}") from None
+    return model, tokenizer
+
+
+def pip_requirements() -> list[str]:
+    """Explicit requirements: without them log_model insists on torchvision."""
+    import accelerate
+    import torch
+    import transformers
+
+    return [f"transformers=={transformers.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+            f"accelerate=={accelerate.__version__}"]
+
+
+def signature(pairs: bool):
+    """Inputs ``text`` (+ ``text_pair`` for sentence-pair models), outputs ``label`` and ``score``."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    inputs = [ColSpec("string", "text")] + ([ColSpec("string", "text_pair", required=False)] if pairs else [])
+    return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("string", "label"),
+                                                                 ColSpec("double", "score")]))
+
+
+def log_model(model, tokenizer, *, pairs: bool, name: str = "model"):
+    """Log a text-classification model to the active run; returns MLflow's ModelInfo.
+
+    The explicit signature matters: MLflow's inferred one takes a single string
+    and silently drops ``text_pair``, which would make an NLI model ignore its hypothesis.
+    """
+    import mlflow
+
+    return mlflow.transformers.log_model(
+        transformers_model={"model": model, "tokenizer": tokenizer}, name=name, task="text-classification",
+        signature=signature(pairs), pip_requirements=pip_requirements())

@@ -1,0 +1,91 @@
+"""Where things live: the MLflow stores, the data folder, the current user.
+
+Everything is read from environment variables, with an embedded default that
+needs no set-up: MLflow tracking and registry on SQLite in ``.mlflow/`` at the
+repository root, artifacts beside it, demo data in ``data/``.
+
+| variable | default |
+| --- | --- |
+| ``TUNEBOARD_HOME`` | ``<repo>/.mlflow`` (SQLite store, artifacts, demo models) |
+| ``MLFLOW_TRACKING_URI`` | ``sqlite:///<home>/mlflow.db`` |
+| ``MLFLOW_REGISTRY_URI`` | the tracking URI |
+| ``TUNEBOARD_DATA_DIR`` | ``<repo>/data`` |
+| ``TUNEBOARD_USER`` | the operating-system user |
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    tracking_uri: str
+    registry_uri: str
+    data_dir: Path
+    user: str
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def demo_models_dir(self) -> Path:
+        return self.home / "demo-models"
+
+    @property
+    def is_embedded(self) -> bool:
+        """True when the store is the local SQLite default (we then choose artifact folders)."""
+        return self.tracking_uri == default_tracking_uri(self.home)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("TUNEBOARD_HOME") or REPO_ROOT / ".mlflow").resolve()
+        tracking = os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(home)
+        registry = os.environ.get("MLFLOW_REGISTRY_URI") or tracking
+        data_dir = Path(os.environ.get("TUNEBOARD_DATA_DIR") or REPO_ROOT / "data").resolve()
+        return cls(home=home, tracking_uri=tracking, registry_uri=registry, data_dir=data_dir,
+                   user=current_user())
+
+
+def default_tracking_uri(home: Path) -> str:
+    return f"sqlite:///{home / 'mlflow.db'}"
+
+
+def current_user() -> str:
+    """The one place that knows who is acting (audit trail, experiment names)."""
+    return os.environ.get("TUNEBOARD_USER") or getpass.getuser()
+
+
+def configure_mlflow(settings: Settings | None = None) -> Settings:
+    """Point the mlflow module at the configured stores; create the local folder if embedded."""
+    import mlflow
+
+    settings = settings or Settings.from_env()
+    if settings.is_embedded:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    return settings
+
+
+def ensure_experiment(name: str, settings: Settings | None = None) -> str:
+    """Return the id of experiment ``name``, creating it (artifacts under home when embedded)."""
+    from mlflow.tracking import MlflowClient
+
+    settings = settings or Settings.from_env()
+    client = MlflowClient(settings.tracking_uri, settings.registry_uri)
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        if existing.lifecycle_stage == "deleted":
+            client.restore_experiment(existing.experiment_id)
+        return existing.experiment_id
+    location = settings.artifacts_dir.as_uri() if settings.is_embedded else None
+    return client.create_experiment(name, artifact_location=location)

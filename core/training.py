@@ -1,0 +1,244 @@
+"""One run: evaluate a pretrained model, or fine-tune it with the HF Trainer, and log it all.
+
+:func:`execute` takes a :class:`~core.grid.RunSpec` and reads top to bottom:
+
+1. open the MLflow run (a new one, or one created earlier by the job queue);
+2. log the spec: hyperparameters, base model, dataset paths and digests;
+3. read and check the data; align its labels with the model's head;
+4. load the model and tokenizer, tokenize with dynamic padding;
+5. fine-tune with the Trainer (skipped for a baseline), logging loss and
+   learning rate per logging step and eval metrics per epoch, asynchronously;
+6. evaluate on the validation file: accuracy, F1, precision, recall, ROC-AUC,
+   confusion matrix and ROC curve;
+7. save the model under ``output_dir`` and log it with
+   ``mlflow.transformers.log_model``;
+8. end the run FINISHED, or FAILED with the error's message on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core import modelio
+from core.data import Examples, LabelMapping, align_labels, load_examples
+from core.grid import OWN_KEYS, RunSpec
+from core.metrics import classification_metrics, softmax
+from core.settings import Settings, configure_mlflow, ensure_experiment
+
+log = logging.getLogger(__name__)
+
+RUN_TYPE_TAG = "run_type"  # "baseline" | "fine_tune"
+MODEL_URI_TAG = "model_uri"
+ERROR_TAG = "error"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    run_name: str
+    status: str  # FINISHED | FAILED
+    metrics: dict[str, float]
+    error: str | None = None
+
+
+def spec_tags(spec: RunSpec) -> dict[str, str]:
+    """The tags that identify a run in comparisons (seed: base_model_name, dataset_name, param_set)."""
+    tags = {RUN_TYPE_TAG: spec.kind, "base_model_name": spec.base_model_name,
+            "mlflow.runName": spec.run_name}
+    if spec.dataset_name:
+        tags["dataset_name"] = spec.dataset_name
+    if spec.param_set is not None:
+        tags["param_set"] = f"param_set{spec.param_set}"
+    if spec.grid_id:
+        tags["grid_id"] = spec.grid_id
+    return tags
+
+
+def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | None = None,
+            callbacks: list | None = None, on_status: Callable[[str], None] | None = None) -> RunResult:
+    """Run one spec end to end; never raises for a failure inside the run (it ends FAILED)."""
+    import mlflow
+
+    settings = configure_mlflow(settings)
+    say = on_status or (lambda message: log.info(message))
+    # 1. open the run
+    if run_id is None:
+        experiment_id = ensure_experiment(spec.experiment_name, settings)
+        active = mlflow.start_run(experiment_id=experiment_id, run_name=spec.run_name, tags=spec_tags(spec))
+    else:
+        active = mlflow.start_run(run_id=run_id)
+    run_id = active.info.run_id
+    try:
+        metrics = _run_body(spec, run_id, callbacks or [], say)
+    except Exception as exc:  # noqa: BLE001 - the run ends FAILED with the reason; the caller goes on
+        message = f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc)
+        log.warning("run %s failed: %s", spec.run_name, message)
+        try:
+            mlflow.flush_async_logging()
+            mlflow.set_tags({ERROR_TAG: message[:4000], "error_type": type(exc).__name__})
+            mlflow.log_text(traceback.format_exc(), "error.txt")
+        finally:
+            mlflow.end_run("FAILED")
+        return RunResult(run_id, spec.run_name, "FAILED", {}, message)
+    mlflow.flush_async_logging()
+    mlflow.end_run("FINISHED")
+    return RunResult(run_id, spec.run_name, "FINISHED", metrics)
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from core.errors import TuneboardError
+
+    return isinstance(exc, TuneboardError)
+
+
+def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], None]) -> dict[str, float]:
+    import mlflow
+
+    # 2. what this run is made of
+    mlflow.log_params({**{k: v for k, v in spec.hyperparameters.items()}, "base_model": spec.base_model,
+                       "validation_file": spec.validation_path,
+                       **({"train_file": spec.train_path} if spec.train_path else {})})
+    mlflow.log_text(spec.to_json(), "run_spec.json")
+
+    # 3. data and labels
+    say("reading data")
+    validation = load_examples(spec.validation_path)
+    train = load_examples(spec.train_path) if spec.kind == "fine_tune" else None
+    config = modelio.load_config(spec.base_model)
+    mapping = align_labels(train or validation, validation, getattr(config, "label2id", None),
+                           getattr(config, "num_labels", 2))
+    _log_dataset(validation, "validation")
+    if train is not None:
+        _log_dataset(train, "training")
+        mlflow.log_params({"dataset_digest": train.digest[:16]})
+    mlflow.log_params({"validation_digest": validation.digest[:16], "num_labels": mapping.num_labels,
+                       "label_names": ",".join(mapping.id2label[i] for i in sorted(mapping.id2label)),
+                       "keeps_pretrained_head": mapping.keeps_head})
+
+    # 4. model and tokenizer
+    say("loading model")
+    model, tokenizer = modelio.load_for_classification(spec.base_model, mapping)
+    max_length = int(spec.hyperparameters.get("max_length", 128))
+    eval_set = _tokenize(validation, tokenizer, mapping, max_length)
+
+    trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set,
+                            _tokenize(train, tokenizer, mapping, max_length) if train else None,
+                            run_id, callbacks)
+    # 5. fine-tune
+    if train is not None:
+        say("training")
+        trainer.train()
+
+    # 6. evaluate
+    say("evaluating")
+    output = trainer.predict(eval_set)
+    probs = softmax(output.predictions)
+    metrics, details = classification_metrics(output.label_ids, probs, mapping.id2label)
+    mlflow.log_metrics(metrics, step=trainer.state.global_step)
+    mlflow.set_tags({"metric_average": details["average"],
+                     **({"positive_label": details["positive_label"]} if "positive_label" in details else {})})
+    mlflow.log_dict(details["confusion_matrix"], "confusion_matrix.json")
+    if "roc" in details:
+        mlflow.log_dict(details["roc"], "roc_curve.json")
+    if "roc_auc_skipped" in details:
+        mlflow.set_tag("roc_auc_skipped", details["roc_auc_skipped"])
+
+    # 7. keep the model
+    if spec.kind == "fine_tune":
+        say("saving model")
+        out = Path(spec.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        trainer.model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        mlflow.set_tag("output_dir", str(out.resolve()))
+        info = modelio.log_model(trainer.model, tokenizer, pairs=train.text_b is not None)
+        mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
+    return metrics
+
+
+def _log_dataset(examples: Examples, context: str) -> None:
+    import mlflow
+    import pandas as pd
+
+    columns = {examples.columns[0]: examples.text_a, examples.columns[2]: [str(x) for x in examples.labels]}
+    if examples.text_b is not None:
+        columns[examples.columns[1]] = examples.text_b
+    frame = pd.DataFrame(columns)
+    dataset = mlflow.data.from_pandas(frame, source=str(Path(examples.path).resolve()),
+                                      name=Path(examples.path).stem, targets=examples.columns[2],
+                                      digest=examples.digest[:16])
+    mlflow.log_input(dataset, context=context)
+
+
+def _tokenize(examples: Examples, tokenizer, mapping: LabelMapping, max_length: int):
+    from datasets import Dataset
+
+    encoded = tokenizer(list(examples.text_a), list(examples.text_b) if examples.text_b else None,
+                        truncation=True, max_length=max_length)
+    encoded["labels"] = mapping.encode(examples.labels)
+    return Dataset.from_dict(dict(encoded))
+
+
+def training_arguments(spec: RunSpec, output_dir: str, steps_per_epoch: int):
+    """TrainingArguments for a spec: the user's choices, plus fast defaults where they chose nothing."""
+    import torch
+    from transformers import TrainingArguments
+
+    chosen = {k: v for k, v in spec.hyperparameters.items() if k not in OWN_KEYS}
+    defaults: dict[str, Any] = {
+        "eval_strategy": "epoch", "logging_strategy": "steps",
+        "logging_steps": max(1, min(50, steps_per_epoch // 4)), "save_strategy": "no",
+        "report_to": "none", "disable_tqdm": True, "dataloader_num_workers": 0,
+        "dataloader_pin_memory": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        defaults["optim"] = "adamw_torch_fused"
+        if torch.cuda.is_bf16_supported():
+            defaults["bf16"] = True
+        else:
+            defaults["fp16"] = True
+    merged = {**defaults, **chosen}
+    for fixed in ("eval_strategy", "save_strategy", "report_to"):
+        merged[fixed] = defaults[fixed]
+    return TrainingArguments(output_dir=output_dir, **merged)
+
+
+def _make_trainer(spec: RunSpec, model, tokenizer, mapping: LabelMapping, eval_set, train_set,
+                  run_id: str, callbacks: list):
+    import torch
+    from transformers import DataCollatorWithPadding, Trainer
+
+    from core.tracking import MlflowMetricsCallback
+
+    batch = int(spec.hyperparameters.get("per_device_train_batch_size", 16))
+    steps_per_epoch = max(1, -(-len(train_set) // batch)) if train_set is not None else 1
+    scratch = tempfile.mkdtemp(prefix="tuneboard-trainer-")
+    args = training_arguments(spec, scratch, steps_per_epoch)
+    pad = 8 if torch.cuda.is_available() else None
+    return Trainer(
+        model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad),
+        processing_class=tokenizer, compute_metrics=_trainer_metrics(mapping),
+        callbacks=[MlflowMetricsCallback(run_id), *callbacks],
+    )
+
+
+def _trainer_metrics(mapping: LabelMapping):
+    def compute(prediction) -> dict[str, float]:
+        metrics, _ = classification_metrics(prediction.label_ids, softmax(prediction.predictions), mapping.id2label)
+        return metrics
+
+    return compute
+
+
+def describe(result: RunResult) -> str:
+    if result.status == "FINISHED":
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
+        return f"{result.run_name}: finished ({shown})"
+    return f"{result.run_name}: FAILED — {result.error}"
