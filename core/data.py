@@ -31,6 +31,7 @@ class Examples:
     """Texts and raw labels read from one file."""
 
     path: str
+    rows: tuple[str, ...]  # where each example stands in the file ("line 7"), for messages
     text_a: tuple[str, ...]
     text_b: tuple[str, ...] | None
     labels: tuple[Any, ...]
@@ -45,8 +46,15 @@ class Examples:
 class LabelMapping:
     """How label values map to the classifier's output ids."""
 
-    label2id: Mapping[str, int]
+    label2id: Mapping[str, int]  # one name per output id
     keeps_head: bool  # True: the pretrained classifier head is reused as is
+    case_insensitive: bool = False  # True when names were matched to the model's own
+
+    def id_of(self, value: Any) -> int | None:
+        key = _label_key(value)
+        if self.case_insensitive:
+            return {k.lower(): v for k, v in self.label2id.items()}.get(key.lower())
+        return self.label2id.get(key)
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -57,7 +65,8 @@ class LabelMapping:
         return len(self.label2id)
 
     def encode(self, labels: Sequence[Any]) -> list[int]:
-        return [self.label2id[_label_key(x)] for x in labels]
+        lookup = {k.lower() if self.case_insensitive else k: v for k, v in self.label2id.items()}
+        return [lookup[_label_key(x).lower() if self.case_insensitive else _label_key(x)] for x in labels]
 
 
 def file_digest(path: str | Path) -> str:
@@ -69,40 +78,52 @@ def file_digest(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _row_label(fmt: str, index: int) -> str:
-    if fmt in ("csv", "tsv"):
-        return f"line {index + 2}"  # the header is line 1
-    if fmt == "json":
-        return f"line {index + 1}"
-    return f"row {index + 1}"
+def _check_text_file(path: Path, fmt: str) -> list[str]:
+    """Catch undecodable bytes, ragged and missing rows before a parser gives a cryptic message.
 
-
-def _check_text_file(path: Path, fmt: str) -> None:
-    """Undecodable bytes and ragged rows, caught before a parser gives a cryptic message."""
+    Returns where each record starts ("line 7"), as an editor shows it: blank
+    lines and texts quoted over several lines make this differ from the row number.
+    """
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(path, f"byte {exc.start} is not valid UTF-8", row=f"line {line}",
+        raise DataError(path, f"byte {exc.start} is not valid UTF-8.", row=f"line {line}",
                         hint="Save the file as UTF-8 (in Excel: 'CSV UTF-8') and try again.") from None
     if not text.strip():
         raise DataError(path, "the file is empty.", hint="Add a header row and at least one example.")
-    if fmt in ("csv", "tsv"):
-        reader = csv.reader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
-        header = next(reader, [])
-        for record in reader:
-            if record and len(record) != len(header):
-                raise DataError(path, f"has {len(record)} fields but the header has {len(header)}",
-                                row=f"line {reader.line_num}",
+    if fmt == "json":
+        if text.lstrip().startswith("["):  # a JSON array: records have no lines of their own
+            return []
+        return [f"line {i}" for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    reader = csv.reader(io.StringIO(text), delimiter="\t" if fmt == "tsv" else ",")
+    header = next(reader, [])
+    starts, previous = [], reader.line_num
+    for record in reader:
+        if record:  # blank lines are skipped, as the parser does
+            if len(record) != len(header):
+                raise DataError(path, f"has {len(record)} fields but the header has {len(header)}.",
+                                row=f"line {previous + 1}",
                                 hint="Check for an unquoted comma or tab in a text, or a missing value.")
+            starts.append(f"line {previous + 1}")
+        previous = reader.line_num
+    if not starts:
+        raise DataError(path, "has a header but no rows.", hint="Add at least one example.")
+    return starts
 
 
 def read_table(path: str | Path):
     """Read a data file into a pandas DataFrame through ``datasets``."""
+    return _read(Path(path))[0]
+
+
+def _read(path: Path):
+    """(DataFrame, where each row stands in the file)."""
     import datasets
 
-    path = Path(path)
+    if path.is_dir():
+        raise DataError(path, "is a folder, not a data file.", hint="Choose one file inside it.")
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise DataError(path, f"unsupported file type {path.suffix or '(none)'!r}.",
@@ -113,20 +134,23 @@ def read_table(path: str | Path):
             near = sorted(p.name for p in path.parent.iterdir() if p.suffix.lower() in FORMATS)[:10]
             hint = f"Files in {path.parent}: {', '.join(near) or 'none'}."
         raise DataError(path, "the file does not exist.", hint=hint)
-    if not path.is_file():
-        raise DataError(path, "is a folder, not a data file.")
     if path.stat().st_size == 0:
         raise DataError(path, "the file is empty.", hint="Add a header row and at least one example.")
-    if fmt != "parquet":
-        _check_text_file(path, fmt)
-    builder, kwargs = ("csv", {"sep": "\t"}) if fmt == "tsv" else (fmt, {})
+    rows = _check_text_file(path, fmt) if fmt != "parquet" else []
+    # keep_default_na=False: a text or label that reads "NA" or "None" stays text
+    csv_options = {"keep_default_na": False, "na_values": [""]}
+    builder, kwargs = ("csv", {"sep": "\t", **csv_options}) if fmt == "tsv" else \
+        (fmt, csv_options if fmt == "csv" else {})
     datasets.disable_progress_bars()
     try:
         table = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
     except Exception as exc:  # noqa: BLE001 - datasets wraps parser errors in many types
         cause = exc.__cause__ or exc
         raise DataError(path, f"could not be read as {fmt.upper()}: {cause}") from None
-    return table.to_pandas()
+    frame = table.to_pandas()
+    if len(rows) != len(frame):
+        rows = [f"{'record' if fmt == 'json' else 'row'} {i}" for i in range(1, len(frame) + 1)]
+    return frame, rows
 
 
 def _label_key(value: Any) -> str:
@@ -142,8 +166,7 @@ def _is_blank(value: Any) -> bool:
 def load_examples(path: str | Path) -> Examples:
     """Read a file and check its columns, texts and labels; errors name the file and row."""
     path = Path(path)
-    frame = read_table(path)
-    fmt = FORMATS[path.suffix.lower()]
+    frame, rows = _read(path)
     columns = [str(c) for c in frame.columns]
     lower = {c.lower(): c for c in columns}
     pair = next(((lower[a], lower[b]) for a, b in PAIR_COLUMNS if a in lower and b in lower), None)
@@ -161,11 +184,11 @@ def load_examples(path: str | Path) -> Examples:
         for i, value in enumerate(values):
             if _is_blank(value):
                 what = "label" if col == label_col else "text"
-                raise DataError(path, f"the {what} in column '{col}' is empty", row=_row_label(fmt, i),
+                raise DataError(path, f"the {what} in column '{col}' is empty.", row=rows[i],
                                 hint="Fill it in or remove the row.")
     texts = [tuple(str(v) for v in frame[c].tolist()) for c in text_cols]
     labels = tuple(frame[label_col].tolist())
-    return Examples(path=str(path), text_a=texts[0], text_b=texts[1] if len(texts) > 1 else None,
+    return Examples(path=str(path), rows=tuple(rows), text_a=texts[0], text_b=texts[1] if len(texts) > 1 else None,
                     labels=labels, columns=(text_cols[0], text_cols[1] if pair else None, label_col),
                     digest=file_digest(path))
 
@@ -178,22 +201,25 @@ def align_labels(train: Examples, validation: Examples, model_label2id: Mapping[
     """
     train_keys = [_label_key(x) for x in train.labels]
     seen = set(train_keys)
-    if len(seen) < 2:
+    mapping = _choose_mapping(seen, model_label2id, model_num_labels)
+    used = {mapping.id_of(k) for k in seen}
+    if len(used) < 2:
         raise DataError(train.path, f"every row has the label {train_keys[0]!r}; a classifier needs at least two.",
                         hint="Add examples of the other classes.")
-    fmt = FORMATS[Path(validation.path).suffix.lower()]
-    for i, value in enumerate(validation.labels):
-        if _label_key(value) not in seen:
+    for row, value in zip(validation.rows, validation.labels, strict=True):
+        if mapping.id_of(value) not in used:
             raise DataError(validation.path, f"the label {_label_key(value)!r} never appears in the training "
-                            f"file {train.path} (its labels: {', '.join(sorted(seen))})", row=_row_label(fmt, i),
+                            f"file {train.path} (its labels: {', '.join(sorted(seen))}).", row=row,
                             hint="Use the same label names in both files.")
-    model_keys = {k.lower(): v for k, v in (model_label2id or {}).items()}
-    if model_keys and all(k.lower() in model_keys for k in seen) and not _generic(model_keys):
-        mapping = {k: model_keys[k.lower()] for k in sorted(seen)}
-        for name, idx in model_keys.items():  # keep every output of the head, used or not
-            if idx not in mapping.values():
-                mapping[name] = idx
-        return LabelMapping(label2id=mapping, keeps_head=True)
+    return mapping
+
+
+def _choose_mapping(seen: set[str], model_label2id: Mapping[str, int] | None, model_num_labels: int) -> LabelMapping:
+    model = dict(model_label2id or {})
+    lowered = {k.lower() for k in model}
+    if model and not _generic(model) and all(k.lower() in lowered for k in seen):
+        # every label is one of the model's: keep its head and its ids (names matched ignoring case)
+        return LabelMapping(label2id=model, keeps_head=True, case_insensitive=True)
     if all(k.isdigit() for k in seen):  # integer class ids
         top = max(int(k) for k in seen)
         size = model_num_labels if top < model_num_labels else top + 1
@@ -203,4 +229,4 @@ def align_labels(train: Examples, validation: Examples, model_label2id: Mapping[
 
 def _generic(label2id: Mapping[str, int]) -> bool:
     """Hugging Face's placeholder names (LABEL_0, LABEL_1, ...) carry no meaning."""
-    return all(k.startswith("label_") for k in label2id)
+    return all(k.lower().startswith("label_") for k in label2id)

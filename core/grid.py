@@ -218,6 +218,10 @@ class GridSpec:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
+        if not self.user_id:
+            from core.settings import current_user
+
+            set_(self, "user_id", current_user())
         for key in ("base_name", "data_src", "output_dir", "train_file", "validation_file", "user_id"):
             value = getattr(self, key)
             if not isinstance(value, str) or not value.strip():
@@ -226,7 +230,7 @@ class GridSpec:
             if "/" in getattr(self, key):
                 raise GridError("must not contain '/', it becomes part of the experiment name.", key=key)
         if not isinstance(self.evaluate_pretrained_model, bool):
-            raise GridError("must be true or false.", key="evalute_pretrained_model")
+            raise GridError("must be true or false.", key="evaluate_pretrained_model")
         set_(self, "dataset_versions", _as_tuple(self.dataset_versions, "dataset_versions"))
         set_(self, "base_model_versions", _as_tuple(self.base_model_versions, "base_model_versions"))
         sets = _as_tuple(self.hyperparameters, "hyperparameters")
@@ -256,8 +260,12 @@ class GridSpec:
                             key="train_file")
         if not self.run_date:
             set_(self, "run_date", _dt.date.today().strftime("%Y%m%d"))
-        elif not (len(self.run_date) == 8 and self.run_date.isdigit()):
-            raise GridError("must be a date as YYYYMMDD.", key="run_date")
+        else:
+            try:
+                _dt.datetime.strptime(self.run_date, "%Y%m%d")
+            except ValueError:
+                raise GridError(f"{self.run_date!r} is not a date written as YYYYMMDD (e.g. 20241205).",
+                                key="run_date") from None
         if self.run_count > self.max_runs:
             raise GridError(f"the grid has {self.run_count} runs, over the limit of {self.max_runs}; "
                             "use fewer models, datasets or hyperparameter sets.", key="hyperparameters")

@@ -82,7 +82,8 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray,
     else:
         seen = sorted(set(labels.tolist()))
         scores = probs[:, seen]
-        scores = scores / scores.sum(axis=1, keepdims=True)
+        if len(seen) < n_classes:  # ROC-AUC needs scores over the classes present only
+            scores = scores / scores.sum(axis=1, keepdims=True)
         metrics["roc_auc"] = float(roc_auc_score(labels, scores, multi_class="ovr", average="macro",
                                                  labels=seen)) if len(seen) > 2 else \
             float(roc_auc_score(labels == seen[1], scores[:, 1]))

@@ -139,7 +139,7 @@ class ModelTransition:
         version = str(version)
         target = self._version(version)
         previous = self.current(alias)
-        replaced = previous.version if previous is not None else None
+        replaced = str(previous.version) if previous is not None else None
         if replaced == version:
             return target
         user = user or current_user()
@@ -168,7 +168,7 @@ class ModelTransition:
         if current is None:
             raise NotFoundError(f"no version of {self.model_name!r} is in {stage}, so there is nothing to roll back.")
         promotions = [e for e in self.audit_trail()
-                      if e.alias == alias and e.version == current.version and e.action == "promote"]
+                      if e.alias == alias and e.version == str(current.version) and e.action == "promote"]
         target = promotions[-1].replaced if promotions else None
         if not target:
             raise NotFoundError(f"version {current.version} of {self.model_name!r} replaced nothing in {stage}; "

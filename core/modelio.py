@@ -40,6 +40,9 @@ def load_config(name_or_path: str):
                                  "which this tool never allows. Choose a model built into transformers.") from None
         raise ModelPathError(f"{name_or_path}: not a usable model config: {exc}") from None
     except OSError as exc:
+        if path.exists():
+            raise ModelPathError(f"{name_or_path}: config.json could not be read: {exc}. Replace it with the "
+                                 "config.json that save_pretrained wrote.") from None
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         why = "the model hub is switched off here (HF_HUB_OFFLINE=1)" if offline else \
             "it is neither a local folder nor reachable on the model hub"

@@ -1,0 +1,63 @@
+"""Shared fixtures: a temporary MLflow store per test, demo models built once per session.
+
+Everything is real: SQLite MLflow stores in temporary folders, models built
+with ``save_pretrained``, training through the HF Trainer. Nothing reaches a
+model hub.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+DATA = ROOT / "data"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains real models for a minute or more")
+
+
+def use_store(mp: pytest.MonkeyPatch, home: Path):
+    """Point the library at a fresh embedded store under ``home``."""
+    from core.settings import Settings
+
+    mp.setenv("TUNEBOARD_HOME", str(home))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mp.setenv("TUNEBOARD_USER", "tester")
+    return Settings.from_env()
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh SQLite MLflow store for one test; yields its Settings."""
+    import mlflow
+
+    settings = use_store(monkeypatch, tmp_path / "home")
+    yield settings
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def demo_models(tmp_path_factory) -> dict[str, Path]:
+    """Both demo base models, built once for the whole session."""
+    from core.demo import DEMO_MODELS, build_model
+
+    root = tmp_path_factory.mktemp("demo-models")
+    return {name: build_model(root / name, kind) for name, kind in zip(DEMO_MODELS, ("bert", "deberta-v2"),
+                                                                        strict=True)}
+
+
+@pytest.fixture(scope="session")
+def bert_model(demo_models) -> str:
+    return str(demo_models["demo-bert-tiny"])
