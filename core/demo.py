@@ -141,8 +141,12 @@ def _corpus() -> list[str]:
 
 
 def build_model(path: Path, kind: str = "bert", *, hidden: int = 64, layers: int = 2, heads: int = 2,
-                vocab_size: int = 600) -> Path:
-    """Build and save a tiny randomly initialised sequence-pair classifier at ``path``."""
+                vocab_size: int = 600, model_vocab_size: int | None = None, max_positions: int = 128) -> Path:
+    """Build and save a randomly initialised sequence-pair classifier at ``path``.
+
+    Tiny by default; the benchmarks pass real shapes (e.g. DeBERTa-v3-base: hidden 768,
+    12 layers, 12 heads, ``model_vocab_size`` 128100, 512 positions).
+    """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import AutoModelForSequenceClassification, BertConfig, DebertaV2Config, PreTrainedTokenizerFast
 
@@ -157,16 +161,16 @@ def build_model(path: Path, kind: str = "bert", *, hidden: int = 64, layers: int
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-        sep_token="[SEP]", mask_token="[MASK]", model_max_length=128)
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_positions)
 
     labels = {"id2label": dict(enumerate(LABELS)), "label2id": {name: i for i, name in enumerate(LABELS)}}
-    common = dict(vocab_size=tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
-                  num_attention_heads=heads, intermediate_size=hidden * 4, max_position_embeddings=128,
+    common = dict(vocab_size=model_vocab_size or tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
+                  num_attention_heads=heads, intermediate_size=hidden * 4, max_position_embeddings=max_positions,
                   pad_token_id=tok.token_to_id("[PAD]"), **labels)
     if kind == "bert":
         config = BertConfig(**common)
     elif kind == "deberta-v2":
-        config = DebertaV2Config(**common, relative_attention=True, position_buckets=32,
+        config = DebertaV2Config(**common, relative_attention=True, position_buckets=256 if max_positions >= 512 else 32,
                                  pos_att_type=["p2c", "c2p"], type_vocab_size=2)
     else:
         raise ValueError(f"unknown demo model kind {kind!r}: use 'bert' or 'deberta-v2'")

@@ -64,7 +64,10 @@ _RANGES: dict[str, tuple[float, bool, float]] = {
 def _training_argument_types() -> dict[str, Any]:
     from transformers import TrainingArguments
 
-    hints = typing.get_type_hints(TrainingArguments)
+    try:
+        hints = typing.get_type_hints(TrainingArguments)
+    except Exception:  # noqa: BLE001 - an unresolvable annotation in some transformers release
+        hints = {}  # types are then checked by TrainingArguments itself
     return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(TrainingArguments) if f.init}
 
 
