@@ -64,12 +64,16 @@ def write_data(folder: Path, n_train: int, n_eval: int, long: bool) -> tuple[Pat
 
 def plain_trainer(model_path: str, train: Path, evaluation: Path, params: dict, out: str) -> dict:
     """What a plain Trainer script does: read, tokenize, train, evaluate, predict."""
-    import numpy as np
     import pandas as pd
     import torch
     from datasets import Dataset
-    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
-                              TrainingArguments)
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
+    )
 
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
