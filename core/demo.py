@@ -170,7 +170,8 @@ def build_model(path: Path, kind: str = "bert", *, hidden: int = 64, layers: int
     if kind == "bert":
         config = BertConfig(**common)
     elif kind == "deberta-v2":
-        config = DebertaV2Config(**common, relative_attention=True, position_buckets=256 if max_positions >= 512 else 32,
+        buckets = 256 if max_positions >= 512 else 32
+        config = DebertaV2Config(**common, relative_attention=True, position_buckets=buckets,
                                  pos_att_type=["p2c", "c2p"], type_vocab_size=2)
     else:
         raise ValueError(f"unknown demo model kind {kind!r}: use 'bert' or 'deberta-v2'")

@@ -60,7 +60,8 @@ def _runs(name: str):
 def test_names_follow_the_seed(seed_run):
     manager, summary, _, _ = seed_run
     today = _dt.date.today().strftime("%Y%m%d")
-    assert manager.experiment_name == f"/Users/{SEED_USER}/Mass_ConsumerTopic_FineTune_DeBERTa_v3_CallTranscript_{today}"
+    expected_name = f"/Users/{SEED_USER}/Mass_ConsumerTopic_FineTune_DeBERTa_v3_CallTranscript_{today}"
+    assert manager.experiment_name == expected_name
     _, runs = _runs(manager.experiment_name)
     expected = {f"{m}_{d}_param_set{i}" for m in ("demo-bert-tiny", "demo-deberta-v2-tiny")
                 for d in ("full_dataset", "train_sample") for i in (1, 2)}
@@ -145,7 +146,8 @@ def test_transition_registers_promotes_and_rolls_back(seed_run):
                                           metric="accuracy")
     assert str(first.version) == "1" and first.current_stage == "Production" and "production" in first.aliases
     assert first.tags["replaced_version"] == "none" and first.tags["promoted_by"] == "tester"
-    assert first.tags["source_run_id"] == ModelSelector(manager.experiment_name, "accuracy").get_best_model().info.run_id
+    best = ModelSelector(manager.experiment_name, "accuracy").get_best_model()
+    assert first.tags["source_run_id"] == best.info.run_id
     assert "metric.accuracy" in first.tags
 
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@production")
