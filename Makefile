@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run demo test lint bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,11 @@ $(VENV)/.installed: requirements.txt
 setup: $(VENV)/.installed
 
 run: setup
+	$(PY) -m core.cli prepare
+	@echo "Open the dashboard at the address Streamlit prints below (Ctrl+C to stop it; jobs keep running)."
+	$(VENV)/bin/streamlit run app.py
+
+demo: setup
 	$(PY) -m core.cli demo
 
 test: setup

@@ -8,6 +8,13 @@
     python -m core.cli rollback MODEL [--stage Production]
     python -m core.cli history MODEL
     python -m core.cli demo-grid grid.yaml       # write the demo grid, to edit and run
+
+Background jobs (JOB_BACKEND=local, the default, or ray with RAY_ADDRESS):
+
+    python -m core.cli submit grid.yaml [--priority 5] [--watch]
+    python -m core.cli jobs [--grid ID] [--watch]
+    python -m core.cli cancel RUN_ID | retry RUN_ID | logs RUN_ID [--follow]
+    python -m core.cli worker start | stop | status
 """
 
 from __future__ import annotations
@@ -93,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="build the demo model and data, run the demo grid, promote the best")
+    sub.add_parser("prepare", help="build the demo models and data if missing and start the local worker")
     p = sub.add_parser("demo-grid", help="write the demo grid to a YAML file")
     p.add_argument("path")
     p = sub.add_parser("run", help="run a grid file (YAML or JSON)")
@@ -115,6 +123,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reason", default="")
     p = sub.add_parser("history", help="the audit trail of a registered model")
     p.add_argument("model")
+    p = sub.add_parser("submit", help="queue a grid file as background jobs")
+    p.add_argument("grid")
+    p.add_argument("--priority", type=int, default=0)
+    p.add_argument("--watch", action="store_true", help="show progress until every job has ended")
+    p = sub.add_parser("jobs", help="list background jobs with their progress")
+    p.add_argument("--grid")
+    p.add_argument("--watch", action="store_true")
+    for name, text in (("cancel", "cancel a queued or running job"), ("retry", "queue an ended job again")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("run_id")
+    p = sub.add_parser("logs", help="the log of a job")
+    p.add_argument("run_id")
+    p.add_argument("-n", "--lines", type=int, default=40)
+    p.add_argument("--follow", action="store_true")
+    p = sub.add_parser("worker", help="start, stop or show the local worker")
+    p.add_argument("action", choices=["start", "stop", "status"])
     args = parser.parse_args(argv)
     _quiet_libraries()
     try:
@@ -139,6 +163,17 @@ def _dispatch(args) -> int:
         print(f"\nLook at it in the MLflow UI:\n  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"
               "\nthen open http://127.0.0.1:5000")
         return code
+    if args.command == "prepare":
+        from core.demo import ensure_demo
+        from core.worker import ensure_worker
+
+        settings = Settings.from_env()
+        models = ensure_demo(settings)
+        print(f"Demo models ready: {', '.join(str(p) for p in models.values())}")
+        print(f"Demo data ready in {settings.data_dir}; MLflow store: {settings.tracking_uri}")
+        if os.environ.get("JOB_BACKEND", "local") == "local":
+            print(f"Local worker running (pid {ensure_worker(settings)}); its log: {settings.home / 'worker.log'}")
+        return 0
     if args.command == "demo-grid":
         Path(args.path).write_text(demo_grid().to_yaml(), encoding="utf-8")
         print(f"Wrote {args.path}; edit it, then: python -m core.cli run {args.path}")
@@ -151,6 +186,10 @@ def _dispatch(args) -> int:
     if args.command == "best":
         _print_best(args.experiment, args.metric, args.by_tag, args.by_param)
         return 0
+    if args.command in ("submit", "jobs", "cancel", "retry", "logs", "worker"):
+        from core import jobs_cli
+
+        return jobs_cli.dispatch(args)
     transition = ModelTransition(args.model)
     if args.command == "promote":
         version = transition.transition_model(args.stage, args.experiment, args.metric, args.version,

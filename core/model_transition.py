@@ -83,6 +83,36 @@ class ModelTransition:
         return sorted(self.client.search_model_versions(f"name = '{_quote(self.model_name)}'"),
                       key=lambda v: int(v.version))
 
+    def versions_frame(self):
+        """One row per version: aliases, stage, lineage and the metrics recorded at registration."""
+        import pandas as pd
+
+        rows = []
+        for v in self.versions():
+            tags = v.tags
+            rows.append({
+                "version": str(v.version), "aliases": ", ".join(v.aliases or []), "stage": v.current_stage,
+                "source run": tags.get("source_run_name", ""), "base model": tags.get("base_model_name", ""),
+                "dataset": tags.get("dataset_name", ""), "validation digest": tags.get("validation_digest", ""),
+                **{k.removeprefix("metric."): float(val) for k, val in tags.items() if k.startswith("metric.")},
+                "promoted by": tags.get("promoted_by", ""), "promoted at": tags.get("promoted_at", ""),
+                "registered": pd.to_datetime(v.creation_timestamp, unit="ms"), "run_id": v.run_id})
+        return pd.DataFrame(rows)
+
+    def version_metrics(self, version) -> dict[str, float]:
+        """The metric values recorded on a version at registration."""
+        tags = self._version(str(version)).tags
+        return {k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")}
+
+    def load(self, stage_or_alias: str = "Production"):
+        """The pyfunc model holding the alias (for a quick prediction)."""
+        import mlflow
+
+        alias, _ = alias_for(stage_or_alias)
+        if self.current(alias) is None:
+            raise NotFoundError(f"no version of {self.model_name!r} is in {stage_or_alias}.")
+        return mlflow.pyfunc.load_model(f"models:/{self.model_name}@{alias}")
+
     def audit_trail(self) -> list[AuditEvent]:
         """Every promotion and rollback of this model, oldest first."""
         try:
@@ -186,3 +216,16 @@ class ModelTransition:
 
 def _quote(name: str) -> str:
     return name.replace("'", "\\'")
+
+
+def registered_model_names(client) -> list[str]:
+    """Names of every registered model, sorted."""
+    return sorted(m.name for m in client.search_registered_models(max_results=1000))
+
+
+def predict(model, texts: list[str], pairs: list[str] | None = None):
+    """Label and score for each text (and hypothesis, for a sentence-pair model)."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": texts, **({"text_pair": pairs} if pairs else {})})
+    return model.predict(frame)

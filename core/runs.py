@@ -81,3 +81,61 @@ def model_uri(run) -> str:
     if outputs and getattr(outputs, "model_outputs", None):
         return f"models:/{outputs.model_outputs[0].model_id}"
     raise NotFoundError(f"run {run.info.run_name} ({run.info.run_id}) holds no model to register.")
+
+
+def experiments(mlflow_client) -> list:
+    """Every live experiment, newest first (the empty 'Default' one left out)."""
+    found = []
+    token = None
+    while True:
+        page = mlflow_client.search_experiments(max_results=PAGE, page_token=token,
+                                                order_by=["creation_time DESC"])
+        found.extend(page)
+        token = page.token
+        if not token:
+            break
+    return [e for e in found if not (e.name == "Default" and e.experiment_id == "0")] or found
+
+
+def change_token(mlflow_client, experiment_ids: Sequence[str]) -> tuple:
+    """A cheap fingerprint that changes when runs are added, start or end: keys the pages' cache."""
+    if not experiment_ids:
+        return ()
+    ids = list(experiment_ids)
+    newest = mlflow_client.search_runs(ids, max_results=1, order_by=["attributes.start_time DESC"])
+    ended = mlflow_client.search_runs(ids, max_results=1, order_by=["attributes.end_time DESC"])
+    active = mlflow_client.search_runs(ids, "attributes.status != 'FINISHED'", max_results=PAGE)
+    return (newest[0].info.run_id if newest else None, ended[0].info.end_time if ended else None,
+            tuple(sorted((r.info.run_id, r.info.status) for r in active)))
+
+
+def load_frame(mlflow_client, experiment_ids: Sequence[str]):
+    """All runs of the experiments as one DataFrame (with the experiment's name in a column)."""
+    frame = runs_frame(search_all(mlflow_client, experiment_ids))
+    if len(frame):
+        names = {i: mlflow_client.get_experiment(i).name for i in set(frame["experiment_id"])}
+        frame.insert(2, "experiment", frame["experiment_id"].map(names))
+    return frame
+
+
+def metric_histories(mlflow_client, runs: dict[str, str], metric: str) -> dict:
+    """{run name: DataFrame(step, value)} of one metric for the given {run_id: run name}."""
+    import pandas as pd
+
+    return {name: pd.DataFrame([(m.step, m.value) for m in mlflow_client.get_metric_history(run_id, metric)],
+                               columns=["step", "value"])
+            for run_id, name in runs.items()}
+
+
+def confusion_matrix(mlflow_client, run_id: str) -> dict | None:
+    """The run's confusion_matrix.json artifact, or None if it has none."""
+    import json
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow_client.download_artifacts(run_id, "confusion_matrix.json", tmp)
+        except Exception:  # noqa: BLE001 - no such artifact (runs logged by other tools)
+            return None
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)

@@ -1,0 +1,16 @@
+"""Tuneboard's dashboard: a router over one page per task (see pages/)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="Tuneboard", page_icon=":material/model_training:", layout="wide")
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/compose.py", title="Compose & launch", icon=":material/tune:"),
+    st.Page("pages/jobs.py", title="Jobs", icon=":material/pending_actions:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
+    st.Page("pages/registry.py", title="Registry & promotion", icon=":material/rocket_launch:"),
+]
+st.navigation(pages).run()

@@ -1,0 +1,241 @@
+"""Comparing runs: the names in a runs DataFrame, the best run overall or per group, gains, safe CSV.
+
+Pure functions over the DataFrame that ``core.runs.runs_frame`` builds (one
+row per run, ``metrics.*``, ``params.*`` and ``tags.*`` columns). Any column
+may be missing and any cell NaN: runs logged by other tools lack our tags.
+Candidates are finished runs that are not baselines and have a finite value
+of the metric; loss-like metrics are minimised, the rest maximised, and ties
+go to the run that started first, as in ``ModelSelector``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from core import metrics as metrics_mod
+
+PREFERRED = metrics_mod.METRICS  # accuracy, f1, precision, recall, roc_auc: listed first, in this order
+DISPLAY = {"accuracy": "Accuracy", "f1": "F1", "precision": "Precision", "recall": "Recall", "roc_auc": "ROC-AUC"}
+HIDDEN_TAGS = ("model_uri", "output_dir", "error")
+HIDDEN_TAG_PREFIXES = ("mlflow.", "job_")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NOT_SET = "(not set)"
+
+
+def _names(df: pd.DataFrame, prefix: str) -> list[str]:
+    return sorted(str(c)[len(prefix):] for c in df.columns if str(c).startswith(prefix))
+
+
+def metric_col(metric: str) -> str:
+    """The column of ``metric`` (a bare name such as ``accuracy``, or already ``metrics.accuracy``)."""
+    return metric if metric.startswith("metrics.") else f"metrics.{metric}"
+
+
+def metric_names(df: pd.DataFrame) -> list[str]:
+    """Logged metrics: accuracy, f1, precision, recall, roc_auc first (those present), then the rest sorted."""
+    names = _names(df, "metrics.")
+    return [m for m in PREFERRED if m in names] + [m for m in names if m not in PREFERRED]
+
+
+def param_names(df: pd.DataFrame) -> list[str]:
+    """Logged params, sorted, without the ``params.`` prefix."""
+    return _names(df, "params.")
+
+
+def tag_names(df: pd.DataFrame) -> list[str]:
+    """Tags a person cares about: MLflow's own, the queue's ``job_*`` and bookkeeping tags left out."""
+    return [t for t in _names(df, "tags.") if not t.startswith(HIDDEN_TAG_PREFIXES) and t not in HIDDEN_TAGS]
+
+
+def group_columns(df: pd.DataFrame) -> dict[str, str]:
+    """{label: column} of every tag and param runs can be grouped by, e.g. ``"tag: base_model_name"``."""
+    groups = {f"tag: {t}": f"tags.{t}" for t in tag_names(df)}
+    groups.update({f"param: {p}": f"params.{p}" for p in param_names(df)})
+    return groups
+
+
+def _column(df: pd.DataFrame, column: str) -> pd.Series:
+    """The column, or an all-NaN one of the same length when the DataFrame lacks it."""
+    if column in df.columns:
+        return df[column]
+    return pd.Series(np.nan, index=df.index, dtype=object)
+
+
+def _values(df: pd.DataFrame, metric: str) -> np.ndarray:
+    """The metric as floats (NaN where missing or not a number)."""
+    return pd.to_numeric(_column(df, metric_col(metric)), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _finished(df: pd.DataFrame) -> np.ndarray:
+    return (_column(df, "status") == "FINISHED").to_numpy(dtype=bool)
+
+
+def _is_baseline(df: pd.DataFrame) -> np.ndarray:
+    return (_column(df, "tags.run_type") == "baseline").to_numpy(dtype=bool)
+
+
+def _candidate_mask(df: pd.DataFrame, metric: str) -> np.ndarray:
+    return _finished(df) & ~_is_baseline(df) & np.isfinite(_values(df, metric))
+
+
+def candidates(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Finished runs that are not baselines (foreign runs without ``run_type`` count) with a finite metric."""
+    return df[_candidate_mask(df, metric)]
+
+
+def _start_seconds(df: pd.DataFrame) -> np.ndarray:
+    """Start times as seconds since the epoch; runs without one sort last."""
+    if "start_time" not in df.columns:
+        return np.zeros(len(df))
+    times = pd.to_datetime(df["start_time"], errors="coerce", utc=True)
+    seconds = (times - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    return pd.Series(seconds).fillna(np.inf).to_numpy(dtype=float)
+
+
+def _order(rows: pd.DataFrame, metric: str) -> np.ndarray:
+    """Positions of ``rows`` best first: by the metric, then the earliest start, then their order."""
+    values = _values(rows, metric)
+    key = values if metrics_mod.lower_is_better(metric) else -values
+    return np.lexsort((np.arange(len(rows)), _start_seconds(rows), key))
+
+
+def best_run(df: pd.DataFrame, metric: str) -> pd.Series | None:
+    """The candidate with the best value of ``metric`` (None when there is none)."""
+    found = candidates(df, metric)
+    return None if found.empty else found.iloc[_order(found, metric)[0]]
+
+
+def group_order(values: list) -> list:
+    """``values`` sorted numerically when they all read as numbers (``"2e-05"``), else as text."""
+    try:
+        return sorted(values, key=float)
+    except (TypeError, ValueError):
+        return sorted(values, key=str)
+
+
+def best_per_group(df: pd.DataFrame, metric: str, column: str) -> pd.DataFrame:
+    """The best candidate of each value of ``column``, with ``group`` and ``runs_in_group`` columns added.
+
+    Runs where ``column`` is missing (NaN) belong to no group; a missing column gives an empty frame.
+    """
+    found = candidates(df, metric)
+    empty = pd.DataFrame(columns=[*df.columns, "group", "runs_in_group"])
+    if column not in found.columns:
+        return empty
+    keys = found[column]
+    picked, sizes, groups = [], [], []
+    for value in group_order(list(pd.unique(keys[keys.notna()]))):
+        members = np.flatnonzero((keys == value).to_numpy(dtype=bool))
+        picked.append(members[_order(found.iloc[members], metric)[0]])
+        sizes.append(len(members))
+        groups.append(value)
+    if not picked:
+        return empty
+    best = found.iloc[picked].reset_index(drop=True)
+    return best.assign(group=groups, runs_in_group=sizes)
+
+
+def gain_over_baseline(df: pd.DataFrame, metric: str) -> pd.Series:
+    """Each candidate's metric minus its baseline's, indexed like ``df``; positive always means better.
+
+    The baseline is the finished ``run_type=baseline`` run with the same ``tags.base_model_name`` in the same
+    experiment (the latest one when there are several). NaN for non-candidates and where there is none.
+    """
+    gains = np.full(len(df), np.nan)
+    values = _values(df, metric)
+    experiments = [None if pd.isna(e) else e for e in _column(df, "experiment_id")]
+    models = _column(df, "tags.base_model_name").to_numpy(dtype=object)
+    usable = _finished(df) & _is_baseline(df) & np.isfinite(values)
+    baselines: dict[tuple, float] = {}
+    for i in np.lexsort((_start_seconds(df),)):  # earliest first, so the latest baseline wins
+        if usable[i] and not pd.isna(models[i]):
+            baselines[(experiments[i], models[i])] = values[i]
+    sign = -1.0 if metrics_mod.lower_is_better(metric) else 1.0
+    for i in np.flatnonzero(_candidate_mask(df, metric)):
+        base = baselines.get((experiments[i], models[i])) if not pd.isna(models[i]) else None
+        if base is not None:
+            gains[i] = sign * (values[i] - base)
+    return pd.Series(gains, index=df.index, name=f"gain.{metric}", dtype=float)
+
+
+def _neutralise(value):
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def safe_csv(df: pd.DataFrame) -> str:
+    """CSV text (no index) where text cells a spreadsheet would run as a formula get a leading quote.
+
+    Only strings are touched (``"-cmd"`` becomes ``"'-cmd"``); numbers stay numbers, negative ones included.
+    Lines end in CRLF (RFC 4180), so a cell holding a bare carriage return is quoted too.
+    """
+    out = df.copy()
+    for column in out.columns:
+        series = out[column]
+        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_datetime64_any_dtype(series):
+            continue
+        out[column] = series.map(_neutralise)
+    out.columns = [_neutralise(c) for c in out.columns]
+    return out.to_csv(index=False, lineterminator="\r\n")
+
+
+def display_name(metric: str) -> str:
+    """Accuracy, F1, Precision, Recall, ROC-AUC; any other metric by its own name."""
+    return DISPLAY.get(metric, metric)
+
+
+def _number(values: Mapping[str, float] | None, metric: str) -> float | None:
+    if not values:
+        return None
+    value = values.get(metric)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def is_worse(candidate: dict[str, float], current: dict[str, float] | None, metric: str) -> bool:
+    """Whether ``candidate`` does strictly worse than ``current`` on ``metric`` (False when either lacks it)."""
+    new, old = _number(candidate, metric), _number(current, metric)
+    if new is None or old is None:
+        return False
+    return new > old if metrics_mod.lower_is_better(metric) else new < old
+
+
+def compare_versions(candidate: dict[str, float], current: dict[str, float] | None, *, candidate_label: str,
+                     current_label: str,
+                     lower_is_better: Callable[[str], bool] = metrics_mod.lower_is_better) -> list[str]:
+    """One plain sentence per metric of ``candidate`` (the five classification metrics first).
+
+    E.g. ``"F1 0.91 vs 0.87 now in production (better by 0.04)"``; a non-empty label names the version
+    (``"F1 0.91 for version 3 vs 0.87 for version 2, now in production (better by 0.04)"``). Metrics the
+    candidate has no finite value for are left out.
+    """
+    names = [m for m in candidate if _number(candidate, m) is not None]
+    ordered = [m for m in PREFERRED if m in names] + sorted(m for m in names if m not in PREFERRED)
+    new_part = f" for {candidate_label}" if candidate_label else ""
+    old_part = f" for {current_label}, now in production" if current_label else " now in production"
+    sentences = []
+    for metric in ordered:
+        new = _number(candidate, metric)
+        head = f"{display_name(metric)} {new:.2f}{new_part}"
+        if current is None:
+            sentences.append(f"{head} (nothing in production to compare with)")
+            continue
+        old = _number(current, metric)
+        if old is None:
+            sentences.append(f"{head} (the version in production has no {display_name(metric)} to compare with)")
+            continue
+        gain = (old - new) if lower_is_better(metric) else (new - old)
+        if round(abs(gain), 2) == 0:
+            verdict = "about the same"
+        else:
+            verdict = f"{'better' if gain > 0 else 'worse'} by {abs(gain):.2f}"
+        sentences.append(f"{head} vs {old:.2f}{old_part} ({verdict})")
+    return sentences

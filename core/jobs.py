@@ -1,0 +1,302 @@
+"""Background training jobs: one queue interface over MLflow, with pluggable executors.
+
+MLflow is the single source of truth. Submitting a grid creates every run at
+once with status SCHEDULED, its full spec (params, a ``run_spec.json``
+artifact and a ``job_spec`` tag the executor reads), the seed's run name and
+tags, and a ``grid_id``. An executor (the local worker, or a Ray cluster)
+moves runs through RUNNING to FINISHED / FAILED / KILLED; it only keeps what
+MLflow cannot hold (process ids, log files). Anything that reads MLflow, its
+own UI included, sees the queue.
+
+    queue = JobQueue()                       # backend from JOB_BACKEND (local | ray)
+    jobs = queue.submit(grid_spec)           # validated first; nothing is created if it is bad
+    queue.jobs(grid_id=jobs[0].grid_id)      # status, progress, reason
+    queue.cancel(run_id); queue.retry(run_id); queue.log_tail(run_id)
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from core import runs as runs_mod
+from core.errors import NotFoundError, TuneboardError
+from core.grid import GridSpec, RunSpec
+from core.settings import Settings, configure_mlflow, current_user, ensure_experiment
+
+# Tag names (no dots, so they can be used in MLflow filter strings as they are)
+BACKEND = "job_backend"
+QUEUE = "job_queue"
+PRIORITY = "job_priority"
+QUEUED_AT = "job_queued_at"
+SPEC = "job_spec"
+PROGRESS = "job_progress"
+CANCEL = "job_cancel"
+REASON = "error"  # the same tag a failed run carries in-process
+RETRY_OF = "job_retry_of"
+RETRIED_BY = "job_retried_by"
+PID = "job_pid"
+SLOT = "job_slot"
+STARTED_AT = "job_started_at"
+SUBMITTED_BY = "job_submitted_by"
+
+
+class JobStatus(str, enum.Enum):
+    """MLflow run statuses, as job states."""
+
+    SCHEDULED = "SCHEDULED"
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.KILLED)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What a running job last reported: stage, step of total, epoch, loss, speed and ETA."""
+
+    stage: str = "queued"
+    step: int = 0
+    total_steps: int = 0
+    epoch: float = 0.0
+    loss: float | None = None
+    samples_per_second: float | None = None
+    eta_seconds: float | None = None
+    updated_at: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Progress | None:
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except (ValueError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One queued run as the pages and the CLI see it."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    status: JobStatus
+    backend: str
+    grid_id: str | None
+    priority: int
+    queued_at: float
+    start_time: float | None
+    end_time: float | None
+    progress: Progress | None
+    reason: str | None
+    retry_of: str | None
+    slot: str | None
+    kind: str
+
+    @classmethod
+    def from_run(cls, run) -> Job:
+        tags = run.data.tags
+        return cls(
+            run_id=run.info.run_id, run_name=run.info.run_name or "", experiment_id=run.info.experiment_id,
+            status=JobStatus(run.info.status), backend=tags.get(BACKEND, "?"), grid_id=tags.get("grid_id"),
+            priority=int(tags.get(PRIORITY, "0") or 0), queued_at=float(tags.get(QUEUED_AT, "0") or 0),
+            start_time=float(tags[STARTED_AT]) if tags.get(STARTED_AT) else None,
+            end_time=run.info.end_time / 1000 if run.info.end_time else None,
+            progress=Progress.from_json(tags.get(PROGRESS)), reason=tags.get(REASON),
+            retry_of=tags.get(RETRY_OF), slot=tags.get(SLOT), kind=tags.get("run_type", "fine_tune"))
+
+    def spec_order(self) -> tuple:
+        """Queue order: higher priority first, then first come first served."""
+        return (-self.priority, self.queued_at, self.run_id)
+
+
+class JobBackend(Protocol):
+    """What an executor adds to the MLflow queue."""
+
+    name: str
+
+    def queue_id(self) -> str:
+        """Which executor instance takes the jobs (tag ``job_queue``)."""
+
+    def launch(self, jobs: list[Job]) -> None:
+        """Make sure the new SCHEDULED jobs will run (start the worker, or hand them to Ray)."""
+
+    def cancel(self, job: Job) -> None:
+        """Stop a RUNNING job; it must end KILLED within seconds."""
+
+    def log_tail(self, job: Job, lines: int) -> str:
+        """The last lines the job's training process wrote."""
+
+    def reconcile(self, jobs: list[Job]) -> list[str]:
+        """End runs whose executor says they are gone, so nothing looks alive that is not; return their ids."""
+
+
+def backend_from_env(settings: Settings | None = None) -> JobBackend:
+    """``JOB_BACKEND=local`` (default) or ``ray`` (with ``RAY_ADDRESS``)."""
+    name = os.environ.get("JOB_BACKEND", "local").strip().lower()
+    if name == "local":
+        from core.worker import LocalBackend
+
+        return LocalBackend(settings)
+    if name == "ray":
+        from core.ray_backend import RayBackend
+
+        return RayBackend(settings)
+    raise TuneboardError(f"JOB_BACKEND={name!r} is not a job backend: use 'local' or 'ray'.")
+
+
+class JobQueue:
+    """Submit, list, cancel and retry background training jobs."""
+
+    def __init__(self, settings: Settings | None = None, backend: JobBackend | None = None):
+        self.settings = configure_mlflow(settings)
+        self.backend = backend or backend_from_env(self.settings)
+        self.client = runs_mod.client(self.settings.tracking_uri, self.settings.registry_uri)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    # -- submitting ------------------------------------------------------------------------------
+    def submit(self, grid: GridSpec, *, priority: int = 0, start: bool = True) -> list[Job]:
+        """Check the grid, then create every run SCHEDULED at once and hand them to the backend.
+
+        ``start=False`` leaves the jobs queued without starting a local worker (one started later runs them).
+        """
+        from core.experiment_manager import ExperimentManager
+
+        specs = ExperimentManager.from_spec(grid, self.settings).validate()  # raises before anything exists
+        grid_id = uuid.uuid4().hex[:12]
+        experiment_id = ensure_experiment(grid.experiment_name, self.settings)
+        for key in ("base_name", "data_src", "user_id"):  # so the grid can be rebuilt from the experiment
+            self.client.set_experiment_tag(experiment_id, f"grid_{key}", getattr(grid, key))
+        jobs = [self._create(replace(spec, grid_id=grid_id), experiment_id, priority) for spec in specs]
+        if start or self.backend.name != "local":
+            self.backend.launch(jobs)
+        return jobs
+
+    def _create(self, spec: RunSpec, experiment_id: str, priority: int, extra_tags: dict | None = None) -> Job:
+        from mlflow.entities import Param, RunTag
+
+        from core.training import spec_tags
+
+        tags = {**spec_tags(spec), BACKEND: self.backend.name, QUEUE: self.backend.queue_id(),
+                PRIORITY: str(priority), QUEUED_AT: f"{time.time():.6f}", SPEC: spec.to_json(),
+                SUBMITTED_BY: current_user(), PROGRESS: Progress().to_json(), **(extra_tags or {})}
+        run = self.client.create_run(experiment_id, run_name=spec.run_name, tags=tags)
+        run_id = run.info.run_id
+        self.client.update_run(run_id, status=JobStatus.SCHEDULED.value)
+        params = {**spec.hyperparameters, "base_model": spec.base_model, "validation_file": spec.validation_path}
+        if spec.train_path:
+            params["train_file"] = spec.train_path
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
+                              tags=[RunTag("mlflow.runName", spec.run_name)])
+        self.client.log_text(run_id, spec.to_json(), "run_spec.json")
+        return self.get(run_id)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def jobs(self, *, grid_id: str | None = None, statuses: set[JobStatus] | None = None,
+             experiment_ids: list[str] | None = None) -> list[Job]:
+        """Jobs of this backend's queue, in queue order; optionally one grid or some statuses."""
+        filters = [f"tags.{QUEUE} = '{self.backend.queue_id()}'"]
+        if grid_id:
+            filters.append(f"tags.grid_id = '{grid_id}'")
+        ids = experiment_ids or [e.experiment_id for e in self.client.search_experiments(max_results=50_000)]
+        found = [Job.from_run(r) for r in runs_mod.search_all(self.client, ids, " and ".join(filters))]
+        ended = set(self.backend.reconcile([j for j in found if not j.status.is_terminal()]))
+        found = [self.get(j.run_id) if j.run_id in ended else j for j in found]
+        if statuses:
+            found = [j for j in found if j.status in statuses]
+        return sorted(found, key=Job.spec_order)
+
+    def get(self, run_id: str) -> Job:
+        try:
+            return Job.from_run(self.client.get_run(run_id))
+        except Exception as exc:
+            raise NotFoundError(f"there is no job with run id {run_id!r}.") from exc
+
+    def log_tail(self, run_id: str, lines: int = 50) -> str:
+        return self.backend.log_tail(self.get(run_id), lines)
+
+    # -- changing --------------------------------------------------------------------------------
+    def cancel(self, run_id: str, *, user: str | None = None) -> Job:
+        """Queued: it never starts. Running: it stops within seconds. Ended: nothing to do."""
+        job = self.get(run_id)
+        if job.status.is_terminal():
+            return job
+        who = user or current_user()
+        self.client.set_tag(run_id, CANCEL, who)
+        if job.status == JobStatus.SCHEDULED:
+            end_run(self.client, run_id, JobStatus.KILLED, f"cancelled by {who} before it started")
+        else:
+            self.backend.cancel(job)
+        return self.get(run_id)
+
+    def retry(self, run_id: str, *, priority: int | None = None, start: bool = True) -> Job:
+        """Queue a new run with the same spec, linked to the old one (tags job_retry_of / job_retried_by)."""
+        old = self.get(run_id)
+        if not old.status.is_terminal():
+            raise TuneboardError(f"job {old.run_name} is {old.status.value.lower()}; only an ended job can be retried.")
+        spec = RunSpec.from_json(self.client.get_run(run_id).data.tags[SPEC])
+        job = self._create(spec, old.experiment_id, old.priority if priority is None else priority,
+                           {RETRY_OF: run_id})
+        self.client.set_tag(run_id, RETRIED_BY, job.run_id)
+        if start or self.backend.name != "local":
+            self.backend.launch([job])
+        return job
+
+
+def end_run(client, run_id: str, status: JobStatus, reason: str | None = None) -> None:
+    """End a run in a final state with its reason, unless it already ended."""
+    run = client.get_run(run_id)
+    if JobStatus(run.info.status).is_terminal():
+        return
+    if reason:
+        client.set_tag(run_id, REASON, reason[:4000])
+    client.set_terminated(run_id, status=status.value)
+
+
+def past_grid(client, experiment_id: str) -> dict:
+    """The grid arguments of an experiment's queued runs, to start a new grid from (GridSpec.from_dict form)."""
+    experiment = client.get_experiment(experiment_id)
+    specs = [RunSpec.from_json(r.data.tags[SPEC])
+             for r in runs_mod.search_all(client, [experiment_id], order_by=["attributes.start_time ASC"])
+             if SPEC in r.data.tags]
+    if not specs:
+        raise NotFoundError(f"experiment {experiment.name!r} was not launched from the queue, so it holds no grid "
+                            "to start from.")
+    tunes = [s for s in specs if s.kind == "fine_tune"]
+    first = tunes[0] if tunes else specs[0]
+    sets: dict[int, dict] = {}
+    for spec in tunes:
+        sets.setdefault(spec.param_set or 0, dict(spec.hyperparameters))
+    train_file = (first.train_path.replace(first.dataset_version, "{data_version}")
+                  if first.train_path and first.dataset_version else "{data_version}")
+    tags = experiment.tags
+    return {
+        "base_name": tags.get("grid_base_name", "Experiment"), "data_src": tags.get("grid_data_src", "Data"),
+        "user_id": tags.get("grid_user_id", current_user()),
+        "base_model_versions": list(dict.fromkeys(s.base_model for s in specs)),
+        "dataset_versions": list(dict.fromkeys(s.dataset_version for s in tunes if s.dataset_version)),
+        "hyperparameters": [sets[k] for k in sorted(sets)], "train_file": train_file,
+        "validation_file": first.validation_path,
+        "output_dir": str(os.path.dirname(os.path.dirname(tunes[0].output_dir)) if tunes else first.output_dir),
+        "evaluate_pretrained_model": any(s.kind == "baseline" for s in specs),
+    }

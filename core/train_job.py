@@ -1,0 +1,157 @@
+"""The training process of one job: ``python -m core.train_job RUN_ID``.
+
+It reads the job's spec from its MLflow run (tag ``job_spec``), runs it with
+:func:`core.training.execute` on that run, and reports progress (stage, step
+of total, epoch, loss, samples/s, ETA) into the run's ``job_progress`` tag at
+most every ``PROGRESS_SECONDS``, asynchronously, so training never waits on it.
+The exit code is 0 when the run finished, 1 when it failed.
+
+``--wait`` starts a warm spare for the local worker: it imports everything,
+then waits on stdin for ``RUN_ID<TAB>LOG_PATH``, so the next job starts with no
+import delay (the worker's idle gap between jobs).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+PROGRESS_SECONDS = 1.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: end this process if the worker that started it dies (kill -9 included)."""
+    if parent_pid <= 1 or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class ProgressReporter:
+    """Trainer callback and stage reporter writing the ``job_progress`` tag of one run."""
+
+    def __init__(self, run_id: str):
+        from mlflow.tracking import MlflowClient
+
+        self.run_id = run_id
+        self.client = MlflowClient()
+        self.stage = "starting"
+        self.loss: float | None = None
+        self._last = 0.0
+        self._t0: float | None = None
+        self._step0 = 0
+        self._numbers: dict = {}  # the last step, total, epoch, speed and ETA, kept across stage changes
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        reporter = self
+
+        class _Callback(TrainerCallback):
+            def on_train_begin(self, args, state, control, **kwargs):
+                reporter._t0, reporter._step0 = time.monotonic(), state.global_step
+                reporter.push(state, args, force=True)
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs:
+                    reporter.loss = float(logs["loss"])
+
+            def on_step_end(self, args, state, control, **kwargs):
+                reporter.push(state, args)
+
+            def on_train_end(self, args, state, control, **kwargs):
+                reporter.push(state, args, force=True)
+
+        return _Callback()
+
+    def on_status(self, stage: str) -> None:
+        self.stage = stage
+        self.push(None, None, force=True)
+
+    def push(self, state, args, force: bool = False) -> None:
+        from core.jobs import PROGRESS, Progress
+
+        now = time.monotonic()
+        if not force and now - self._last < PROGRESS_SECONDS:
+            return
+        self._last = now
+        if state is not None:
+            self._numbers.update(step=state.global_step, total_steps=state.max_steps, epoch=float(state.epoch or 0))
+            if self._t0 is not None and state.global_step > self._step0:
+                steps_per_s = (state.global_step - self._step0) / (now - self._t0)
+                per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+                self._numbers["samples_per_second"] = round(steps_per_s * per_step, 2)
+                self._numbers["eta_seconds"] = round(max(0, state.max_steps - state.global_step) / steps_per_s, 1)
+        fields = {**self._numbers, "stage": self.stage, "loss": self.loss, "updated_at": time.time()}
+        if self.stage in ("finished", "failed"):
+            fields["eta_seconds"] = 0.0
+        self.client.set_tag(self.run_id, PROGRESS, Progress(**fields).to_json(), synchronous=False)
+
+
+def run_job(run_id: str) -> int:
+    """Execute the job whose MLflow run is ``run_id``; returns the process exit code."""
+    from mlflow.tracking import MlflowClient
+
+    from core.grid import RunSpec
+    from core.jobs import SPEC
+    from core.settings import configure_mlflow
+    from core.training import execute
+
+    settings = configure_mlflow()
+    spec = RunSpec.from_json(MlflowClient().get_run(run_id).data.tags[SPEC])
+    reporter = ProgressReporter(run_id)
+    print(f"job {run_id}: {spec.run_name} ({spec.kind}) on {os.environ.get('CUDA_VISIBLE_DEVICES') or 'CPU'}",
+          flush=True)
+    result = execute(spec, run_id=run_id, settings=settings, callbacks=[reporter.callback()],
+                     on_status=lambda stage: (print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True),
+                                              reporter.on_status(stage)))
+    reporter.stage = "finished" if result.status == "FINISHED" else "failed"
+    reporter.push(None, None, force=True)
+    import mlflow
+
+    mlflow.flush_async_logging()
+    print(f"job {run_id}: {result.status}" + (f" — {result.error}" if result.error else ""), flush=True)
+    return 0 if result.status == "FINISHED" else 1
+
+
+def _warm_spare() -> int:
+    """Import what training needs, then wait for a job from the worker on stdin."""
+    import mlflow  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    import core.training  # noqa: F401 - the point is to import it now
+
+    print("ready", flush=True)
+    line = sys.stdin.readline().strip()
+    if not line:
+        return 0  # the worker let the spare go
+    run_id, log_path = line.split("\t")
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    return run_job(run_id)
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parent = int(os.environ.get("TUNEBOARD_WORKER_PID", "0"))
+    _die_with_parent(parent)
+    if argv and argv[0] == "--wait":
+        return _warm_spare()
+    if len(argv) != 1:
+        print("usage: python -m core.train_job RUN_ID | --wait", file=sys.stderr)
+        return 2
+    return run_job(argv[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

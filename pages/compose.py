@@ -1,0 +1,315 @@
+"""Compose & launch: base models x dataset versions x hyperparameter sets, checked before anything starts."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+import yaml
+
+from core import demo
+from core.data import FORMATS, load_examples
+from core.errors import DataError, GridError, TuneboardError
+from core.grid import GridSpec
+from core.jobs import past_grid
+from core.naming import experiment_name
+from pages.common import client, experiments, queue, settings, show_error, user
+
+UPLOAD_LIMIT_MB = 200
+COLUMNS = {"n_epochs": int, "learning_rate": float, "weight_decay": float, "train_batch_size": int,
+           "eval_batch_size": int}
+DEFAULT_SETS = pd.DataFrame([
+    {"n_epochs": 5, "learning_rate": 5e-4, "weight_decay": 0.01, "train_batch_size": 8, "eval_batch_size": 64,
+     "other settings (JSON)": ""},
+    {"n_epochs": 5, "learning_rate": 2e-3, "weight_decay": 0.01, "train_batch_size": 16, "eval_batch_size": 64,
+     "other settings (JSON)": ""},
+])
+
+s = settings()
+data_dir = s.data_dir
+
+
+def data_files() -> list[str]:
+    """Dataset files in the data folder (and its uploads/), relative to it."""
+    found = [p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in FORMATS]
+    return sorted(str(p.relative_to(data_dir)) for p in found)
+
+
+def demo_models() -> dict[str, str]:
+    return {name: str(s.demo_models_dir / name) for name in demo.DEMO_MODELS
+            if (s.demo_models_dir / name / "config.json").is_file()}
+
+
+def init_state() -> None:
+    defaults = {"c_base_name": "ConsumerTopic_FineTune", "c_data_src": "CallTranscript", "c_user": user(),
+                "c_demo": list(demo_models()), "c_paths": "", "c_baseline": True, "c_priority": 0,
+                "c_datasets": [f for f in ("full_dataset.csv", "train_sample.csv") if f in data_files()],
+                "c_validation": "test.csv" if "test.csv" in data_files() else None,
+                "c_sets": DEFAULT_SETS.copy(), "c_editor_version": 0, "c_output": str(s.home / "trained_models")}
+    for key, value in defaults.items():
+        st.session_state.setdefault(key, value)
+
+
+def apply_grid(data: dict) -> None:
+    """Fill the form from a grid's arguments (a YAML file or a past experiment)."""
+    spec = GridSpec.from_dict(data)
+    demos = {v: k for k, v in demo_models().items()}
+    st.session_state.update(
+        c_base_name=spec.base_name, c_data_src=spec.data_src, c_user=spec.user_id,
+        c_demo=[demos[m] for m in spec.base_model_versions if m in demos],
+        c_paths="\n".join(m for m in spec.base_model_versions if m not in demos),
+        c_baseline=spec.evaluate_pretrained_model, c_output=spec.output_dir,
+        c_datasets=[Path(spec.train_path(v)).resolve().relative_to(data_dir).as_posix()
+                    if Path(spec.train_path(v)).resolve().is_relative_to(data_dir) else v
+                    for v in spec.dataset_versions],
+        c_validation=Path(spec.validation_file).resolve().relative_to(data_dir).as_posix()
+        if Path(spec.validation_file).resolve().is_relative_to(data_dir) else spec.validation_file,
+        c_sets=pd.DataFrame([{**{k: p.get(v, None) for k, v in
+                                 {"n_epochs": "num_train_epochs", "learning_rate": "learning_rate",
+                                  "weight_decay": "weight_decay", "train_batch_size": "per_device_train_batch_size",
+                                  "eval_batch_size": "per_device_eval_batch_size"}.items()},
+                              "other settings (JSON)": json.dumps(
+                                  {k: v for k, v in p.items() if k not in
+                                   ("num_train_epochs", "learning_rate", "weight_decay", "per_device_train_batch_size",
+                                    "per_device_eval_batch_size")}) or ""}
+                             for p in spec.hyperparameters]),
+        c_editor_version=st.session_state.get("c_editor_version", 0) + 1)
+
+
+def load_yaml_file() -> None:
+    upload = st.session_state.get("c_yaml")
+    if upload is None:
+        return
+    try:
+        apply_grid(yaml.safe_load(upload.getvalue().decode("utf-8")) or {})
+        st.session_state["c_loaded"] = f"Loaded {upload.name}."
+    except (TuneboardError, yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:
+        st.session_state["c_loaded"] = f"error:{upload.name}: {exc}"
+
+
+def load_experiment() -> None:
+    chosen = st.session_state.get("c_past")
+    if not chosen:
+        return
+    try:
+        apply_grid(past_grid(client(), chosen))
+        st.session_state["c_loaded"] = "Loaded the grid of that experiment; change what you like and launch."
+    except TuneboardError as exc:
+        st.session_state["c_loaded"] = f"error:{exc}"
+
+
+def sets_from_table(table: pd.DataFrame) -> list[dict]:
+    """Rows of the editor as hyperparameter dicts; blank cells are left out, JSON merged in."""
+    sets = []
+    for i, row in enumerate(table.to_dict("records")):
+        params: dict = {}
+        for key, cast in COLUMNS.items():
+            value = row.get(key)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            params[key] = cast(value) if cast is int and float(value).is_integer() else value
+        extra = row.get("other settings (JSON)")
+        extra = "" if extra is None or (isinstance(extra, float) and math.isnan(extra)) else str(extra).strip()
+        if extra:
+            try:
+                more = json.loads(extra)
+            except json.JSONDecodeError as exc:
+                raise GridError(f"is not valid JSON ({exc.msg}); write it like {{\"seed\": 3}}.",
+                                key=f"hyperparameters[{i}].other settings") from None
+            if not isinstance(more, dict):
+                raise GridError('must be a JSON object like {"seed": 3}.', key=f"hyperparameters[{i}].other settings")
+            params.update(more)
+        if params:
+            sets.append(params)
+    return sets
+
+
+def save_upload(upload) -> str:
+    """Check an uploaded file and keep it in data/uploads/ only if it reads cleanly."""
+    if upload.size > UPLOAD_LIMIT_MB * 1024 * 1024:
+        raise DataError(upload.name, f"is {upload.size / 2**20:.0f} MB, over the {UPLOAD_LIMIT_MB} MB limit.",
+                        hint="Upload a smaller sample, or put the file in the data folder on the server.")
+    name = Path(upload.name).name
+    if Path(name).suffix.lower() not in FORMATS:
+        raise DataError(name, f"unsupported file type; use one of {', '.join(sorted(FORMATS))}.")
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / name
+        staged.write_bytes(upload.getvalue())
+        load_examples(staged)  # raises a DataError naming the row if anything is wrong
+        target = data_dir / "uploads" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(staged, target)
+    return f"uploads/{name}"
+
+
+ERROR_SLOTS: dict[str, object] = {}
+
+
+def field_error(prefix: str) -> None:
+    """A place next to a field where the grid's error about that field is shown once everything is checked."""
+    ERROR_SLOTS[prefix] = st.empty()
+
+
+def estimate_seconds(spec: GridSpec) -> tuple[float, str]:
+    """A rough duration: examples x epochs / measured samples per second of past runs of each base model."""
+    total = 0.0
+    notes = set()
+    for model in spec.base_model_versions:
+        name = Path(model).name
+        past = client().search_runs([e.experiment_id for e in experiments()][:50],
+                                    f"tags.base_model_name = '{name}' and attributes.status = 'FINISHED'",
+                                    max_results=20)
+        speeds = [r.data.metrics["train_samples_per_second"] for r in past
+                  if "train_samples_per_second" in r.data.metrics]
+        speed = sorted(speeds)[len(speeds) // 2] if speeds else (800.0 if name.startswith("demo-") else 150.0)
+        notes.add(f"{name}: {speed:.0f} samples/s ({'measured' if speeds else 'a guess until a run finishes'})")
+        for version in spec.dataset_versions:
+            path = Path(spec.train_path(version))
+            rows = max(0, sum(1 for _ in path.open("rb")) - 1) if path.is_file() else 0
+            for params in spec.hyperparameters:
+                total += rows * float(params.get("num_train_epochs", 3)) / speed + 6
+        if spec.evaluate_pretrained_model:
+            total += 6
+    return total, "; ".join(sorted(notes))
+
+
+init_state()
+st.title("Compose & launch")
+st.write("Choose base models, dataset versions and hyperparameter sets. Every combination becomes one training run; "
+         "the untrained base model is evaluated first so you can see how much fine-tuning helps.")
+
+with st.expander("Start from a saved grid or a past experiment"):
+    st.file_uploader("A grid saved as YAML", type=["yaml", "yml"], key="c_yaml")
+    st.button("Load this file", on_click=load_yaml_file, key="c_load_yaml")
+    past = {e.experiment_id: e.name for e in experiments()}
+    st.selectbox("A past experiment", options=[None, *past], format_func=lambda i: past.get(i, "—"), key="c_past")
+    st.button("Start from this experiment", on_click=load_experiment, key="c_load_past")
+    message = st.session_state.pop("c_loaded", None)
+    if message:
+        (st.error if message.startswith("error:") else st.success)(message.removeprefix("error:"))
+
+st.subheader("1. Name")
+c1, c2, c3 = st.columns(3)
+c1.text_input("Experiment theme (base_name)", key="c_base_name", help="e.g. Mass_ConsumerTopic_FineTune_DeBERTa_v3")
+c2.text_input("Data source (data_src)", key="c_data_src", help="e.g. CallTranscript")
+c3.text_input("User id", key="c_user")
+field_error("base_name")
+field_error("data_src")
+field_error("user_id")
+
+st.subheader("2. Base models")
+st.multiselect("Demo models (built on this machine)", options=list(demo_models()), key="c_demo")
+st.text_area("Other models: local folders or hub ids, one per line", key="c_paths",
+             placeholder="/models/deberta-v3-base-zeroshot-v2\nMoritzLaurer/deberta-v3-large-zeroshot-v2.0")
+field_error("base_model_versions")
+
+st.subheader("3. Data")
+upload = st.file_uploader("Add a dataset version (CSV, TSV, JSONL or Parquet; checked before it is kept)",
+                          type=[k.lstrip(".") for k in FORMATS], key="c_upload")
+if upload is not None and st.session_state.get("c_uploaded") != (upload.name, upload.size):
+    try:
+        saved = save_upload(upload)
+        st.session_state["c_uploaded"] = (upload.name, upload.size)
+        st.session_state["c_datasets"] = [*st.session_state["c_datasets"], saved]
+        st.success(f"{upload.name} reads cleanly and was added as {saved}.")
+    except TuneboardError as exc:
+        st.error(f"{exc}", icon=":material/error:")
+files = data_files()
+st.multiselect("Dataset versions to train on", options=sorted(set(files) | set(st.session_state["c_datasets"])),
+               key="c_datasets")
+field_error("dataset_versions")
+field_error("train_file")
+st.selectbox("Validation file (every run is evaluated on it)", options=files, key="c_validation")
+field_error("validation_file")
+
+st.subheader("4. Hyperparameter sets")
+st.caption("One row per set. Leave a cell empty for the default. 'other settings' takes any transformers "
+           'TrainingArguments field as JSON, e.g. {"seed": 3, "lr_scheduler_type": "cosine"}.')
+with st.expander("Generate sets from value lists"):
+    gen = {key: st.text_input(f"{key} values (comma-separated)", key=f"c_gen_{key}",
+                              placeholder={"n_epochs": "3, 5", "learning_rate": "2e-5, 3e-5"}.get(key, ""))
+           for key in COLUMNS}
+    mode = st.radio("Which combinations", ["all combinations", "a random sample"], horizontal=True, key="c_gen_mode")
+    sample = st.number_input("How many in the sample", min_value=1, max_value=500, value=8, key="c_gen_n")
+    if st.button("Fill the table", key="c_gen_fill"):
+        try:
+            lists = {k: [COLUMNS[k](float(x)) if COLUMNS[k] is int else float(x)
+                         for x in v.split(",") if x.strip()] for k, v in gen.items() if v.strip()}
+        except ValueError as exc:
+            st.error(f"Could not read a value list: {exc}. Write numbers separated by commas, e.g. 2e-5, 3e-5.")
+        else:
+            combos = [dict(zip(lists, values, strict=True)) for values in itertools.product(*lists.values())]
+            if mode == "a random sample" and len(combos) > sample:
+                combos = random.Random(0).sample(combos, int(sample))
+            st.session_state["c_sets"] = pd.DataFrame(combos or [{}], columns=[*COLUMNS, "other settings (JSON)"])
+            st.session_state["c_editor_version"] += 1
+            st.rerun()
+table = st.data_editor(st.session_state["c_sets"], num_rows="dynamic", width="stretch",
+                       key=f"c_editor_{st.session_state['c_editor_version']}",
+                       column_config={"learning_rate": st.column_config.NumberColumn(format="%.2e")})
+field_error("hyperparameters")
+
+st.subheader("5. Options")
+o1, o2 = st.columns(2)
+o1.toggle("Evaluate each pretrained base model first (the baseline)", key="c_baseline")
+o2.number_input("Priority (higher runs first)", min_value=-100, max_value=100, step=1, key="c_priority")
+st.text_input("Save trained models under", key="c_output")
+
+# -- check everything, then show what would run -----------------------------------------------------
+spec = None
+try:
+    models = list(dict.fromkeys([demo_models()[m] for m in st.session_state["c_demo"]] +
+                                [line.strip() for line in st.session_state["c_paths"].splitlines() if line.strip()]))
+    spec = GridSpec(base_name=st.session_state["c_base_name"].strip(), data_src=st.session_state["c_data_src"].strip(),
+                    user_id=st.session_state["c_user"].strip() or user(),
+                    dataset_versions=tuple(st.session_state["c_datasets"]),
+                    hyperparameters=tuple(sets_from_table(table)),
+                    base_model_versions=tuple(models), output_dir=st.session_state["c_output"],
+                    train_file=str(data_dir / "{data_version}"),
+                    validation_file=str(data_dir / (st.session_state["c_validation"] or "")) if
+                    st.session_state["c_validation"] else "",
+                    evaluate_pretrained_model=st.session_state["c_baseline"])
+    st.session_state["c_error"] = None
+except GridError as exc:
+    st.session_state["c_error"] = (exc.key or "", str(exc))
+except TuneboardError as exc:
+    st.session_state["c_error"] = ("", str(exc))
+if st.session_state["c_error"]:
+    key, message = st.session_state["c_error"]
+    slot = next((slot for prefix, slot in ERROR_SLOTS.items() if key.startswith(prefix)), None)
+    if slot is not None:
+        slot.error(message, icon=":material/error:")
+
+st.subheader("6. Check and launch")
+if spec is None:
+    key, message = st.session_state["c_error"]
+    st.error(f"Not ready to launch: {message}", icon=":material/error:")
+else:
+    runs = spec.expand()
+    seconds, basis = estimate_seconds(spec)
+    st.write(f"Experiment **{spec.experiment_name}** — **{len(runs)} runs**, about **{seconds / 60:.0f} min** "
+             f"on one slot (rough: {basis}).")
+    st.dataframe(pd.DataFrame({"run": [r.run_name for r in runs],
+                               "what": ["evaluate the pretrained model" if r.kind == "baseline" else "fine-tune"
+                                        for r in runs]}), hide_index=True, height=min(400, 38 + 35 * len(runs)))
+    st.download_button("Save this grid as YAML", spec.to_yaml(), file_name=f"{spec.base_name}.yaml",
+                       mime="application/x-yaml", key="c_save")
+    if st.button("Launch", type="primary", key="c_launch"):
+        try:
+            with st.spinner("Checking files and models, then queueing..."):
+                jobs = queue().submit(spec, priority=int(st.session_state["c_priority"]))
+            st.session_state["last_grid"] = jobs[0].grid_id
+            st.session_state["flash"] = f"Queued {len(jobs)} runs of {spec.experiment_name}."
+            st.switch_page("pages/jobs.py")
+        except TuneboardError as exc:
+            st.error(f"Nothing was launched: {exc}", icon=":material/error:")
+        except Exception as exc:  # noqa: BLE001 - shown in words, traceback in the log
+            show_error(exc, "launching the grid")
+st.caption(f"Experiment names follow the seed: {experiment_name('<user>', '<base_name>', '<data_src>')}")

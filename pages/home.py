@@ -1,0 +1,77 @@
+"""Home: what is running, what finished, the best model of each experiment, what is in production."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import compare
+from core.jobs import JobStatus
+from core.model_transition import ModelTransition, registered_model_names
+from pages.common import client, experiments, fmt, load_runs, queue, show_error, user
+
+st.title("Tuneboard")
+st.write(f"Signed in as **{user()}**. Fine-tune text classifiers, compare them, and put the best one into "
+         "production. Everything is recorded in MLflow.")
+
+try:
+    jobs = queue().jobs()
+except Exception as exc:  # noqa: BLE001 - the page must still render
+    show_error(exc, "reading the job queue")
+    jobs = []
+counts = {s: sum(j.status == s for j in jobs) for s in JobStatus}
+cols = st.columns(4)
+cols[0].metric("Training now", counts[JobStatus.RUNNING])
+cols[1].metric("Waiting in the queue", counts[JobStatus.SCHEDULED])
+cols[2].metric("Finished", counts[JobStatus.FINISHED])
+cols[3].metric("Failed or cancelled", counts[JobStatus.FAILED] + counts[JobStatus.KILLED])
+if counts[JobStatus.RUNNING] or counts[JobStatus.SCHEDULED]:
+    st.page_link("pages/jobs.py", label="Watch the jobs that are running", icon=":material/pending_actions:")
+recent = sorted((j for j in jobs if j.status.is_terminal() and j.end_time), key=lambda j: -j.end_time)[:5]
+if recent:
+    st.subheader("Finished recently")
+    for job in recent:
+        word = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "was cancelled"}[job.status.value]
+        st.write(f"- **{job.run_name}** {word}" + (f" — {job.reason}" if job.reason else ""))
+
+st.subheader("Best model of each experiment")
+exps = experiments()[:10]
+rows = []
+for exp in exps:
+    frame = load_runs([exp.experiment_id])
+    if "metrics.accuracy" not in frame:
+        continue
+    best = compare.best_run(frame, "accuracy")
+    if best is None:
+        continue
+    gain = compare.gain_over_baseline(frame, "accuracy").get(best.name)
+    rows.append({"experiment": exp.name, "best run": best["run_name"], "accuracy": fmt(best["metrics.accuracy"]),
+                 "gain over its baseline": fmt(gain) if pd.notna(gain) else "no baseline",
+                 "runs": len(frame)})
+if rows:
+    st.dataframe(rows, hide_index=True, width="stretch")
+else:
+    st.info("No finished fine-tune yet. Start with **Compose & launch**: the demo models and data are ready.")
+    st.page_link("pages/compose.py", label="Compose & launch an experiment", icon=":material/tune:")
+
+st.subheader("In production")
+names = registered_model_names(client())
+if not names:
+    st.info("No model is registered yet. When runs have finished, **Registry & promotion** registers the best one "
+            "and puts it into production with one click.")
+for name in names:
+    transition = ModelTransition(name)
+    current = transition.current("Production")
+    if current is None:
+        st.write(f"- **{name}**: nothing in production yet")
+        continue
+    tags = current.tags
+    st.write(f"- **{name}**: version {current.version} ({tags.get('source_run_name', '?')}), accuracy "
+             f"{tags.get('metric.accuracy', '–')}, promoted by {tags.get('promoted_by', '?')} on "
+             f"{tags.get('promoted_at', '?')[:16].replace('T', ' ')}")
+
+st.divider()
+st.write("Next: ")
+st.page_link("pages/compose.py", label="Compose & launch a grid", icon=":material/tune:")
+st.page_link("pages/compare.py", label="Compare runs", icon=":material/leaderboard:")
+st.page_link("pages/registry.py", label="Register and promote the best model", icon=":material/rocket_launch:")

@@ -1,0 +1,140 @@
+"""Registry & promotion: register the best run, see what it replaces, promote, roll back, try it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import compare
+from core.errors import TuneboardError
+from core.model_selector import ModelSelector
+from core.model_transition import ModelTransition, predict, registered_model_names
+from pages.common import client, experiments, show_error, user
+
+st.title("Registry & promotion")
+st.caption(f"Signed in as {user()}. On this store anyone can promote; changes are recorded with your name.")
+
+if "r_confirm" not in st.session_state:
+    st.session_state["r_confirm"] = None
+names = registered_model_names(client())
+c1, c2 = st.columns([2, 1])
+existing = c1.selectbox("Registered model", options=[*names, "+ a new name"], key="r_model")
+model_name = c2.text_input("New model name", key="r_new_name", value="Consumer_Topic_Classifier") \
+    if existing == "+ a new name" else existing
+if not model_name or not model_name.strip():
+    st.info("Give the registered model a name.")
+    st.stop()
+transition = ModelTransition(model_name)
+current = transition.current("Production")
+
+# -- promote the best run -----------------------------------------------------------------------------
+st.subheader("Promote the best run")
+exps = {e.name: e.experiment_id for e in experiments()}
+p1, p2 = st.columns(2)
+experiment = p1.selectbox("From experiment", options=list(exps), key="r_experiment")
+metric = p2.selectbox("Best by", options=["accuracy", "f1", "precision", "recall", "roc_auc"], key="r_metric")
+if experiment and st.button("Promote the best run", type="primary", key="r_promote_best"):
+    try:
+        best = ModelSelector(experiment, metric).get_best_model()
+        st.session_state["r_confirm"] = {"run_id": best.info.run_id, "run_name": best.info.run_name,
+                                         "metrics": dict(best.data.metrics),
+                                         "dataset": best.data.tags.get("dataset_name"),
+                                         "digest": best.data.params.get("validation_digest"),
+                                         "experiment": experiment, "metric": metric}
+    except TuneboardError as exc:
+        st.error(str(exc))
+
+pending = st.session_state["r_confirm"]
+if pending:
+    box = st.container(border=True)
+    box.write(f"**Candidate:** {pending['run_name']} (trained on {pending['dataset'] or '?'}) — "
+              f"best by {pending['metric']} in {pending['experiment']}")
+    now = transition.version_metrics(current.version) if current is not None else None
+    label = f"version {current.version} now in production" if current is not None else "production"
+    for sentence in compare.compare_versions(
+            {k: v for k, v in pending["metrics"].items() if k in ("accuracy", "f1", "precision", "recall", "roc_auc")},
+            now, candidate_label="candidate", current_label="now in production"):
+        box.write(f"- {sentence}")
+    if current is not None:
+        if compare.is_worse(pending["metrics"], now or {}, pending["metric"]):
+            box.warning(f"The candidate is worse than {label} on {pending['metric']}.")
+        if current.tags.get("validation_digest") and current.tags.get("validation_digest") != pending["digest"]:
+            box.warning("The two were evaluated on different validation files, so their numbers are not "
+                        "directly comparable.")
+        box.write(f"Promoting replaces **{label}**; you can roll back afterwards.")
+    else:
+        box.write("Nothing is in production yet.")
+    reason = box.text_input("Why (kept in the audit trail)", key="r_reason", value="best run")
+    b1, b2 = box.columns(2)
+    if b1.button("Confirm: put it into production", type="primary", key="r_confirm_btn"):
+        try:
+            version = transition.register_run(client().get_run(pending["run_id"]))
+            done = transition.promote(version.version, "Production", reason=reason, user=user())
+            st.session_state["r_confirm"] = None
+            st.session_state["r_flash"] = f"Version {done.version} of {model_name} is now in production."
+            st.rerun()
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, "promoting the model")
+    if b2.button("Cancel", key="r_cancel"):
+        st.session_state["r_confirm"] = None
+        st.rerun()
+flash = st.session_state.pop("r_flash", None)
+if flash:
+    st.success(flash)
+
+# -- versions, any stage, rollback, audit ------------------------------------------------------------
+versions = transition.versions_frame()
+st.subheader("Versions")
+if versions.empty:
+    st.info(f"{model_name} has no versions yet: promote the best run above.")
+else:
+    if current is not None:
+        st.write(f"In production: **version {current.version}** ({current.tags.get('source_run_name', '?')}).")
+    st.dataframe(versions.drop(columns=["run_id"]), hide_index=True, width="stretch")
+    m1, m2, m3 = st.columns(3)
+    version = m1.selectbox("Version", options=list(versions["version"]), key="r_version")
+    stage = m2.text_input("Stage or alias", value="Staging", key="r_stage",
+                          help="Production, Staging, Archived, or any alias such as champion")
+    if m3.button("Move it there", key="r_move"):
+        try:
+            transition.promote(version, stage, reason=f"moved by hand to {stage}", user=user())
+            st.rerun()
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, "moving the version")
+    if current is not None and st.button("Roll back production to the version it replaced", key="r_rollback"):
+        try:
+            back = transition.rollback("Production", user=user())
+            st.session_state["r_flash"] = f"Rolled back: version {back.version} is in production again."
+            st.rerun()
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, "rolling back")
+
+st.subheader("Audit trail")
+trail = transition.audit_trail()
+if trail:
+    st.dataframe([{"when": e.at, "who": e.user, "what": e.action, "version": e.version, "stage/alias": e.alias,
+                   "replaced": e.replaced or "—", "why": e.reason} for e in reversed(trail)], hide_index=True,
+                 width="stretch")
+else:
+    st.write("Nothing promoted yet.")
+
+
+@st.cache_resource(show_spinner="Loading the production model...", max_entries=4)
+def production_model(name: str, version: str):
+    return ModelTransition(name).load("Production")
+
+
+st.subheader("Try it")
+if current is None:
+    st.write("Put a model into production to try it here.")
+else:
+    t1, t2 = st.columns(2)
+    text = t1.text_area("Text (e.g. a call snippet)", key="r_try_text",
+                        value="hi, I can't log in to my account, and my password stopped working.")
+    pair = t2.text_input("Hypothesis (for an NLI model; leave empty for single texts)", key="r_try_pair",
+                         value="This call is about account access.")
+    if st.button("Predict", key="r_predict"):
+        try:
+            result = predict(production_model(model_name, str(current.version)), [text], [pair] if pair else None)
+            st.write(f"Version {current.version} says **{result['label'][0]}** (score {result['score'][0]:.3f}).")
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, "asking the model")

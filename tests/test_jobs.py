@@ -1,0 +1,189 @@
+"""Background jobs on the local worker: real worker processes, real training processes, real MLflow.
+
+Tests wait on conditions (a job's state in MLflow, a process gone), never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from conftest import DATA, ROOT
+
+from core.grid import GridSpec
+from core.jobs import CANCEL, PID, RETRIED_BY, RETRY_OF, SPEC, STARTED_AT, JobQueue, JobStatus
+from core.worker import ensure_worker, stop_worker, worker_info
+
+pytestmark = pytest.mark.slow
+
+LONG = {"n_epochs": 1, "max_steps": 100_000, "logging_steps": 5}  # runs until cancelled or killed
+SHORT = {"n_epochs": 1, "max_steps": 3}
+
+
+def wait_for(predicate, timeout: float = 90.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def grid(model: str, tmp_path, *param_sets: dict, datasets=("train_sample.csv",), name: str = "Jobs") -> GridSpec:
+    return GridSpec(base_name=name, data_src="Demo", dataset_versions=tuple(datasets), hyperparameters=param_sets,
+                    base_model_versions=(model,), output_dir=str(tmp_path / "out"),
+                    train_file=str(tmp_path / "data" / "{data_version}"),
+                    validation_file=str(tmp_path / "data" / "test.csv"), evaluate_pretrained_model=False,
+                    user_id="tester")
+
+
+@pytest.fixture
+def queue(store, tmp_path):
+    (tmp_path / "data").mkdir()
+    for name in ("full_dataset.csv", "train_sample.csv", "test.csv"):
+        shutil.copy(DATA / name, tmp_path / "data" / name)
+    q = JobQueue(store)
+    yield q
+    stop_worker(store)
+
+
+def status(q: JobQueue, run_id: str) -> JobStatus:
+    return q.get(run_id).status
+
+
+def run_worker_until_idle(extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "core.worker", "--until-idle", "--no-spares"], cwd=ROOT,
+                          env={**os.environ, **(extra_env or {})}, capture_output=True, text=True, timeout=600,
+                          check=False)
+
+
+def test_submit_queues_every_run_with_its_spec_and_the_worker_runs_them(queue, bert_model, tmp_path):
+    jobs = queue.submit(grid(bert_model, tmp_path, SHORT, {**SHORT, "learning_rate": 1e-3}), start=False)
+    assert [j.run_name for j in jobs] == ["demo-bert-tiny_train_sample_param_set1",
+                                          "demo-bert-tiny_train_sample_param_set2"]
+    assert {j.status for j in queue.jobs(grid_id=jobs[0].grid_id)} == {JobStatus.SCHEDULED}
+    run = queue.client.get_run(jobs[1].run_id)
+    assert run.data.params["learning_rate"] == "0.001" and run.data.tags["param_set"] == "param_set2"
+    assert run.data.tags["grid_id"] == jobs[0].grid_id and '"learning_rate": 0.001' in run.data.tags[SPEC]
+    assert "run_spec.json" in {a.path for a in queue.client.list_artifacts(jobs[1].run_id)}
+
+    done = run_worker_until_idle()
+    assert done.returncode == 0, done.stdout + done.stderr
+    finished = queue.jobs(grid_id=jobs[0].grid_id)
+    assert [j.status for j in finished] == [JobStatus.FINISHED] * 2
+    assert finished[0].progress.stage == "finished" and finished[0].progress.total_steps == 3
+    assert "job.log" in {a.path for a in queue.client.list_artifacts(jobs[0].run_id)}
+    assert "FINISHED" in queue.log_tail(jobs[0].run_id)
+    # FIFO: the first queued ran first
+    assert float(finished[0].start_time) < float(finished[1].start_time)
+
+
+def test_priority_jumps_the_queue(queue, bert_model, tmp_path):
+    low = queue.submit(grid(bert_model, tmp_path, SHORT, name="Low"), start=False)
+    high = queue.submit(grid(bert_model, tmp_path, SHORT, name="High"), priority=5, start=False)
+    assert run_worker_until_idle().returncode == 0
+    assert queue.get(high[0].run_id).start_time < queue.get(low[0].run_id).start_time
+
+
+def test_cancel_a_queued_job_and_it_never_starts(queue, bert_model, tmp_path):
+    first, second = queue.submit(grid(bert_model, tmp_path, SHORT, {**SHORT, "seed": 7}), start=False)
+    cancelled = queue.cancel(second.run_id, user="alice")
+    assert cancelled.status == JobStatus.KILLED and "cancelled by alice before it started" in cancelled.reason
+    assert queue.cancel(second.run_id).status == JobStatus.KILLED  # idempotent
+    assert run_worker_until_idle().returncode == 0
+    assert status(queue, first.run_id) == JobStatus.FINISHED
+    run = queue.client.get_run(second.run_id)
+    assert run.info.status == "KILLED" and STARTED_AT not in run.data.tags
+
+
+def test_cancel_a_running_job_stops_it_within_seconds(queue, bert_model, tmp_path):
+    (job,) = queue.submit(grid(bert_model, tmp_path, LONG))
+    wait_for(lambda: (p := queue.get(job.run_id).progress) and p.stage == "training" and p.step > 0,
+             what="the job to be training")
+    running = queue.get(job.run_id)
+    assert running.status == JobStatus.RUNNING and running.progress.total_steps == 100_000
+    assert running.progress.samples_per_second > 0 and running.progress.eta_seconds > 0
+    assert "training" in queue.log_tail(job.run_id)
+    pid = int(queue.client.get_run(job.run_id).data.tags[PID].split("@")[0])
+    started = time.monotonic()
+    queue.cancel(job.run_id, user="bob")
+    wait_for(lambda: status(queue, job.run_id) == JobStatus.KILLED, timeout=15, what="KILLED")
+    assert time.monotonic() - started < 10
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "cancelled by bob while it was running" in queue.get(job.run_id).reason
+    wait_for(lambda: "job.log" in {a.path for a in queue.client.list_artifacts(job.run_id)}, what="the log")
+
+
+def test_kill_9_of_the_worker_fails_the_running_job_and_the_queue_resumes(queue, store, bert_model, tmp_path):
+    long_job, short_job = queue.submit(grid(bert_model, tmp_path, LONG, SHORT))
+    wait_for(lambda: (p := queue.get(long_job.run_id).progress) and p.step > 0, what="the long job to train")
+    worker_pid = worker_info(store)["pid"]
+    child_pid = int(queue.client.get_run(long_job.run_id).data.tags[PID].split("@")[0])
+    os.kill(worker_pid, signal.SIGKILL)
+    # the training process dies with its worker; the queued job stays queued
+    wait_for(lambda: not psutil.pid_exists(child_pid) or psutil.Process(child_pid).status() == psutil.STATUS_ZOMBIE,
+             timeout=10, what="the training process to die with the worker")
+    assert status(queue, short_job.run_id) == JobStatus.SCHEDULED
+    assert queue.client.get_run(long_job.run_id).info.status == "RUNNING"  # nobody has told MLflow yet
+    ensure_worker(store)  # the restarted worker reaps the orphan and resumes the queue
+    wait_for(lambda: status(queue, long_job.run_id) == JobStatus.FAILED, timeout=30, what="the orphan reaped")
+    assert "the worker stopped while this job was running" in queue.get(long_job.run_id).reason
+    wait_for(lambda: status(queue, short_job.run_id) == JobStatus.FINISHED, what="the queue to resume")
+
+
+def test_listing_with_no_worker_ends_runs_left_running(queue, store, bert_model, tmp_path):
+    (job,) = queue.submit(grid(bert_model, tmp_path, LONG))
+    wait_for(lambda: (p := queue.get(job.run_id).progress) and p.step > 0, what="training")
+    os.kill(worker_info(store)["pid"], signal.SIGKILL)
+    wait_for(lambda: worker_info(store) is None, timeout=10, what="the worker to be gone")
+    listed = {j.run_id: j for j in queue.jobs()}
+    assert listed[job.run_id].status == JobStatus.FAILED
+
+
+def test_a_broken_dataset_fails_its_job_with_a_reason_and_the_next_job_succeeds(queue, bert_model, tmp_path):
+    broken, good = queue.submit(grid(bert_model, tmp_path, SHORT, datasets=("full_dataset.csv", "train_sample.csv")),
+                                start=False)
+    (tmp_path / "data" / "full_dataset.csv").write_bytes(b"premise,hypothesis,label\n\xff\xfe,b,entailment\n")
+    assert run_worker_until_idle().returncode == 0
+    failed = queue.get(broken.run_id)
+    assert failed.status == JobStatus.FAILED
+    assert "full_dataset.csv, line 2: byte 25 is not valid UTF-8" in failed.reason
+    assert status(queue, good.run_id) == JobStatus.FINISHED
+
+
+def test_retry_queues_a_linked_run_with_the_same_spec(queue, bert_model, tmp_path):
+    (job,) = queue.submit(grid(bert_model, tmp_path, SHORT), start=False)
+    queue.cancel(job.run_id)
+    again = queue.retry(job.run_id, start=False)
+    assert again.run_id != job.run_id and again.run_name == job.run_name and again.status == JobStatus.SCHEDULED
+    assert queue.client.get_run(again.run_id).data.tags[RETRY_OF] == job.run_id
+    assert queue.client.get_run(job.run_id).data.tags[RETRIED_BY] == again.run_id
+    assert queue.client.get_run(again.run_id).data.tags[SPEC] == queue.client.get_run(job.run_id).data.tags[SPEC]
+    with pytest.raises(Exception, match="only an ended job can be retried"):
+        queue.retry(again.run_id)
+    assert run_worker_until_idle().returncode == 0
+    assert status(queue, again.run_id) == JobStatus.FINISHED and status(queue, job.run_id) == JobStatus.KILLED
+
+
+def test_two_workers_racing_run_each_job_exactly_once(queue, store, bert_model, tmp_path):
+    jobs = queue.submit(grid(bert_model, tmp_path, SHORT, {**SHORT, "seed": 1}, {**SHORT, "seed": 2}), start=False)
+    command = [sys.executable, "-m", "core.worker", "--until-idle", "--no-spares"]
+    racers = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in racers]
+    codes = sorted(p.returncode for p in racers)
+    assert codes == [0, 3], outputs  # one owned the queue, the other said so and stood down
+    assert any("another worker" in out and "already owns this queue" in out for out in outputs)
+    for job in jobs:
+        assert status(queue, job.run_id) == JobStatus.FINISHED
+        log = (store.home / "jobs" / f"{job.run_id}.log").read_text()
+        assert len(re.findall(rf"job {job.run_id}: \S+ \(", log)) == 1  # started once
+    assert CANCEL not in queue.client.get_run(jobs[0].run_id).data.tags
