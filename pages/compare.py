@@ -49,7 +49,7 @@ if best is None:
     st.warning(f"No finished fine-tuned run has {metric!r} yet.")
 else:
     gain = gains.get(best.name)
-    gain_text = f", {fmt(gain)} better than its untrained baseline" if pd.notna(gain) else ""
+    gain_text = f", {gain:+.3f} against its untrained baseline" if pd.notna(gain) else ""
     st.success(f"Best run overall by {metric}: **{best['run_name']}** ({metric} {fmt(best[f'metrics.{metric}'])}"
                f"{gain_text}).", icon=":material/emoji_events:")
 if group_col:

@@ -191,9 +191,9 @@ with st.expander("Start from a saved grid or a past experiment"):
     past = {e.experiment_id: e.name for e in experiments()}
     st.selectbox("A past experiment", options=[None, *past], format_func=lambda i: past.get(i, "—"), key="c_past")
     st.button("Start from this experiment", on_click=load_experiment, key="c_load_past")
-    message = st.session_state.pop("c_loaded", None)
-    if message:
-        (st.error if message.startswith("error:") else st.success)(message.removeprefix("error:"))
+message = st.session_state.pop("c_loaded", None)
+if message:
+    (st.error if message.startswith("error:") else st.success)(message.removeprefix("error:"))
 
 st.subheader("1. Name")
 c1, c2, c3 = st.columns(3)

@@ -67,20 +67,17 @@ def live_table() -> None:
     st.write(", ".join(f"**{n}** {s.value.lower()}" for s, n in counts.items() if n))
     st.dataframe(pd.DataFrame([row(j) for j in jobs]), hide_index=True, width="stretch", column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=100, format="%d%%")})
-    st.session_state["j_jobs"] = {j.run_id: j.run_name for j in jobs}
+    job_details({j.run_id: j for j in jobs})
 
 
-live_table()
-
-st.subheader("One job")
-names = st.session_state.get("j_jobs", {})
-selected = st.selectbox("Job", options=list(names), format_func=lambda i: f"{names[i]} ({i[:8]})", key="j_selected")
-if selected:
-    try:
-        job = q.get(selected)
-    except Exception as exc:  # noqa: BLE001
-        show_error(exc, "reading the job")
-        st.stop()
+def job_details(jobs: dict[str, Job]) -> None:
+    """The chosen job: its state in words, cancel or retry, and its log (refreshed with the table)."""
+    st.subheader("One job")
+    selected = st.selectbox("Job", options=list(jobs), format_func=lambda i: f"{jobs[i].run_name} ({i[:8]})",
+                            key="j_selected")
+    if not selected:
+        return
+    job = jobs[selected]
     st.write(f"**{job.run_name}** is **{job.status.value.lower()}**" + (f" — {job.reason}" if job.reason else ""))
     b1, b2 = st.columns(2)
     if not job.status.is_terminal() and b1.button("Cancel this job", key="j_cancel"):
@@ -99,3 +96,6 @@ if selected:
             show_error(exc, "retrying the job")
     st.caption("Last lines of its log")
     st.code(q.log_tail(job.run_id, 40) or "(nothing written yet)", language=None)
+
+
+live_table()

@@ -52,7 +52,7 @@ if pending:
     label = f"version {current.version} now in production" if current is not None else "production"
     for sentence in compare.compare_versions(
             {k: v for k, v in pending["metrics"].items() if k in ("accuracy", "f1", "precision", "recall", "roc_auc")},
-            now, candidate_label="candidate", current_label="now in production"):
+            now, candidate_label="", current_label=""):
         box.write(f"- {sentence}")
     if current is not None:
         if compare.is_worse(pending["metrics"], now or {}, pending["metric"]):

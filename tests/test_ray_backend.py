@@ -59,7 +59,7 @@ def test_a_demo_job_runs_to_finished_on_ray(ray_queue, bert_model, tmp_path):
     run = ray_queue.client.get_run(job.run_id)
     assert 0 <= run.data.metrics["accuracy"] <= 1 and run.data.tags["model_uri"].startswith("models:/")
     assert "FINISHED" in ray_queue.log_tail(job.run_id)
-    assert ray_queue.backend.status(done) == "SUCCEEDED"
+    wait_for(lambda: ray_queue.backend.status(done) == "SUCCEEDED", timeout=60, what="Ray to report SUCCEEDED")
 
 
 def test_a_running_ray_job_is_stopped_and_ends_killed(ray_queue, bert_model, tmp_path):

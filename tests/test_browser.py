@@ -1,0 +1,156 @@
+"""End to end in a real browser: compose a demo grid, launch, watch it finish, compare, promote.
+
+Debian's chromium (/usr/bin/chromium) driven by Playwright; the dashboard is the real
+``streamlit run app.py`` with a real local worker on a fresh store. Screenshots of each
+page go to ``$E2E_SCREENSHOTS`` (default: the test's temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import DATA, ROOT
+
+pytestmark = pytest.mark.slow
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
+         "--no-first-run", "--disable-component-update", "--disable-sync"]
+MODEL_NAME = "Consumer_Topic_Classifier"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    (tmp / "data").mkdir()
+    for name in ("full_dataset.csv", "train_sample.csv", "test.csv"):
+        shutil.copy(DATA / name, tmp / "data" / name)
+    env = {**os.environ, "TUNEBOARD_HOME": str(tmp / "home"), "TUNEBOARD_DATA_DIR": str(tmp / "data"),
+           "TUNEBOARD_USER": "e2e-user", "HF_HUB_OFFLINE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    subprocess.run([sys.executable, "-m", "core.cli", "prepare"], cwd=ROOT, env=env, check=True, timeout=300,
+                   capture_output=True)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", f"--server.port={port}",
+                               "--server.headless=true"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        server.kill()
+        pytest.fail("the dashboard did not start within 90 s")
+    yield url, tmp, env
+    server.terminate()
+    server.wait(20)
+    subprocess.run([sys.executable, "-m", "core.cli", "worker", "stop"], cwd=ROOT, env=env, timeout=120,
+                   capture_output=True, check=False)
+
+
+def click_until(page, button: str, shows: str, tries: int = 6) -> None:
+    """Click until the text appears: a click that lands while an upload is still reaching the server is lost."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    def shown() -> bool:
+        try:
+            page.get_by_text(shows).first.wait_for(state="visible", timeout=5_000)
+        except PlaywrightTimeout:
+            return False
+        return True
+
+    for _ in range(tries):
+        page.get_by_role("button", name=button).click()
+        if shown():
+            return
+    raise AssertionError(f"clicking {button!r} never showed {shows!r}")
+
+
+def test_from_an_empty_store_to_a_model_in_production_by_clicking(dashboard):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, tmp, env = dashboard
+    shots = Path(os.environ.get("E2E_SCREENSHOTS") or tmp / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    grid = tmp / "tiny_grid.yaml"
+    grid.write_text(f"""base_name: Consumer_Topics
+data_src: CallTranscript
+user_id: e2e-user
+base_model_versions: ["{tmp / 'home' / 'demo-models' / 'demo-bert-tiny'}"]
+dataset_versions: [full_dataset.csv]
+hyperparameters:
+  - {{n_epochs: 3, learning_rate: 0.0005, train_batch_size: 8, eval_batch_size: 64}}
+  - {{n_epochs: 1, learning_rate: 0.002, train_batch_size: 16, eval_batch_size: 64}}
+train_file: "{tmp / 'data'}/{{data_version}}"
+validation_file: "{tmp / 'data' / 'test.csv'}"
+output_dir: "{tmp / 'out'}"
+evalute_pretrained_model: true
+""", encoding="utf-8")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+
+        page.goto(url)
+        expect(page.get_by_role("heading", name="Tuneboard")).to_be_visible()
+        expect(page.get_by_text("No model is registered yet")).to_be_visible()
+        page.screenshot(path=str(shots / "1-home-empty.png"), full_page=True)
+
+        page.get_by_role("link", name="Compose & launch").first.click()
+        expect(page.get_by_role("heading", name="Compose & launch")).to_be_visible()
+        page.get_by_text("Start from a saved grid or a past experiment").click()
+        page.locator("input[type=file]").first.set_input_files(str(grid))
+        expect(page.get_by_text("tiny_grid.yaml").first).to_be_visible()
+        click_until(page, "Load this file", "Loaded tiny_grid.yaml.")
+        expect(page.get_by_text("3 runs")).to_be_visible()
+        page.screenshot(path=str(shots / "2-compose.png"), full_page=True)
+
+        page.get_by_role("button", name="Launch").click()
+        expect(page.get_by_text("Queued 3 runs")).to_be_visible()
+        expect(page.get_by_text("3 finished")).to_be_visible(timeout=240_000)
+        page.screenshot(path=str(shots / "3-jobs.png"), full_page=True)
+
+        page.get_by_role("link", name="Compare").first.click()
+        expect(page.get_by_text("Best run overall by accuracy")).to_be_visible()
+        expect(page.locator(".js-plotly-plot").first).to_be_visible()
+        page.screenshot(path=str(shots / "4-compare.png"), full_page=True)
+
+        page.get_by_role("link", name="Registry & promotion").first.click()
+        expect(page.get_by_role("heading", name="Registry & promotion")).to_be_visible()
+        page.get_by_role("button", name="Promote the best run").click()
+        expect(page.get_by_text("Nothing is in production yet.")).to_be_visible()
+        page.screenshot(path=str(shots / "5-registry-confirm.png"), full_page=True)
+        page.get_by_role("button", name="Confirm: put it into production").click()
+        expect(page.get_by_text(f"Version 1 of {MODEL_NAME} is now in production.")).to_be_visible()
+        page.get_by_role("button", name="Predict").click()
+        expect(page.get_by_text("Version 1 says")).to_be_visible()
+        page.screenshot(path=str(shots / "6-registry-promoted.png"), full_page=True)
+
+        page.get_by_role("link", name="Home").first.click()
+        expect(page.get_by_text(f"{MODEL_NAME}: version 1")).to_be_visible()
+        page.screenshot(path=str(shots / "7-home.png"), full_page=True)
+        browser.close()
+
+    # the registry agrees with what the page said
+    check = subprocess.run([sys.executable, "-m", "core.cli", "history", MODEL_NAME], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120, check=True)
+    assert "e2e-user promoted version 1 to production" in check.stdout
