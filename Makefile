@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run demo test lint bench clean
+.PHONY: setup browser run demo test lint bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,7 +24,11 @@ run: setup
 demo: setup
 	$(PY) -m core.cli demo
 
-test: setup
+# The browser test drives Debian's chromium (no browser downloads).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: setup browser
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .
 	$(PY) -m pytest -p no:cacheprovider --timeout 900 tests
 
@@ -33,6 +37,8 @@ lint: setup
 
 bench: setup
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_jobs.py
+	$(PY) bench/bench_compare.py
 
 clean:
 	rm -rf .mlflow

@@ -77,7 +77,7 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
     try:
         metrics = _run_body(spec, run_id, callbacks or [], say)
     except Exception as exc:  # noqa: BLE001 - the run ends FAILED with the reason; the caller goes on
-        message = f"{type(exc).__name__}: {exc}" if not _is_user_error(exc) else str(exc)
+        message = _explain(exc)
         log.warning("run %s failed: %s", spec.run_name, message)
         try:
             mlflow.flush_async_logging()
@@ -91,10 +91,18 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
     return RunResult(run_id, spec.run_name, "FINISHED", metrics)
 
 
-def _is_user_error(exc: Exception) -> bool:
+def _explain(exc: Exception) -> str:
+    """The reason a run failed, in words a user can act on."""
+    import torch
+
     from core.errors import TuneboardError
 
-    return isinstance(exc, TuneboardError)
+    if isinstance(exc, TuneboardError):
+        return str(exc)
+    if isinstance(exc, torch.OutOfMemoryError):
+        return (f"out of GPU memory ({str(exc).splitlines()[0]}). Try a smaller train_batch_size or max_length, "
+                "or gradient_accumulation_steps to keep the effective batch size.")
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], None]) -> dict[str, float]:

@@ -8,6 +8,7 @@ model hub.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,6 +21,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 DATA = ROOT / "data"
+
+
+def copy_data(folder: Path) -> Path:
+    """A private copy of the demo data files (tests may break or add files in it)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("full_dataset.csv", "train_sample.csv", "test.csv"):
+        shutil.copy(DATA / name, folder / name)
+    return folder
 
 
 def pytest_configure(config):

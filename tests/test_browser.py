@@ -8,7 +8,6 @@ page go to ``$E2E_SCREENSHOTS`` (default: the test's temporary folder).
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import DATA, ROOT
+from conftest import ROOT, copy_data
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -35,9 +34,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
-    (tmp / "data").mkdir()
-    for name in ("full_dataset.csv", "train_sample.csv", "test.csv"):
-        shutil.copy(DATA / name, tmp / "data" / name)
+    copy_data(tmp / "data")
     env = {**os.environ, "TUNEBOARD_HOME": str(tmp / "home"), "TUNEBOARD_DATA_DIR": str(tmp / "data"),
            "TUNEBOARD_USER": "e2e-user", "HF_HUB_OFFLINE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)

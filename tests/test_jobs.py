@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import time
 
 import psutil
 import pytest
-from conftest import DATA, ROOT
+from conftest import ROOT, copy_data
 
 from core.grid import GridSpec
 from core.jobs import CANCEL, PID, RETRIED_BY, RETRY_OF, SPEC, STARTED_AT, JobQueue, JobStatus
@@ -47,9 +46,7 @@ def grid(model: str, tmp_path, *param_sets: dict, datasets=("train_sample.csv",)
 
 @pytest.fixture
 def queue(store, tmp_path):
-    (tmp_path / "data").mkdir()
-    for name in ("full_dataset.csv", "train_sample.csv", "test.csv"):
-        shutil.copy(DATA / name, tmp_path / "data" / name)
+    copy_data(tmp_path / "data")
     q = JobQueue(store)
     yield q
     stop_worker(store)

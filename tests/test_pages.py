@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
-from conftest import DATA, ROOT, use_store
+from conftest import ROOT, copy_data, use_store
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.slow
@@ -20,9 +18,7 @@ def filled(tmp_path_factory):
     from core.worker import stop_worker
 
     tmp = tmp_path_factory.mktemp("pages")
-    (tmp / "data").mkdir()
-    for name in ("full_dataset.csv", "train_sample.csv", "test.csv"):
-        shutil.copy(DATA / name, tmp / "data" / name)
+    copy_data(tmp / "data")
     with pytest.MonkeyPatch.context() as mp:
         settings = use_store(mp, tmp / "home")
         mp.setenv("TUNEBOARD_DATA_DIR", str(tmp / "data"))
@@ -36,6 +32,12 @@ def filled(tmp_path_factory):
             evalute_pretrained_model=True, user_id="tester")
         summary = manager.run_experiments()
         assert not summary.failed
+        import mlflow
+
+        mlflow.set_experiment(manager.experiment_name)  # a run logged by plain MLflow, as other tools do
+        with mlflow.start_run(run_name="logged-elsewhere"):
+            mlflow.log_params({"lr": "0.01"})
+            mlflow.log_metrics({"accuracy": 0.3, "f1": 0.2})
         yield manager.experiment_name, settings, tmp
         stop_worker(settings)
 
@@ -146,6 +148,8 @@ def test_compare_shows_the_best_run_charts_and_a_safe_export(filled):
     assert any("Best run overall by accuracy: **demo-bert-tiny_train_sample_param_set" in s.value for s in at.success)
     charts = at.get("plotly_chart")
     assert len(charts) >= 5
+    table = at.dataframe[-1].value
+    assert "logged-elsewhere" in set(table["run_name"])  # runs logged by other tools compare too
     at.selectbox(key="cmp_group").set_value("param: learning_rate").run()
     assert not at.exception
     assert any(b.proto.label == "Export this table as CSV" for b in at.get("download_button"))

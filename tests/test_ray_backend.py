@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import DATA
+from conftest import copy_data
 from test_jobs import LONG, SHORT, grid, wait_for
 
 from core.jobs import JobQueue, JobStatus
@@ -43,9 +43,7 @@ def ray_queue(store, ray_head, tmp_path, monkeypatch):
     monkeypatch.setenv("JOB_BACKEND", "ray")
     monkeypatch.setenv("RAY_ADDRESS", ray_head)
     monkeypatch.setenv("TUNEBOARD_RAY_PYTHON", sys.executable)
-    (tmp_path / "data").mkdir()
-    for name in ("train_sample.csv", "test.csv"):
-        shutil.copy(DATA / name, tmp_path / "data" / name)
+    copy_data(tmp_path / "data")
     return JobQueue(store)
 
 

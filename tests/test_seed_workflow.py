@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import DATA, use_store
+from conftest import DATA, copy_data, use_store
 
 pytestmark = pytest.mark.slow
 
@@ -171,13 +171,11 @@ def test_transition_registers_promotes_and_rolls_back(seed_run):
 
 def test_a_failing_run_ends_failed_and_the_rest_go_on(store, bert_model, tmp_path):
     """A dataset that breaks after the up-front checks fails its run only."""
-    import shutil
 
     from core import runs as runs_mod
     from core.experiment_manager import ExperimentManager
 
-    for name in ("full_dataset.csv", "train_sample.csv", "test.csv"):
-        shutil.copy(DATA / name, tmp_path / name)
+    copy_data(tmp_path)
     manager = ExperimentManager(
         base_name="Failing", data_src="Demo", dataset_versions=["train_sample.csv", "full_dataset.csv"],
         hyperparameters=[{"n_epochs": 1, "max_steps": 3}], base_model_versions=[bert_model],
