@@ -32,8 +32,8 @@ def build(client, experiment_id: str, n: int) -> None:
     now = int(time.time() * 1000)
     for i in range(n):
         run = client.create_run(experiment_id, run_name=f"model{i % 4}_data{i % 3}_param_set{i % 50}")
-        metrics = [Metric(k, rng.random(), now, 0) for k in
-                   ("accuracy", "f1", "precision", "recall", "roc_auc", "eval_loss", "loss", "train_samples_per_second")]
+        names = ("accuracy", "f1", "precision", "recall", "roc_auc", "eval_loss", "loss", "train_samples_per_second")
+        metrics = [Metric(k, rng.random(), now, 0) for k in names]
         params = [Param(k, str(v)) for k, v in {
             "learning_rate": rng.choice([1e-5, 2e-5, 3e-5, 5e-5]), "num_train_epochs": rng.choice([3, 5, 8]),
             "weight_decay": 0.01, "per_device_train_batch_size": 16, "per_device_eval_batch_size": 32,
@@ -86,8 +86,10 @@ def main() -> None:
     assert len(frame) == args.runs, len(frame)
     med = statistics.median
     print(f"mlflow.search_runs: median {med(reference):.3f} s")
-    print(f"our loader, cold:   median {med(cold):.3f} s ({med(cold) / med(reference):.2f}x search_runs; target <= 1.2x)")
-    print(f"our loader, warm:   median {med(warm):.3f} s (target < 0.3 s; of which the change token {med(token):.3f} s)")
+    print(f"our loader, cold:   median {med(cold):.3f} s "
+          f"({med(cold) / med(reference):.2f}x search_runs; target <= 1.2x)")
+    print(f"our loader, warm:   median {med(warm):.3f} s "
+          f"(target < 0.3 s; of which the change token {med(token):.3f} s)")
 
 
 if __name__ == "__main__":

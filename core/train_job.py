@@ -3,7 +3,7 @@
 It reads the job's spec from its MLflow run (tag ``job_spec``), runs it with
 :func:`core.training.execute` on that run, and reports progress (stage, step
 of total, epoch, loss, samples/s, ETA) into the run's ``job_progress`` tag at
-most every ``PROGRESS_SECONDS``, asynchronously, so training never waits on it.
+most every ``PROGRESS_SECONDS``, from a background thread, so training never waits on it.
 The exit code is 0 when the run finished, 1 when it failed.
 
 ``--wait`` starts a warm spare for the local worker: it imports everything,
@@ -77,6 +77,7 @@ class ProgressReporter:
         self.push(None, None, force=True)
 
     def push(self, state, args, force: bool = False) -> None:
+        from core import tracking
         from core.jobs import PROGRESS, Progress
 
         now = time.monotonic()
@@ -93,13 +94,15 @@ class ProgressReporter:
         fields = {**self._numbers, "stage": self.stage, "loss": self.loss, "updated_at": time.time()}
         if self.stage in ("finished", "failed"):
             fields["eta_seconds"] = 0.0
-        self.client.set_tag(self.run_id, PROGRESS, Progress(**fields).to_json(), synchronous=False)
+        text = Progress(**fields).to_json()
+        tracking.writer.submit(lambda: self.client.set_tag(self.run_id, PROGRESS, text))
 
 
 def run_job(run_id: str) -> int:
     """Execute the job whose MLflow run is ``run_id``; returns the process exit code."""
     from mlflow.tracking import MlflowClient
 
+    from core import tracking
     from core.grid import RunSpec
     from core.jobs import SPEC
     from core.settings import configure_mlflow
@@ -115,9 +118,7 @@ def run_job(run_id: str) -> int:
                                               reporter.on_status(stage)))
     reporter.stage = "finished" if result.status == "FINISHED" else "failed"
     reporter.push(None, None, force=True)
-    import mlflow
-
-    mlflow.flush_async_logging()
+    tracking.flush()
     print(f"job {run_id}: {result.status}" + (f" — {result.error}" if result.error else ""), flush=True)
     return 0 if result.status == "FINISHED" else 1
 
@@ -154,4 +155,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The run is ended and its logging flushed: skip the interpreter's slow teardown (torch, thread pools)
+    # so the worker can start the next job on this slot at once.
+    os._exit(code)

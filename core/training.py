@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import modelio
+from core import modelio, tracking
 from core.data import Examples, LabelMapping, align_labels, load_examples
 from core.grid import OWN_KEYS, RunSpec
 from core.metrics import classification_metrics, softmax
@@ -80,13 +80,13 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
         message = _explain(exc)
         log.warning("run %s failed: %s", spec.run_name, message)
         try:
-            mlflow.flush_async_logging()
+            tracking.flush()
             mlflow.set_tags({ERROR_TAG: message[:4000], "error_type": type(exc).__name__})
             mlflow.log_text(traceback.format_exc(), "error.txt")
         finally:
             mlflow.end_run("FAILED")
         return RunResult(run_id, spec.run_name, "FAILED", {}, message)
-    mlflow.flush_async_logging()
+    tracking.flush()
     mlflow.end_run("FINISHED")
     return RunResult(run_id, spec.run_name, "FINISHED", metrics)
 
@@ -222,7 +222,6 @@ def _make_trainer(spec: RunSpec, model, tokenizer, mapping: LabelMapping, eval_s
     import torch
     from transformers import DataCollatorWithPadding, Trainer
 
-    from core.tracking import MlflowMetricsCallback
 
     batch = int(spec.hyperparameters.get("per_device_train_batch_size", 16))
     steps_per_epoch = max(1, -(-len(train_set) // batch)) if train_set is not None else 1
@@ -233,7 +232,7 @@ def _make_trainer(spec: RunSpec, model, tokenizer, mapping: LabelMapping, eval_s
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad),
         processing_class=tokenizer, compute_metrics=_trainer_metrics(mapping),
-        callbacks=[MlflowMetricsCallback(run_id), *callbacks],
+        callbacks=[tracking.MlflowMetricsCallback(run_id), *callbacks],
     )
 
 

@@ -32,8 +32,14 @@ from pathlib import Path
 from core.jobs import CANCEL, PID, QUEUE, SLOT, STARTED_AT, Job, JobStatus, end_run
 from core.settings import REPO_ROOT, Settings, configure_mlflow
 
-POLL_SECONDS = 0.2
+POLL_SECONDS = 0.1
 KILL_GRACE_SECONDS = 5.0
+
+
+def say(message: str) -> None:
+    """A line of the worker's log, with the time to the millisecond."""
+    now = time.time()
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d} {message}", flush=True)
 
 
 def queue_id(settings: Settings) -> str:
@@ -236,7 +242,7 @@ class Worker:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
         self.reap_orphans()
-        print(f"worker {os.getpid()} owns queue {self.queue} with slots {[s.name for s in self.slots]}", flush=True)
+        say(f"worker {os.getpid()} owns queue {self.queue} with slots {[s.name for s in self.slots]}")
         last_cancel_check = 0.0
         while not self.stopping:
             self.check_children()
@@ -294,7 +300,7 @@ class Worker:
         created = psutil.Process(proc.pid).create_time()
         self.client.set_tag(job.run_id, PID, f"{proc.pid}@{created:.3f}")
         self.client.set_tag(job.run_id, SLOT, slot.name + (f" (GPU {slot.gpu})" if slot.gpu else " (CPU)"))
-        print(f"started {job.run_name} ({job.run_id}) in {slot.name}, pid {proc.pid}", flush=True)
+        say(f"started {job.run_name} ({job.run_id}) in {slot.name}, pid {proc.pid}")
 
     def keep_spares(self) -> None:
         for slot in self.slots:
@@ -320,6 +326,7 @@ class Worker:
             pass
 
     def check_children(self) -> None:
+        ended = []
         for slot in self.slots:
             if slot.job_id is None:
                 continue
@@ -328,8 +335,13 @@ class Worker:
                 if slot.killing_since and time.monotonic() - slot.killing_since > KILL_GRACE_SECONDS:
                     self._signal(slot, signal.SIGKILL)
                 continue
-            self.finalize(slot.job_id, code)
+            ended.append((slot.job_id, code))
+            say(f"process of {slot.job_id} exited with code {code}")
             slot.job_id, slot.proc, slot.killing_since = None, None, None
+        if ended and not self.stopping:
+            self.launch_ready()  # the freed slots take their next jobs before the bookkeeping below
+        for run_id, code in ended:
+            self.finalize(run_id, code)
 
     def finalize(self, run_id: str, code: int) -> None:
         """Give the run its true final state and attach the job's log."""
@@ -349,7 +361,7 @@ class Worker:
         else:
             end_run(self.client, run_id, JobStatus.FAILED, "the training process ended without reporting a result")
         self._attach_log(run_id)
-        print(f"ended {run_id}: {self.client.get_run(run_id).info.status}", flush=True)
+        say(f"ended {run_id}: {self.client.get_run(run_id).info.status}")
 
     def _attach_log(self, run_id: str) -> None:
         path = log_path(self.settings, run_id)
@@ -361,7 +373,7 @@ class Worker:
             try:
                 self.client.log_artifact(run_id, str(copy))
             except OSError as exc:  # a full artifact disk must not stop the queue
-                print(f"could not attach the log of {run_id}: {exc}", flush=True)
+                say(f"could not attach the log of {run_id}: {exc}")
 
     def shutdown(self) -> None:
         """Stop: running jobs end KILLED (retry them to run again); spares are let go."""
@@ -380,7 +392,7 @@ class Worker:
                 self.finalize(slot.job_id, slot.proc.returncode)
                 slot.job_id = None
         (self.settings.home / "worker.json").unlink(missing_ok=True)
-        print("worker stopped", flush=True)
+        say("worker stopped")
 
     @staticmethod
     def _kill_quietly(proc: subprocess.Popen) -> None:

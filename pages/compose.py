@@ -57,29 +57,38 @@ def init_state() -> None:
         st.session_state.setdefault(key, value)
 
 
+# the table's columns (the seed's names) and the TrainingArguments fields they stand for
+TABLE_KEYS = {"n_epochs": "num_train_epochs", "learning_rate": "learning_rate", "weight_decay": "weight_decay",
+              "train_batch_size": "per_device_train_batch_size", "eval_batch_size": "per_device_eval_batch_size"}
+
+
+def in_data_dir(path: str) -> str:
+    """A file of a loaded grid, as a name inside the data folder (the form only offers files there)."""
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(data_dir):
+        raise DataError(path, f"is outside the data folder {data_dir}.", hint="Copy it there, or upload it here.")
+    return resolved.relative_to(data_dir).as_posix()
+
+
+def table_row(params: dict) -> dict:
+    row = {short: params.get(name) for short, name in TABLE_KEYS.items()}
+    other = {k: v for k, v in params.items() if k not in TABLE_KEYS.values()}
+    row["other settings (JSON)"] = json.dumps(other) if other else ""
+    return row
+
+
 def apply_grid(data: dict) -> None:
     """Fill the form from a grid's arguments (a YAML file or a past experiment)."""
     spec = GridSpec.from_dict(data)
-    demos = {v: k for k, v in demo_models().items()}
+    demos = {path: name for name, path in demo_models().items()}
+    datasets = [in_data_dir(spec.train_path(v)) for v in spec.dataset_versions]
+    validation = in_data_dir(spec.validation_file)
     st.session_state.update(
         c_base_name=spec.base_name, c_data_src=spec.data_src, c_user=spec.user_id,
         c_demo=[demos[m] for m in spec.base_model_versions if m in demos],
         c_paths="\n".join(m for m in spec.base_model_versions if m not in demos),
-        c_baseline=spec.evaluate_pretrained_model, c_output=spec.output_dir,
-        c_datasets=[Path(spec.train_path(v)).resolve().relative_to(data_dir).as_posix()
-                    if Path(spec.train_path(v)).resolve().is_relative_to(data_dir) else v
-                    for v in spec.dataset_versions],
-        c_validation=Path(spec.validation_file).resolve().relative_to(data_dir).as_posix()
-        if Path(spec.validation_file).resolve().is_relative_to(data_dir) else spec.validation_file,
-        c_sets=pd.DataFrame([{**{k: p.get(v, None) for k, v in
-                                 {"n_epochs": "num_train_epochs", "learning_rate": "learning_rate",
-                                  "weight_decay": "weight_decay", "train_batch_size": "per_device_train_batch_size",
-                                  "eval_batch_size": "per_device_eval_batch_size"}.items()},
-                              "other settings (JSON)": json.dumps(
-                                  {k: v for k, v in p.items() if k not in
-                                   ("num_train_epochs", "learning_rate", "weight_decay", "per_device_train_batch_size",
-                                    "per_device_eval_batch_size")}) or ""}
-                             for p in spec.hyperparameters]),
+        c_baseline=spec.evaluate_pretrained_model, c_output=spec.output_dir, c_datasets=datasets,
+        c_validation=validation, c_sets=pd.DataFrame([table_row(p) for p in spec.hyperparameters]),
         c_editor_version=st.session_state.get("c_editor_version", 0) + 1)
 
 
