@@ -137,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_id")
     p.add_argument("-n", "--lines", type=int, default=40)
     p.add_argument("--follow", action="store_true")
+    p = sub.add_parser("server", help="run a team MLflow tracking server on PostgreSQL (see core/team.py)")
+    p.add_argument("--db", required=True, help="postgresql://user@host:5432/database")
+    p.add_argument("--artifacts", required=True, help="where the server keeps artifacts")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
     p = sub.add_parser("worker", help="start, stop or show the local worker")
     p.add_argument("action", choices=["start", "stop", "status"])
     args = parser.parse_args(argv)
@@ -174,6 +179,13 @@ def _dispatch(args) -> int:
         if os.environ.get("JOB_BACKEND", "local") == "local":
             print(f"Local worker running (pid {ensure_worker(settings)}); its log: {settings.home / 'worker.log'}")
         return 0
+    if args.command == "server":
+        from core.team import server_command
+
+        command = server_command(args.db, args.artifacts, host=args.host, port=args.port)
+        print(f"Team server at http://{args.host}:{args.port}; on every machine: "
+              f"export MLFLOW_TRACKING_URI=http://{args.host}:{args.port}", flush=True)
+        os.execv(command[0], command)
     if args.command == "demo-grid":
         Path(args.path).write_text(demo_grid().to_yaml(), encoding="utf-8")
         print(f"Wrote {args.path}; edit it, then: python -m core.cli run {args.path}")

@@ -218,7 +218,7 @@ class JobQueue:
         filters = [f"tags.{QUEUE} = '{self.backend.queue_id()}'"]
         if grid_id:
             filters.append(f"tags.grid_id = '{grid_id}'")
-        ids = experiment_ids or [e.experiment_id for e in self.client.search_experiments(max_results=50_000)]
+        ids = experiment_ids or runs_mod.experiment_ids(self.client)
         found = [Job.from_run(r) for r in runs_mod.search_all(self.client, ids, " and ".join(filters))]
         ended = set(self.backend.reconcile([j for j in found if not j.status.is_terminal()]))
         found = [self.get(j.run_id) if j.run_id in ended else j for j in found]

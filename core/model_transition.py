@@ -88,10 +88,18 @@ class ModelTransition:
         import pandas as pd
 
         rows = []
+        # search_model_versions leaves aliases out on some stores: read them from the registered model
+        aliases: dict[str, list[str]] = {}
+        try:
+            for alias, version in self.client.get_registered_model(self.model_name).aliases.items():
+                aliases.setdefault(str(version), []).append(alias)
+        except MlflowException:
+            pass
         for v in self.versions():
             tags = v.tags
             rows.append({
-                "version": str(v.version), "aliases": ", ".join(v.aliases or []), "stage": v.current_stage,
+                "version": str(v.version), "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
+                "stage": v.current_stage,
                 "source run": tags.get("source_run_name", ""), "base model": tags.get("base_model_name", ""),
                 "dataset": tags.get("dataset_name", ""), "validation digest": tags.get("validation_digest", ""),
                 **{k.removeprefix("metric."): float(val) for k, val in tags.items() if k.startswith("metric.")},

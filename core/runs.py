@@ -83,8 +83,18 @@ def model_uri(run) -> str:
     raise NotFoundError(f"run {run.info.run_name} ({run.info.run_id}) holds no model to register.")
 
 
+def experiment_ids(mlflow_client) -> list[str]:
+    """The ids of every live experiment (for searching runs across all of them)."""
+    return [e.experiment_id for e in _all_experiments(mlflow_client)]
+
+
 def experiments(mlflow_client) -> list:
     """Every live experiment, newest first (the empty 'Default' one left out)."""
+    found = _all_experiments(mlflow_client)
+    return [e for e in found if not (e.name == "Default" and e.experiment_id == "0")] or found
+
+
+def _all_experiments(mlflow_client) -> list:
     found = []
     token = None
     while True:
@@ -93,8 +103,7 @@ def experiments(mlflow_client) -> list:
         found.extend(page)
         token = page.token
         if not token:
-            break
-    return [e for e in found if not (e.name == "Default" and e.experiment_id == "0")] or found
+            return found
 
 
 def change_token(mlflow_client, experiment_ids: Sequence[str]) -> tuple:

@@ -33,6 +33,7 @@ from core.jobs import CANCEL, PID, QUEUE, SLOT, STARTED_AT, Job, JobStatus, end_
 from core.settings import REPO_ROOT, Settings, configure_mlflow
 
 POLL_SECONDS = 0.1
+IDLE_SCAN_SECONDS = 2.0  # how often an idle worker looks for jobs nobody told it about
 KILL_GRACE_SECONDS = 5.0
 
 
@@ -44,6 +45,11 @@ def say(message: str) -> None:
 
 def queue_id(settings: Settings) -> str:
     return f"local:{socket.gethostname()}:{settings.home}"
+
+
+def wake_path(settings: Settings) -> Path:
+    """Touched on every submit, so the worker looks at the queue at once instead of polling MLflow."""
+    return settings.home / "queue.wake"
 
 
 def log_path(settings: Settings, run_id: str) -> Path:
@@ -111,6 +117,8 @@ class LocalBackend:
         return queue_id(self.settings)
 
     def launch(self, jobs: list[Job]) -> None:
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        wake_path(self.settings).write_text(str(time.time()))
         ensure_worker(self.settings)
 
     def cancel(self, job: Job) -> None:
@@ -243,34 +251,46 @@ class Worker:
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
         self.reap_orphans()
         say(f"worker {os.getpid()} owns queue {self.queue} with slots {[s.name for s in self.slots]}")
-        last_cancel_check = 0.0
+        last_cancel_check = last_scan = 0.0
+        last_wake = None
         while not self.stopping:
             self.check_children()
-            if time.monotonic() - last_cancel_check > 0.5:
+            now = time.monotonic()
+            if now - last_cancel_check > 0.5:
                 self.check_cancels()
-                last_cancel_check = time.monotonic()
-            started = self.launch_ready()
+                last_cancel_check = now
+            wake = self._wake_stamp()
+            if any(s.job_id is None for s in self.slots) and (wake != last_wake or now - last_scan > IDLE_SCAN_SECONDS):
+                last_wake, last_scan = wake, now
+                started, queued = self.launch_ready()
+                if until_idle and not started and not queued and all(s.job_id is None for s in self.slots):
+                    break
             if self.spares:
                 self.keep_spares()
-            if until_idle and not started and all(s.job_id is None for s in self.slots) and not self._jobs("SCHEDULED"):
-                break
             time.sleep(POLL_SECONDS)
         self.shutdown()
+
+    def _wake_stamp(self) -> float | None:
+        try:
+            return wake_path(self.settings).stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
 
     def _jobs(self, status: str) -> list[Job]:
         from core import runs as runs_mod
 
-        ids = [e.experiment_id for e in self.client.search_experiments(max_results=50_000)]
-        found = runs_mod.search_all(self.client, ids,
+        found = runs_mod.search_all(self.client, runs_mod.experiment_ids(self.client),
                                     f"tags.{QUEUE} = '{self.queue}' and attributes.status = '{status}'")
         return sorted((Job.from_run(r) for r in found), key=Job.spec_order)
 
-    def launch_ready(self) -> int:
+    def launch_ready(self) -> tuple[int, int]:
+        """Start queued jobs in the free slots; return (started, still queued)."""
         free = [s for s in self.slots if s.job_id is None]
         if not free:
-            return 0
+            return 0, -1
         started = 0
-        for job in self._jobs("SCHEDULED"):
+        queued = self._jobs("SCHEDULED")
+        for job in queued:
             if not free:
                 break
             run = self.client.get_run(job.run_id)  # claim only what is still queued and not cancelled
@@ -278,7 +298,7 @@ class Worker:
                 continue
             self.start(free.pop(0), job)
             started += 1
-        return started
+        return started, len(queued) - started
 
     def start(self, slot: Slot, job: Job) -> None:
         import psutil

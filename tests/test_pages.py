@@ -166,6 +166,8 @@ def test_registry_promotes_the_best_run_after_showing_what_it_replaces(filled):
     assert any("Accuracy 0." in m.value for m in at.markdown)
     at.button(key="r_confirm_btn").click().run()
     assert any("Version 1 of Pages_Model is now in production." in s.value for s in at.success)
+    versions = at.dataframe[0].value
+    assert list(versions["aliases"]) == ["production"] and list(versions["stage"]) == ["Production"]
 
     # promote again: the confirmation compares with version 1 in production
     at.selectbox(key="r_metric").set_value("f1").run()
