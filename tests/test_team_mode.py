@@ -96,7 +96,7 @@ def test_four_jobs_log_at_once_through_the_server(team, monkeypatch):
 
     from core.jobs import JobQueue, JobStatus
 
-    url, data, model = team
+    _, data, model = team
     monkeypatch.setenv("TUNEBOARD_CPU_JOBS", "4")
     sets = [{"n_epochs": 1, "max_steps": 40, "logging_steps": 2, "seed": i} for i in range(4)]
     queue = JobQueue()
