@@ -13,4 +13,11 @@ pages = [
     st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
     st.Page("pages/registry.py", title="Registry & promotion", icon=":material/rocket_launch:"),
 ]
-st.navigation(pages).run()
+# Our own sidebar links: with a pages/ folder present, Streamlit can show its file-based page list on a
+# session's very first request (before this script has registered the pages), so that list is switched off.
+page = st.navigation(pages, position="hidden")
+with st.sidebar:
+    st.markdown("### Tuneboard")
+    for item in pages:
+        st.page_link(item)
+page.run()

@@ -42,7 +42,8 @@ def row(job: Job) -> dict:
     p = job.progress
     running = job.status == JobStatus.RUNNING
     return {
-        "run": job.run_name, "status": job.status.value.lower() if not running or not p else p.stage,
+        "run": job.run_name,
+        "status": job.status.value.lower() if not running or not p else p.stage.replace("queued", "starting"),
         "progress": round(100 * (p.fraction if p and running else (1.0 if job.status == JobStatus.FINISHED else 0))),
         "epoch": f"{p.epoch:.2f}" if p and p.total_steps else "",
         "loss": f"{p.loss:.4f}" if p and p.loss is not None else "",

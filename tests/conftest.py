@@ -23,6 +23,13 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 DATA = ROOT / "data"
 
 
+def child_env(**overrides: str) -> dict:
+    """The environment for a subprocess on its own store: mlflow.set_tracking_uri / set_registry_uri
+    write MLFLOW_* variables into os.environ, so an earlier test's store would leak into the child."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    return {**env, "HF_HUB_OFFLINE": "1", **overrides}
+
+
 def copy_data(folder: Path) -> Path:
     """A private copy of the demo data files (tests may break or add files in it)."""
     folder.mkdir(parents=True, exist_ok=True)

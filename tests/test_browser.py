@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, copy_data
+from conftest import ROOT, child_env, copy_data
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -35,9 +35,7 @@ def free_port() -> int:
 def dashboard(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     copy_data(tmp / "data")
-    env = {**os.environ, "TUNEBOARD_HOME": str(tmp / "home"), "TUNEBOARD_DATA_DIR": str(tmp / "data"),
-           "TUNEBOARD_USER": "e2e-user", "HF_HUB_OFFLINE": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = child_env(TUNEBOARD_HOME=str(tmp / "home"), TUNEBOARD_DATA_DIR=str(tmp / "data"), TUNEBOARD_USER="e2e-user")
     subprocess.run([sys.executable, "-m", "core.cli", "prepare"], cwd=ROOT, env=env, check=True, timeout=300,
                    capture_output=True)
     port = free_port()

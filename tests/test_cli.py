@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 
 import pytest
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, child_env
 
 
 def cli(home, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TUNEBOARD_HOME": str(home), "TUNEBOARD_USER": "cli-user", "HF_HUB_OFFLINE": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = child_env(TUNEBOARD_HOME=str(home), TUNEBOARD_USER="cli-user")
     done = subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600, check=False)
     if check and done.returncode != 0:
