@@ -8,7 +8,6 @@ page go to ``$E2E_SCREENSHOTS`` (default: the test's temporary folder).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,19 +15,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, child_env, copy_data
+from conftest import ROOT, child_env, copy_data, free_port
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
          "--no-first-run", "--disable-component-update", "--disable-sync"]
 MODEL_NAME = "Consumer_Topic_Classifier"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

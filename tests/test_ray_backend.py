@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import copy_data
+from conftest import copy_data, free_port
 from test_jobs import LONG, SHORT, grid, wait_for
 
 from core.jobs import JobQueue, JobStatus
@@ -18,12 +17,6 @@ from core.ray_backend import RayBackend, submission_id
 
 pytestmark = pytest.mark.slow
 RAY = str(Path(sys.executable).parent / "ray")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

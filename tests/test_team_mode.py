@@ -7,22 +7,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 
 import psycopg
 import pytest
-from conftest import copy_data
+from conftest import copy_data, free_port
 
 from core.grid import GridSpec
 
 pytestmark = pytest.mark.slow
 ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def admin(sql: str) -> None:
