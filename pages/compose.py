@@ -166,22 +166,35 @@ def field_error(prefix: str) -> None:
     ERROR_SLOTS[prefix] = st.empty()
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def measured_speed(tracking_uri: str, name: str) -> tuple[float, bool]:
+    """(samples/s, measured?) of past finished runs of a base model; cached: the page reruns on every click."""
+    past = client().search_runs([e.experiment_id for e in experiments()][:50],
+                                f"tags.base_model_name = '{name}' and attributes.status = 'FINISHED'", max_results=20)
+    speeds = sorted(r.data.metrics["train_samples_per_second"] for r in past
+                    if "train_samples_per_second" in r.data.metrics)
+    if speeds:
+        return speeds[len(speeds) // 2], True
+    return (800.0 if name.startswith("demo-") else 150.0), False
+
+
+@st.cache_data(show_spinner=False)
+def row_count(path: str, mtime: float) -> int:
+    with open(path, "rb") as f:
+        return max(0, sum(1 for _ in f) - 1)
+
+
 def estimate_seconds(spec: GridSpec) -> tuple[float, str]:
     """A rough duration: examples x epochs / measured samples per second of past runs of each base model."""
     total = 0.0
     notes = set()
     for model in spec.base_model_versions:
         name = Path(model).name
-        past = client().search_runs([e.experiment_id for e in experiments()][:50],
-                                    f"tags.base_model_name = '{name}' and attributes.status = 'FINISHED'",
-                                    max_results=20)
-        speeds = [r.data.metrics["train_samples_per_second"] for r in past
-                  if "train_samples_per_second" in r.data.metrics]
-        speed = sorted(speeds)[len(speeds) // 2] if speeds else (800.0 if name.startswith("demo-") else 150.0)
-        notes.add(f"{name}: {speed:.0f} samples/s ({'measured' if speeds else 'a guess until a run finishes'})")
+        speed, measured = measured_speed(s.tracking_uri, name)
+        notes.add(f"{name}: {speed:.0f} samples/s ({'measured' if measured else 'a guess until a run finishes'})")
         for version in spec.dataset_versions:
             path = Path(spec.train_path(version))
-            rows = max(0, sum(1 for _ in path.open("rb")) - 1) if path.is_file() else 0
+            rows = row_count(str(path), path.stat().st_mtime) if path.is_file() else 0
             for params in spec.hyperparameters:
                 total += rows * float(params.get("num_train_epochs", 3)) / speed + 6
         if spec.evaluate_pretrained_model:
