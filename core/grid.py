@@ -185,6 +185,13 @@ class RunSpec:
     def dataset_name(self) -> str | None:
         return naming.dataset_name(self.dataset_version) if self.dataset_version else None
 
+    def params(self) -> dict[str, Any]:
+        """What the run logs as MLflow params: every hyperparameter, the base model and the data files."""
+        params = {**self.hyperparameters, "base_model": self.base_model, "validation_file": self.validation_path}
+        if self.train_path:
+            params["train_file"] = self.train_path
+        return params
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["hyperparameters"] = dict(self.hyperparameters)

@@ -203,10 +203,7 @@ class JobQueue:
         run = self.client.create_run(experiment_id, run_name=spec.run_name, tags=tags)
         run_id = run.info.run_id
         self.client.update_run(run_id, status=JobStatus.SCHEDULED.value)
-        params = {**spec.hyperparameters, "base_model": spec.base_model, "validation_file": spec.validation_path}
-        if spec.train_path:
-            params["train_file"] = spec.train_path
-        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()],
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in spec.params().items()],
                               tags=[RunTag("mlflow.runName", spec.run_name)])
         self.client.log_text(run_id, spec.to_json(), "run_spec.json")
         return self.get(run_id)

@@ -102,15 +102,10 @@ class ModelTransition:
                 "stage": v.current_stage,
                 "source run": tags.get("source_run_name", ""), "base model": tags.get("base_model_name", ""),
                 "dataset": tags.get("dataset_name", ""), "validation digest": tags.get("validation_digest", ""),
-                **{k.removeprefix("metric."): float(val) for k, val in tags.items() if k.startswith("metric.")},
+                **recorded_metrics(v),
                 "promoted by": tags.get("promoted_by", ""), "promoted at": tags.get("promoted_at", ""),
                 "registered": pd.to_datetime(v.creation_timestamp, unit="ms"), "run_id": v.run_id})
         return pd.DataFrame(rows)
-
-    def version_metrics(self, version) -> dict[str, float]:
-        """The metric values recorded on a version at registration."""
-        tags = self._version(str(version)).tags
-        return {k.removeprefix("metric."): float(v) for k, v in tags.items() if k.startswith("metric.")}
 
     def load(self, stage_or_alias: str = "Production"):
         """The pyfunc model holding the alias (for a quick prediction)."""
@@ -224,6 +219,11 @@ class ModelTransition:
 
 def _quote(name: str) -> str:
     return name.replace("'", "\\'")
+
+
+def recorded_metrics(model_version) -> dict[str, float]:
+    """The metric values a version carries in its ``metric.*`` tags."""
+    return {k.removeprefix("metric."): float(v) for k, v in model_version.tags.items() if k.startswith("metric.")}
 
 
 def registered_model_names(client) -> list[str]:

@@ -58,7 +58,8 @@ def load_for_classification(name_or_path: str, mapping: LabelMapping):
     """(model, tokenizer) with a head sized for ``mapping``; the pretrained head is kept when it matches."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    source = str(Path(name_or_path).expanduser()) if Path(name_or_path).expanduser().exists() else name_or_path
+    local = Path(name_or_path).expanduser()
+    source = str(local) if local.exists() else name_or_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(

@@ -109,9 +109,7 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     import mlflow
 
     # 2. what this run is made of
-    mlflow.log_params({**{k: v for k, v in spec.hyperparameters.items()}, "base_model": spec.base_model,
-                       "validation_file": spec.validation_path,
-                       **({"train_file": spec.train_path} if spec.train_path else {})})
+    mlflow.log_params(spec.params())
     mlflow.log_text(spec.to_json(), "run_spec.json")
 
     # 3. data and labels

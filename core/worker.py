@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import runs as runs_mod
 from core.jobs import CANCEL, PID, QUEUE, SLOT, STARTED_AT, Job, JobStatus, end_run
 from core.settings import REPO_ROOT, Settings, configure_mlflow
 
@@ -134,8 +135,6 @@ class LocalBackend:
         running = [j for j in jobs if j.status == JobStatus.RUNNING]
         if not running or worker_info(self.settings):
             return []
-        from core import runs as runs_mod
-
         client = runs_mod.client(self.settings.tracking_uri, self.settings.registry_uri)
         for job in running:
             _end_orphan(client, job.run_id)
@@ -205,8 +204,6 @@ class Worker:
     def __init__(self, settings: Settings | None = None, slots: list[Slot] | None = None,
                  spares: bool = True):
         self.settings = configure_mlflow(settings)
-        from core import runs as runs_mod
-
         self.client = runs_mod.client(self.settings.tracking_uri, self.settings.registry_uri)
         self.slots = slots or make_slots()
         self.spares = spares
@@ -277,8 +274,6 @@ class Worker:
             return None
 
     def _jobs(self, status: str) -> list[Job]:
-        from core import runs as runs_mod
-
         found = runs_mod.search_all(self.client, runs_mod.experiment_ids(self.client),
                                     f"tags.{QUEUE} = '{self.queue}' and attributes.status = '{status}'")
         return sorted((Job.from_run(r) for r in found), key=Job.spec_order)

@@ -7,7 +7,7 @@ import streamlit as st
 from core import compare
 from core.errors import TuneboardError
 from core.model_selector import ModelSelector
-from core.model_transition import ModelTransition, predict, registered_model_names
+from core.model_transition import ModelTransition, predict, recorded_metrics, registered_model_names
 from pages.common import client, experiments, show_error, user
 
 st.title("Registry & promotion")
@@ -48,7 +48,7 @@ if pending:
     box = st.container(border=True)
     box.write(f"**Candidate:** {pending['run_name']} (trained on {pending['dataset'] or '?'}) — "
               f"best by {pending['metric']} in {pending['experiment']}")
-    now = transition.version_metrics(current.version) if current is not None else None
+    now = recorded_metrics(current) if current is not None else None
     label = f"version {current.version} now in production" if current is not None else "production"
     for sentence in compare.compare_versions(
             {k: v for k, v in pending["metrics"].items() if k in ("accuracy", "f1", "precision", "recall", "roc_auc")},
