@@ -13,17 +13,22 @@ import csv
 import hashlib
 import io
 import math
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import DataError
+from core.errors import DataError, TuneboardError
+from core.paths import check_inside, data_roots
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 PAIR_COLUMNS = (("premise", "hypothesis"), ("sentence1", "sentence2"))
 TEXT_COLUMN = "text"
 LABEL_COLUMNS = ("label", "labels")
+UPLOAD_LIMIT = "TUNEBOARD_MAX_UPLOAD_MB"
+DEFAULT_UPLOAD_MB = 200.0  # the same as server.maxUploadSize in .streamlit/config.toml
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,8 @@ def _check_text_file(path: Path, fmt: str) -> list[str]:
 
 
 def read_table(path: str | Path):
-    """Read a data file into a pandas DataFrame through ``datasets``."""
+    """Read a data file (inside the allowed data folders) into a pandas DataFrame through ``datasets``."""
+    check_inside(path, data_roots(), "data")
     return _read(Path(path))[0]
 
 
@@ -164,8 +170,15 @@ def _is_blank(value: Any) -> bool:
 
 
 def load_examples(path: str | Path) -> Examples:
-    """Read a file and check its columns, texts and labels; errors name the file and row."""
-    path = Path(path)
+    """Read a file inside the allowed data folders and check its columns, texts and labels.
+
+    Errors name the file and row. See ``core.paths`` for the folders.
+    """
+    check_inside(path, data_roots(), "data")
+    return _examples(Path(path))
+
+
+def _examples(path: Path) -> Examples:
     frame, rows = _read(path)
     columns = [str(c) for c in frame.columns]
     lower = {c.lower(): c for c in columns}
@@ -191,6 +204,58 @@ def load_examples(path: str | Path) -> Examples:
     return Examples(path=str(path), rows=tuple(rows), text_a=texts[0], text_b=texts[1] if len(texts) > 1 else None,
                     labels=labels, columns=(text_cols[0], text_cols[1] if pair else None, label_col),
                     digest=file_digest(path))
+
+
+def upload_limit_mb() -> float:
+    """The largest upload kept, in MB: ``TUNEBOARD_MAX_UPLOAD_MB``, else 200 (Streamlit's own limit)."""
+    raw = os.environ.get(UPLOAD_LIMIT, "").strip()
+    if not raw:
+        return DEFAULT_UPLOAD_MB
+    try:
+        limit = float(raw)
+    except ValueError:
+        limit = math.nan
+    if not math.isfinite(limit) or limit <= 0:
+        raise TuneboardError(f"{UPLOAD_LIMIT}={raw!r} is not a size: set it to a number of MB above 0, e.g. 200.")
+    return limit
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 2**20:.1f} MB" if n_bytes >= 2**20 else f"{n_bytes / 2**10:.1f} KB"
+
+
+def save_upload(name: str, content: bytes, folder: str | Path) -> Path:
+    """Keep an uploaded file in ``folder`` only if it is small enough and reads cleanly; return where it is.
+
+    It is checked from a private staging copy and moved in by a rename, so a refused or interrupted upload
+    leaves nothing behind in ``folder``.
+    """
+    name = Path(name).name  # never a path: "../x.csv" is kept as "x.csv"
+    limit = upload_limit_mb()
+    if len(content) > limit * 2**20:
+        raise DataError(name, f"is {_size(len(content))}, over the upload limit of {_size(limit * 2**20)}.",
+                        hint=f"Upload a smaller sample, put the file in the data folder on the server, or raise "
+                             f"{UPLOAD_LIMIT}.")
+    if Path(name).suffix.lower() not in FORMATS:
+        raise DataError(name, "unsupported file type.", hint=f"Use one of: {', '.join(sorted(FORMATS))}.")
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / name
+        staged.write_bytes(content)
+        try:
+            _examples(staged)
+        except DataError as exc:  # name the upload, not the staging copy
+            exc.path, exc.args = name, (str(exc).replace(str(staged), name),)
+            raise
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{name}.part"
+        try:
+            partial.write_bytes(content)
+            os.replace(partial, folder / name)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    return folder / name
 
 
 def align_labels(train: Examples, validation: Examples, model_label2id: Mapping[str, int] | None,

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as _dt
 import json
 import math
+import os
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,8 @@ from core import naming
 from core.errors import GridError
 
 PLACEHOLDER = "{data_version}"
-MAX_RUNS = 500
+MAX_RUNS = 500  # the default cap on one grid's runs; TUNEBOARD_MAX_GRID_RUNS changes it
+MAX_RUNS_VARIABLE = "TUNEBOARD_MAX_GRID_RUNS"
 
 # The seed's short names for TrainingArguments fields.
 SEED_ALIASES = {
@@ -153,6 +155,16 @@ def _check_with_training_arguments(params: Mapping[str, Any], where: str) -> Non
         raise GridError(f"transformers refused these training arguments: {exc}", key=where) from None
 
 
+def max_grid_runs() -> int:
+    """The most runs one grid may create: ``TUNEBOARD_MAX_GRID_RUNS``, else 500."""
+    raw = os.environ.get(MAX_RUNS_VARIABLE, "").strip()
+    if not raw:
+        return MAX_RUNS
+    if not raw.isdigit() or int(raw) < 1:
+        raise GridError(f"{MAX_RUNS_VARIABLE}={raw!r} is not a number of runs: set it to a whole number, 1 or more.")
+    return int(raw)
+
+
 def _as_tuple(value: Any, key: str) -> tuple:
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
         raise GridError(f"must be a list, got {type(value).__name__}.", key=key)
@@ -224,7 +236,7 @@ class GridSpec:
     evaluate_pretrained_model: bool = True
     user_id: str = ""
     run_date: str = ""
-    max_runs: int = MAX_RUNS
+    max_runs: int = field(default_factory=max_grid_runs)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -244,6 +256,13 @@ class GridSpec:
         set_(self, "dataset_versions", _as_tuple(self.dataset_versions, "dataset_versions"))
         set_(self, "base_model_versions", _as_tuple(self.base_model_versions, "base_model_versions"))
         sets = _as_tuple(self.hyperparameters, "hyperparameters")
+        set_(self, "hyperparameters", sets)
+        if isinstance(self.max_runs, bool) or not isinstance(self.max_runs, int) or self.max_runs < 1:
+            raise GridError(f"must be a whole number of runs, 1 or more, got {self.max_runs!r}.", key="max_runs")
+        if self.run_count > self.max_runs:  # before the per-set checks, which take a while for each set
+            raise GridError(f"the grid has {self.run_count} runs, over the limit of {self.max_runs}; use fewer "
+                            f"models, datasets or hyperparameter sets (or raise {MAX_RUNS_VARIABLE}).",
+                            key="hyperparameters")
         normalized = tuple(normalize_hyperparameters(p, where=f"hyperparameters[{i}]") for i, p in enumerate(sets))
         seen: dict[str, int] = {}
         for i, params in enumerate(normalized):
@@ -276,9 +295,6 @@ class GridSpec:
             except ValueError:
                 raise GridError(f"{self.run_date!r} is not a date written as YYYYMMDD (e.g. 20241205).",
                                 key="run_date") from None
-        if self.run_count > self.max_runs:
-            raise GridError(f"the grid has {self.run_count} runs, over the limit of {self.max_runs}; "
-                            "use fewer models, datasets or hyperparameter sets.", key="hyperparameters")
 
     @property
     def experiment_name(self) -> str:
@@ -339,8 +355,8 @@ class GridSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise GridError(f"unknown grid argument; the arguments are: {', '.join(sorted(known))}.", key=unknown[0])
-        missing = sorted(f.name for f in dataclasses.fields(cls)
-                         if f.name not in data and f.default is dataclasses.MISSING)
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in data
+                         and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
         if missing:
             raise GridError("is required.", key=missing[0])
         if "run_date" in data and not isinstance(data["run_date"], str):

@@ -6,11 +6,13 @@ refused. Every failure to load names the path and says what to do.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from core.data import LabelMapping
 from core.errors import ModelPathError
+from core.paths import check_inside, model_roots
 
 
 def _looks_like_path(name: str) -> bool:
@@ -18,10 +20,15 @@ def _looks_like_path(name: str) -> bool:
 
 
 def load_config(name_or_path: str):
-    """The model's config, with errors that say whether the folder, the files or the hub is the problem."""
+    """The model's config, with errors that say whether the folder, the files or the hub is the problem.
+
+    A path must lie inside the allowed model folders (``core.paths``); a hub id goes to the hub.
+    """
     from transformers import AutoConfig
 
     path = Path(name_or_path).expanduser()
+    if path.exists() or _looks_like_path(name_or_path):
+        check_inside(name_or_path, model_roots(), "model")
     if path.exists():
         if not path.is_dir():
             raise ModelPathError(f"{name_or_path}: is a file; a base model is a folder holding config.json "
@@ -29,6 +36,7 @@ def load_config(name_or_path: str):
         if not (path / "config.json").is_file():
             raise ModelPathError(f"{name_or_path}: this folder has no config.json, so it is not a Hugging Face "
                                  "model folder. Point at the folder that save_pretrained wrote.")
+        _check_model_type(name_or_path, path / "config.json")
     elif _looks_like_path(name_or_path):
         raise ModelPathError(f"{name_or_path}: no such folder. Check the path, or use a hub id such as "
                              "'MoritzLaurer/deberta-v3-base-zeroshot-v2.0'.")
@@ -52,6 +60,23 @@ def load_config(name_or_path: str):
         raise ModelPathError(f"{name_or_path}: this model needs to run its own code (trust_remote_code), which "
                              "this tool never allows. Choose a model built into transformers.")
     return config
+
+
+def _check_model_type(name_or_path: str, config_file: Path) -> None:
+    """A model_type that transformers does not know could only load with the model's own code: say so plainly."""
+    from transformers import __version__
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    try:
+        data = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # AutoConfig reports the unreadable file
+    kind = data.get("model_type") if isinstance(data, dict) else None
+    if isinstance(kind, str) and kind and kind not in CONFIG_MAPPING_NAMES and not data.get("auto_map"):
+        raise ModelPathError(f"{name_or_path}: its config.json has model_type {kind!r}, which transformers "
+                             f"{__version__} does not know; loading it would need the model's own code "
+                             "(trust_remote_code), which this tool never allows. Choose a model built into "
+                             "transformers (e.g. bert, deberta-v2), or a newer transformers if it added this type.")
 
 
 def load_for_classification(name_or_path: str, mapping: LabelMapping):

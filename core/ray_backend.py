@@ -62,9 +62,14 @@ class RayBackend:
         return f"ray:{self.address}"
 
     def launch(self, jobs: list[Job]) -> None:
+        from core import paths
+
         env = {"MLFLOW_TRACKING_URI": self.settings.tracking_uri, "MLFLOW_REGISTRY_URI": self.settings.registry_uri,
                "TUNEBOARD_HOME": str(self.settings.home), "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
-               "TOKENIZERS_PARALLELISM": "false"}
+               "TOKENIZERS_PARALLELISM": "false",
+               # the job reads its files behind the same fence they were checked against here
+               paths.DATA_ROOTS: os.pathsep.join(map(str, paths.data_roots())),
+               paths.MODEL_ROOTS: os.pathsep.join(map(str, paths.model_roots()))}
         failed = []
         for job in jobs:
             try:

@@ -50,6 +50,21 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: trains real models for a minute or more")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def allowed_roots(tmp_path_factory):
+    """Data and models live in pytest's temporary folders (and the repo's data/): allow exactly those.
+
+    Set in os.environ for the whole session, so servers and workers the tests start (child_env) get them too.
+    """
+    from core.paths import DATA_ROOTS, MODEL_ROOTS
+
+    base = str(tmp_path_factory.getbasetemp())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(DATA_ROOTS, os.pathsep.join([base, str(DATA)]))
+        mp.setenv(MODEL_ROOTS, base)
+        yield
+
+
 def use_store(mp: pytest.MonkeyPatch, home: Path):
     """Point the library at a fresh embedded store under ``home``."""
     from core.settings import Settings
@@ -85,3 +100,67 @@ def demo_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def bert_model(demo_models) -> str:
     return str(demo_models["demo-bert-tiny"])
+
+
+# -- team mode: a real `mlflow server` on the machine's PostgreSQL ---------------------------------------------------
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+
+
+def pg_admin(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+class TeamServer:
+    """A real ``mlflow server`` on a PostgreSQL database of its own on 127.0.0.1:5432, serving artifacts.
+
+    The database is created here and dropped by ``close``. ``kill`` (kill -9 of the server and its workers) and
+    ``start`` again reuse the same port and database. Unpacks as ``url, folder``.
+    """
+
+    def __init__(self, folder: Path):
+        import uuid
+
+        self.folder = folder
+        self.db = f"tuneboard_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        pg_admin(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
+        pg_admin(f"CREATE DATABASE {self.db}")
+
+    def __iter__(self):
+        return iter((self.url, self.folder))
+
+    def start(self) -> None:
+        from core.team import start_server
+
+        self.proc = start_server(f"postgresql://postgres@127.0.0.1:5432/{self.db}", self.folder / "served-artifacts",
+                                 port=self.port, log=self.folder / "server.log")
+
+    def kill(self) -> None:
+        import signal
+
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def close(self) -> None:
+        import signal
+
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)
+        pg_admin(f"DROP DATABASE IF EXISTS {self.db} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One MLflow server on its own PostgreSQL database per test module (a TeamServer)."""
+    team_server = TeamServer(tmp_path_factory.mktemp("team"))
+    try:
+        team_server.start()
+        yield team_server
+    finally:
+        team_server.close()
