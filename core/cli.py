@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--artifacts", required=True, help="where the server keeps artifacts")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--auth-db", help="postgresql://... for users and permissions: turns on sign-in "
+                   "(first admin's password from MLFLOW_AUTH_ADMIN_PASSWORD)")
     p = sub.add_parser("worker", help="start, stop or show the local worker")
     p.add_argument("action", choices=["start", "stop", "status"])
     args = parser.parse_args(argv)
@@ -180,9 +182,12 @@ def _dispatch(args) -> int:
             print(f"Local worker running (pid {ensure_worker(settings)}); its log: {settings.home / 'worker.log'}")
         return 0
     if args.command == "server":
-        from core.team import server_command
+        from core.team import auth_environment, server_command
 
-        command = server_command(args.db, args.artifacts, host=args.host, port=args.port)
+        command = server_command(args.db, args.artifacts, host=args.host, port=args.port,
+                                 app_name="basic-auth" if args.auth_db else None)
+        if args.auth_db:
+            os.environ.update(auth_environment(args.auth_db, Path(args.artifacts).resolve().parent / "auth"))
         print(f"Team server at http://{args.host}:{args.port}; on every machine: "
               f"export MLFLOW_TRACKING_URI=http://{args.host}:{args.port}", flush=True)
         os.execv(command[0], command)

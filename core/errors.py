@@ -43,3 +43,7 @@ class NotFoundError(TuneboardError):
 
 class RegistryError(TuneboardError):
     """The model registry refused or could not perform a change."""
+
+
+class AuthError(TuneboardError):
+    """Sign-in failed, or the server refused an action for the signed-in user."""

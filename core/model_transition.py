@@ -37,12 +37,14 @@ class AuditEvent:
     replaced: str | None
     user: str
     reason: str
+    note: str = ""  # e.g. overtaken by a promotion made at the same moment
 
     @property
     def as_text(self) -> str:
         was = f"replacing version {self.replaced}" if self.replaced else "nothing held it before"
         why = f' — "{self.reason}"' if self.reason else ""
-        return f"{self.at} {self.user} {self.action}d version {self.version} to {self.alias} ({was}){why}"
+        note = f" [{self.note}]" if self.note else ""
+        return f"{self.at} {self.user} {self.action}d version {self.version} to {self.alias} ({was}){why}{note}"
 
 
 def alias_for(stage_or_alias: str) -> tuple[str, str | None]:
@@ -142,13 +144,19 @@ class ModelTransition:
                 **({"validation_digest": run.data.params["validation_digest"]}
                    if "validation_digest" in run.data.params else {}),
                 **metrics}
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            version = mlflow.register_model(uri, self.model_name, tags=tags)
-        experiment = self.client.get_experiment(run.info.experiment_id).name
-        self.client.update_model_version(
-            self.model_name, version.version,
-            description=f"From run {run.info.run_name} ({run.info.run_id}) in experiment {experiment}.")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                version = mlflow.register_model(uri, self.model_name, tags=tags)
+            experiment = self.client.get_experiment(run.info.experiment_id).name
+            self.client.update_model_version(
+                self.model_name, version.version,
+                description=f"From run {run.info.run_name} ({run.info.run_id}) in experiment {experiment}.")
+        except MlflowException as exc:
+            from core.auth import refusal
+
+            raise refusal(exc, "register a version of", self.model_name) or RegistryError(
+                f"the registry refused to register run {run.info.run_name} as {self.model_name!r}: {exc}") from exc
         return version
 
     def transition_model(self, stage: str, experiment_name: str | None = None, metric: str = "accuracy",
@@ -167,32 +175,78 @@ class ModelTransition:
 
     def promote(self, version: str | int, stage: str = "Production", *, reason: str = "", user: str | None = None,
                 action: str = "promote"):
-        """Point the stage's alias at ``version``, set the stage where supported, and record it."""
+        """Point the stage's alias at ``version``, set the stage where supported, and record it.
+
+        Safe when several people promote at once: the alias is the single source of truth (one value, last
+        writer wins) and :meth:`_settle` brings the stages in line with it, so exactly one version ends in a
+        stage however the calls interleave; an event whose version lost the race says so in its note.
+        """
         alias, stage_name = alias_for(stage)
         version = str(version)
         target = self._version(version)
         previous = self.current(alias)
         replaced = str(previous.version) if previous is not None else None
-        if replaced == version:
+        if replaced == version and (not stage_name or target.current_stage == stage_name
+                                    or not self.supports_stages):
             return target
         user = user or current_user()
-        self.client.set_registered_model_alias(self.model_name, alias, version)
-        if stage_name and self.supports_stages:
+        try:
+            self.client.set_registered_model_alias(self.model_name, alias, version)
+            self._settle(alias, stage_name, version)
+            at = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
+            holder = self.current(alias)
+            note = "" if holder is not None and str(holder.version) == version else \
+                f"overtaken: version {holder.version if holder else '?'} was put there at the same moment"
+            event = AuditEvent(at=at, action=action, alias=alias, version=version, replaced=replaced, user=user,
+                               reason=reason, note=note)
+            for key, value in {"promoted_by": user, "promoted_at": event.at, "promoted_to": alias,
+                               "promotion_reason": reason, "replaced_version": replaced or "none"}.items():
+                self.client.set_model_version_tag(self.model_name, version, key, value)
+            self.client.set_registered_model_tag(self.model_name, f"{AUDIT_PREFIX}{time.time_ns()}",
+                                                 json.dumps(event.__dict__))
+        except MlflowException as exc:
+            from core.auth import refusal
+
+            raise refusal(exc, action, self.model_name) or RegistryError(
+                f"the registry refused to {action} version {version} of {self.model_name!r} to {stage}: "
+                f"{exc.message if hasattr(exc, 'message') else exc}") from exc
+        return self._version(version)
+
+    def _settle(self, alias: str, stage_name: str | None, version: str) -> None:
+        """Make the stages agree with the aliases after ``alias`` was pointed at ``version``.
+
+        The holder of a stage alias gets that stage; other versions in Production or Staging are archived; a
+        stage alias left on ``version`` from another stage is removed. Repeated until the alias stops moving
+        (a concurrent promotion may move it while we work), so the last writer's view always wins.
+        """
+        for other in set(STAGES) - {alias}:
+            holder = self.current(other)
+            if holder is not None and str(holder.version) == version:
+                self.client.delete_registered_model_alias(self.model_name, other)
+        if not stage_name or not self.supports_stages:
+            return
+        for _ in range(10):
+            holder = self.current(alias)
+            if holder is None:
+                return
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 try:
-                    self.client.transition_model_version_stage(self.model_name, version, stage_name,
-                                                               archive_existing_versions=stage_name != "Archived")
-                except MlflowException as exc:  # registries without stages (Unity Catalog): the alias is enough
+                    if holder.current_stage != stage_name:
+                        self.client.transition_model_version_stage(self.model_name, holder.version, stage_name)
+                    if stage_name != "Archived":
+                        for v in self.versions():
+                            if v.current_stage == stage_name and str(v.version) != str(holder.version):
+                                self.client.transition_model_version_stage(self.model_name, v.version, "Archived")
+                except MlflowException as exc:
+                    if getattr(exc, "error_code", "") == "PERMISSION_DENIED":
+                        raise
+                    # registries without stages (Unity Catalog): the alias is enough
                     self.client.set_model_version_tag(self.model_name, version, "stage_note", str(exc)[:500])
-        event = AuditEvent(at=_dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"),
-                           action=action, alias=alias, version=version, replaced=replaced, user=user, reason=reason)
-        for key, value in {"promoted_by": user, "promoted_at": event.at, "promoted_to": alias,
-                           "promotion_reason": reason, "replaced_version": replaced or "none"}.items():
-            self.client.set_model_version_tag(self.model_name, version, key, value)
-        self.client.set_registered_model_tag(self.model_name, f"{AUDIT_PREFIX}{time.time_ns()}",
-                                             json.dumps(event.__dict__))
-        return self._version(version)
+                    return
+            again = self.current(alias)
+            if again is not None and str(again.version) == str(holder.version):
+                return
 
     def rollback(self, stage: str = "Production", *, reason: str = "", user: str | None = None):
         """Give the stage back to the version the current one replaced when it was promoted."""
@@ -201,7 +255,8 @@ class ModelTransition:
         if current is None:
             raise NotFoundError(f"no version of {self.model_name!r} is in {stage}, so there is nothing to roll back.")
         promotions = [e for e in self.audit_trail()
-                      if e.alias == alias and e.version == str(current.version) and e.action == "promote"]
+                      if e.alias == alias and e.version == str(current.version) and e.action == "promote"
+                      and not e.note]
         target = promotions[-1].replaced if promotions else None
         if not target:
             raise NotFoundError(f"version {current.version} of {self.model_name!r} replaced nothing in {stage}; "

@@ -10,7 +10,9 @@ repository root, artifacts beside it, demo data in ``data/``.
 | ``MLFLOW_TRACKING_URI`` | ``sqlite:///<home>/mlflow.db`` |
 | ``MLFLOW_REGISTRY_URI`` | the tracking URI |
 | ``TUNEBOARD_DATA_DIR`` | ``<repo>/data`` |
-| ``TUNEBOARD_USER`` | the operating-system user |
+| ``TUNEBOARD_USER`` | the operating-system user (a dashboard session signed in to the team server: that user) |
+| ``TUNEBOARD_DATA_ROOTS`` | the data folder and home: where data files may be read from (``core.paths``) |
+| ``TUNEBOARD_MODEL_ROOTS`` | home and the Hugging Face cache: where base model folders may be loaded from |
 """
 
 from __future__ import annotations
@@ -59,8 +61,13 @@ def default_tracking_uri(home: Path) -> str:
 
 
 def current_user() -> str:
-    """The one place that knows who is acting (audit trail, experiment names)."""
-    return os.environ.get("TUNEBOARD_USER") or getpass.getuser()
+    """The one place that knows who is acting (audit trail, experiment names).
+
+    The user signed in to the team server in this session (core.auth) wins; otherwise the process's user.
+    """
+    from core.auth import signed_in_user
+
+    return signed_in_user() or os.environ.get("TUNEBOARD_USER") or getpass.getuser()
 
 
 def configure_mlflow(settings: Settings | None = None) -> Settings:

@@ -6,10 +6,21 @@
 Artifacts (models, logs, confusion matrices) go through the server
 (``--serve-artifacts`` with ``--artifacts-destination``), so clients need no
 access to the artifact store themselves.
+
+With sign-in (MLflow's basic-auth app; users and permissions in their own PostgreSQL database):
+
+    export MLFLOW_AUTH_ADMIN_PASSWORD=...            # the first admin, created on first start
+    python -m core.cli server --db postgresql://.../mlflow --auth-db postgresql://.../mlflow_auth --artifacts ...
+
+Everyone then signs in on the dashboard; the CLI and the workers use
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` of an account that
+may edit the team's experiments (a service account with admin rights is simplest).
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
 import time
@@ -19,12 +30,16 @@ from pathlib import Path
 from core.errors import TuneboardError
 
 
+def _check_pg(uri: str, flag: str) -> None:
+    if not uri.startswith(("postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://")):
+        raise TuneboardError(f"{flag} must be a PostgreSQL URI such as postgresql://user@host:5432/mlflow, got "
+                             f"{uri!r}.")
+
+
 def server_command(db_uri: str, artifacts: str, *, host: str = "127.0.0.1", port: int = 5000,
                    workers: int = 2, app_name: str | None = None) -> list[str]:
     """The ``mlflow server`` command line for a PostgreSQL-backed server that serves artifacts."""
-    if not db_uri.startswith(("postgresql://", "postgresql+psycopg2://")):
-        raise TuneboardError(f"--db must be a PostgreSQL URI such as postgresql://user@host:5432/mlflow, got "
-                             f"{db_uri!r}.")
+    _check_pg(db_uri, "--db")
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", db_uri,
                "--artifacts-destination", artifacts, "--serve-artifacts", "--host", host, "--port", str(port),
                "--workers", str(workers)]
@@ -33,13 +48,53 @@ def server_command(db_uri: str, artifacts: str, *, host: str = "127.0.0.1", port
     return command
 
 
+def auth_environment(auth_db: str, config_dir: Path, *, admin: str = "admin",
+                     default_permission: str = "READ") -> dict[str, str]:
+    """Environment for ``mlflow server --app-name basic-auth``: its config file, admin and CSRF key.
+
+    The first admin's password comes from ``MLFLOW_AUTH_ADMIN_PASSWORD`` (never from a file of ours).
+    Several servers behind one address must share ``MLFLOW_FLASK_SERVER_SECRET_KEY``; a single one gets a
+    random key when it is unset.
+    """
+    _check_pg(auth_db, "--auth-db")
+    if default_permission not in ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"):
+        raise TuneboardError(f"default permission {default_permission!r} is not one of READ, USE, EDIT, MANAGE, "
+                             "NO_PERMISSIONS.")
+    if not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
+        raise TuneboardError("set MLFLOW_AUTH_ADMIN_PASSWORD to the password of the server's first admin "
+                             f"({admin!r}) before starting a server with sign-in.")
+    config_dir.mkdir(parents=True, exist_ok=True)
+    config = config_dir / "basic_auth.ini"
+    config.write_text("[mlflow]\n"
+                      f"default_permission = {default_permission}\n"
+                      f"database_uri = {auth_db}\n"
+                      f"admin_username = {admin}\n"
+                      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                      # each request otherwise re-hashes the password (PBKDF2, ~0.5 s of CPU here): a page
+                      # making 20 calls took 10 s. A changed password or a deleted user may stay valid on
+                      # another server worker for up to this long.
+                      "auth_cache_ttl_seconds = 60\n",
+                      encoding="utf-8")
+    return {"MLFLOW_AUTH_CONFIG_PATH": str(config),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": os.environ.get("MLFLOW_FLASK_SERVER_SECRET_KEY")
+            or secrets.token_hex(32)}
+
+
 def start_server(db_uri: str, artifacts: str | Path, *, host: str = "127.0.0.1", port: int = 5000,
-                 log: Path | None = None, wait_seconds: float = 120.0, **options) -> subprocess.Popen:
-    """Start the server in the background and wait until it answers its health check."""
+                 log: Path | None = None, wait_seconds: float = 120.0, auth_db: str | None = None,
+                 **options) -> subprocess.Popen:
+    """Start the server in the background and wait until it answers its health check.
+
+    With ``auth_db`` the server runs MLflow's basic-auth app, its users kept in that PostgreSQL database.
+    """
     Path(artifacts).mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if auth_db:
+        env.update(auth_environment(auth_db, Path(artifacts).parent / f"auth-{port}"))
+        options["app_name"] = "basic-auth"
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the server process
     proc = subprocess.Popen(server_command(db_uri, str(artifacts), host=host, port=port, **options),
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     url = f"http://{host}:{port}/health"
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import logging
+import re
 
 import streamlit as st
 
@@ -42,14 +44,15 @@ def queue():
 
 
 @st.cache_data(show_spinner="Reading runs from MLflow...", max_entries=32)
-def _frame(tracking_uri: str, experiment_ids: tuple[str, ...], token: tuple):
+def _frame(tracking_uri: str, experiment_ids: tuple[str, ...], token: tuple, who: str | None):
     return runs_mod.load_frame(client(), list(experiment_ids))
 
 
 def load_runs(experiment_ids: list[str]):
     """All runs of the experiments; cached per store and experiments until a run starts, ends or appears."""
     ids = tuple(sorted(experiment_ids))
-    return _frame(settings().tracking_uri, ids, runs_mod.change_token(client(), ids))
+    creds = credentials()  # one user's view is never served to another from the cache
+    return _frame(settings().tracking_uri, ids, runs_mod.change_token(client(), ids), creds and creds.username)
 
 
 def experiments() -> list:
@@ -60,14 +63,31 @@ def user() -> str:
     return current_user()
 
 
+# Markdown's marks; "_" only at a word's edge, so snake_case names stay readable in the page's source
+_MARKS = re.compile(r"[\\`*\[\]$~|#]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_LIST_START = re.compile(r"^\s*(?:([-+])|(\d+)([.)]))")  # "- x", "1. x" would start a list
+
+
+def md(value) -> str:
+    """Text from users or runs (names, tags, paths, messages) for st.write, st.markdown, captions and alerts.
+
+    Streamlit renders those as Markdown: a run name could otherwise become a link, an image fetched from
+    anywhere, or HTML. HTML's ``<``, ``>`` and ``&`` become entities, Markdown's marks get a backslash, and
+    line breaks a space, so the text shows exactly as it was written.
+    """
+    text = " ".join(html.escape(str(value), quote=False).splitlines())
+    text = _MARKS.sub(lambda m: "\\" + m.group(0), text)
+    return _LIST_START.sub(lambda m: f"\\{m[1]}" if m[1] else f"{m[2]}\\{m[3]}", text)
+
+
 def show_error(exc: Exception, doing: str) -> None:
     """A user's mistake gets its plain message; anything else a short apology, with the traceback in the log."""
     if isinstance(exc, TuneboardError):
-        st.error(str(exc), icon=":material/error:")
+        st.error(md(exc), icon=":material/error:")
     else:
         log.exception("while %s", doing)
-        st.error(f"Something went wrong while {doing}: {type(exc).__name__}: {exc}. The details are in the "
-                 "dashboard's log.", icon=":material/error:")
+        st.error(f"Something went wrong while {md(doing)}: {type(exc).__name__}: {md(exc)}. The details are in "
+                 "the dashboard's log.", icon=":material/error:")
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -75,3 +95,76 @@ def fmt(value, digits: int = 3) -> str:
         return f"{float(value):.{digits}f}"
     except (TypeError, ValueError):
         return "–"
+
+
+# -- sign-in (team server with MLflow's basic-auth app) ------------------------------------------------------
+@st.cache_data(ttl=60, show_spinner=False)
+def _server_auth(tracking_uri: str):
+    from core.auth import server_auth
+
+    return server_auth(tracking_uri)
+
+
+def auth_required() -> bool:
+    return _server_auth(settings().tracking_uri).required
+
+
+def credentials():
+    """This browser session's credentials (kept in its memory only), or None."""
+    return st.session_state.get("auth_creds")
+
+
+def sign_in_gate() -> None:
+    """First thing on every page: on a server with sign-in, ask for it; then act as that user.
+
+    Every MLflow call this page makes afterwards carries the session's credentials (core.auth).
+    """
+    from core.auth import ANONYMOUS, Credentials, act_as, sign_in
+
+    if not auth_required():
+        act_as(None)  # the dashboard process's own identity: local store or an open server
+        return
+    creds = credentials()
+    if creds is None:
+        act_as(ANONYMOUS)
+        st.title("Sign in")
+        st.write("The team's MLflow server asks everyone to sign in. Use your account on that server; the "
+                 "password stays in this browser session's memory and is sent only to the server.")
+        with st.form("sign_in"):
+            name = st.text_input("User name", key="auth_user")
+            password = st.text_input("Password", type="password", key="auth_password")
+            if st.form_submit_button("Sign in", type="primary"):
+                try:
+                    who = sign_in(settings().tracking_uri, name, password)
+                    st.session_state["auth_creds"] = Credentials(who.username, password)
+                    st.session_state["auth_admin"] = who.is_admin
+                    st.session_state.pop("auth_password", None)
+                    st.rerun()
+                except TuneboardError as exc:
+                    st.error(md(exc), icon=":material/lock:")
+        st.stop()
+    act_as(creds)
+    with st.sidebar:
+        st.caption(f"Signed in as **{md(creds.username)}**" + (" (admin)" if st.session_state.get("auth_admin")
+                                                                 else ""))
+        if st.button("Sign out", key="auth_sign_out"):
+            for key in ("auth_creds", "auth_admin"):
+                st.session_state.pop(key, None)
+            st.rerun()
+
+
+def promotion_rights(model_name: str, exists: bool) -> tuple[bool, str]:
+    """(may promote and roll back, the sentence that says so) for the signed-in user and this model."""
+    from core.auth import may_promote, model_permission
+
+    if not auth_required():
+        return True, (f"This store has no sign-in: anyone who can open this dashboard can promote and roll back. "
+                      f"Changes are recorded under the name {md(user())}.")
+    creds = credentials()
+    if not exists:
+        return True, f"{md(model_name)} is new: you will own it (MANAGE) once its first version is registered."
+    permission = model_permission(settings().tracking_uri, creds, model_name)
+    if may_promote(permission):
+        return True, f"You ({md(creds.username)}) may promote and roll back {md(model_name)} (MANAGE)."
+    return False, (f"You ({md(creds.username)}) have {permission} permission on {md(model_name)}: promoting and "
+                   "rolling back need MANAGE. Ask the model's owner or a server admin to grant it.")

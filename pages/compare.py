@@ -7,7 +7,9 @@ import streamlit as st
 
 from core import charts, compare
 from core import runs as runs_mod
-from pages.common import client, experiments, fmt, load_runs
+from pages.common import client, experiments, fmt, load_runs, md, sign_in_gate
+
+sign_in_gate()
 
 st.title("Compare runs")
 exps = {e.experiment_id: e.name for e in experiments()}
@@ -46,16 +48,16 @@ if text:
 best = compare.best_run(view, metric)
 gains = compare.gain_over_baseline(view, metric)
 if best is None:
-    st.warning(f"No finished fine-tuned run has {metric!r} yet.")
+    st.warning(f"No finished fine-tuned run has {md(repr(metric))} yet.")
 else:
     gain = gains.get(best.name)
     gain_text = f", {gain:+.3f} against its untrained baseline" if pd.notna(gain) else ""
-    st.success(f"Best run overall by {metric}: **{best['run_name']}** ({metric} {fmt(best[f'metrics.{metric}'])}"
-               f"{gain_text}).", icon=":material/emoji_events:")
+    st.success(f"Best run overall by {md(metric)}: **{md(best['run_name'])}** ({md(metric)} "
+               f"{fmt(best[f'metrics.{metric}'])}{gain_text}).", icon=":material/emoji_events:")
 if group_col:
     per_group = compare.best_per_group(view, metric, group_col)
     if len(per_group):
-        st.write(f"Best run of each group ({group_label}):")
+        st.write(f"Best run of each group ({md(group_label)}):")
         st.dataframe(per_group[["group", "run_name", f"metrics.{metric}", "runs_in_group"]].rename(
             columns={"run_name": "best run", f"metrics.{metric}": metric, "runs_in_group": "runs"}),
             hide_index=True, width="stretch")

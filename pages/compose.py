@@ -6,8 +6,6 @@ import itertools
 import json
 import math
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -15,14 +13,16 @@ import streamlit as st
 import yaml
 
 from core import demo
-from core.data import FORMATS, load_examples
+from core.data import FORMATS
+from core.data import save_upload as data_save_upload
 from core.errors import DataError, GridError, TuneboardError
 from core.grid import GridSpec
 from core.jobs import past_grid
 from core.naming import experiment_name
-from pages.common import client, experiments, queue, settings, show_error, user
+from pages.common import client, experiments, md, queue, settings, show_error, sign_in_gate, user
 
-UPLOAD_LIMIT_MB = 200
+sign_in_gate()
+
 COLUMNS = {"n_epochs": int, "learning_rate": float, "weight_decay": float, "train_batch_size": int,
            "eval_batch_size": int}
 DEFAULT_SETS = pd.DataFrame([
@@ -114,6 +114,14 @@ def load_experiment() -> None:
         st.session_state["c_loaded"] = f"error:{exc}"
 
 
+def number(text: str, cast: type) -> float | int:
+    """One value of a generator list; "nan" and "inf" are refused here, since an empty cell means the default."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text.strip()!r} is not a finite number")
+    return cast(value) if cast is int else value
+
+
 def sets_from_table(table: pd.DataFrame) -> list[dict]:
     """Rows of the editor as hyperparameter dicts; blank cells are left out, JSON merged in."""
     sets = []
@@ -141,21 +149,9 @@ def sets_from_table(table: pd.DataFrame) -> list[dict]:
 
 
 def save_upload(upload) -> str:
-    """Check an uploaded file and keep it in data/uploads/ only if it reads cleanly."""
-    if upload.size > UPLOAD_LIMIT_MB * 1024 * 1024:
-        raise DataError(upload.name, f"is {upload.size / 2**20:.0f} MB, over the {UPLOAD_LIMIT_MB} MB limit.",
-                        hint="Upload a smaller sample, or put the file in the data folder on the server.")
-    name = Path(upload.name).name
-    if Path(name).suffix.lower() not in FORMATS:
-        raise DataError(name, f"unsupported file type; use one of {', '.join(sorted(FORMATS))}.")
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / name
-        staged.write_bytes(upload.getvalue())
-        load_examples(staged)  # raises a DataError naming the row if anything is wrong
-        target = data_dir / "uploads" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(staged, target)
-    return f"uploads/{name}"
+    """Check an uploaded file and keep it in data/uploads/ only if it reads cleanly (see core.data.save_upload)."""
+    saved = data_save_upload(upload.name, upload.getvalue(), data_dir / "uploads")
+    return saved.relative_to(data_dir).as_posix()
 
 
 ERROR_SLOTS: dict[str, object] = {}
@@ -169,8 +165,10 @@ def field_error(prefix: str) -> None:
 @st.cache_data(ttl=60, show_spinner=False)
 def measured_speed(tracking_uri: str, name: str) -> tuple[float, bool]:
     """(samples/s, measured?) of past finished runs of a base model; cached: the page reruns on every click."""
-    past = client().search_runs([e.experiment_id for e in experiments()][:50],
-                                f"tags.base_model_name = '{name}' and attributes.status = 'FINISHED'", max_results=20)
+    quoted = f'"{name}"' if "'" in name else f"'{name}'"  # a folder may be called o'brien; MLflow has no escapes
+    past = [] if "'" in name and '"' in name else client().search_runs(
+        [e.experiment_id for e in experiments()][:50],
+        f"tags.base_model_name = {quoted} and attributes.status = 'FINISHED'", max_results=20)
     speeds = sorted(r.data.metrics["train_samples_per_second"] for r in past
                     if "train_samples_per_second" in r.data.metrics)
     if speeds:
@@ -215,7 +213,7 @@ with st.expander("Start from a saved grid or a past experiment"):
     st.button("Start from this experiment", on_click=load_experiment, key="c_load_past")
 message = st.session_state.pop("c_loaded", None)
 if message:
-    (st.error if message.startswith("error:") else st.success)(message.removeprefix("error:"))
+    (st.error if message.startswith("error:") else st.success)(md(message.removeprefix("error:")))
 
 st.subheader("1. Name")
 c1, c2, c3 = st.columns(3)
@@ -240,9 +238,9 @@ if upload is not None and st.session_state.get("c_uploaded") != (upload.name, up
         saved = save_upload(upload)
         st.session_state["c_uploaded"] = (upload.name, upload.size)
         st.session_state["c_datasets"] = [*st.session_state["c_datasets"], saved]
-        st.success(f"{upload.name} reads cleanly and was added as {saved}.")
+        st.success(f"{md(upload.name)} reads cleanly and was added as {md(saved)}.")
     except TuneboardError as exc:
-        st.error(f"{exc}", icon=":material/error:")
+        st.error(md(exc), icon=":material/error:")
 files = data_files()
 st.multiselect("Dataset versions to train on", options=sorted(set(files) | set(st.session_state["c_datasets"])),
                key="c_datasets")
@@ -262,10 +260,9 @@ with st.expander("Generate sets from value lists"):
     sample = st.number_input("How many in the sample", min_value=1, max_value=500, value=8, key="c_gen_n")
     if st.button("Fill the table", key="c_gen_fill"):
         try:
-            lists = {k: [COLUMNS[k](float(x)) if COLUMNS[k] is int else float(x)
-                         for x in v.split(",") if x.strip()] for k, v in gen.items() if v.strip()}
+            lists = {k: [number(x, COLUMNS[k]) for x in v.split(",") if x.strip()] for k, v in gen.items() if v.strip()}
         except ValueError as exc:
-            st.error(f"Could not read a value list: {exc}. Write numbers separated by commas, e.g. 2e-5, 3e-5.")
+            st.error(f"Could not read a value list: {md(exc)}. Write numbers separated by commas, e.g. 2e-5, 3e-5.")
         else:
             combos = [dict(zip(lists, values, strict=True)) for values in itertools.product(*lists.values())]
             if mode == "a random sample" and len(combos) > sample:
@@ -307,17 +304,17 @@ if st.session_state["c_error"]:
     key, message = st.session_state["c_error"]
     slot = next((slot for prefix, slot in ERROR_SLOTS.items() if key.startswith(prefix)), None)
     if slot is not None:
-        slot.error(message, icon=":material/error:")
+        slot.error(md(message), icon=":material/error:")
 
 st.subheader("6. Check and launch")
 if spec is None:
     key, message = st.session_state["c_error"]
-    st.error(f"Not ready to launch: {message}", icon=":material/error:")
+    st.error(f"Not ready to launch: {md(message)}", icon=":material/error:")
 else:
     runs = spec.expand()
     seconds, basis = estimate_seconds(spec)
-    st.write(f"Experiment **{spec.experiment_name}** — **{len(runs)} runs**, about **{seconds / 60:.0f} min** "
-             f"on one slot (rough: {basis}).")
+    st.write(f"Experiment **{md(spec.experiment_name)}** — **{len(runs)} runs**, about **{seconds / 60:.0f} min** "
+             f"on one slot (rough: {md(basis)}).")
     st.dataframe(pd.DataFrame({"run": [r.run_name for r in runs],
                                "what": ["evaluate the pretrained model" if r.kind == "baseline" else "fine-tune"
                                         for r in runs]}), hide_index=True, height=min(400, 38 + 35 * len(runs)))
@@ -331,7 +328,7 @@ else:
             st.session_state["flash"] = f"Queued {len(jobs)} runs of {spec.experiment_name}."
             st.switch_page("pages/jobs.py")
         except TuneboardError as exc:
-            st.error(f"Nothing was launched: {exc}", icon=":material/error:")
+            st.error(f"Nothing was launched: {md(exc)}", icon=":material/error:")
         except Exception as exc:  # noqa: BLE001 - shown in words, traceback in the log
             show_error(exc, "launching the grid")
-st.caption(f"Experiment names follow the seed: {experiment_name('<user>', '<base_name>', '<data_src>')}")
+st.caption(f"Experiment names follow the seed: {md(experiment_name('<user>', '<base_name>', '<data_src>'))}")

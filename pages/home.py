@@ -8,10 +8,12 @@ import streamlit as st
 from core import compare
 from core.jobs import JobStatus
 from core.model_transition import ModelTransition, registered_model_names
-from pages.common import client, experiments, fmt, load_runs, queue, show_error, user
+from pages.common import client, experiments, fmt, load_runs, md, queue, show_error, sign_in_gate, user
+
+sign_in_gate()
 
 st.title("Tuneboard")
-st.write(f"Signed in as **{user()}**. Fine-tune text classifiers, compare them, and put the best one into "
+st.write(f"Signed in as **{md(user())}**. Fine-tune text classifiers, compare them, and put the best one into "
          "production. Everything is recorded in MLflow.")
 
 try:
@@ -32,7 +34,7 @@ if recent:
     st.subheader("Finished recently")
     for job in recent:
         word = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "was cancelled"}[job.status.value]
-        st.write(f"- **{job.run_name}** {word}" + (f" — {job.reason}" if job.reason else ""))
+        st.write(f"- **{md(job.run_name)}** {word}" + (f" — {md(job.reason)}" if job.reason else ""))
 
 st.subheader("Best model of each experiment")
 exps = experiments()[:10]
@@ -63,12 +65,12 @@ for name in names:
     transition = ModelTransition(name)
     current = transition.current("Production")
     if current is None:
-        st.write(f"- **{name}**: nothing in production yet")
+        st.write(f"- **{md(name)}**: nothing in production yet")
         continue
     tags = current.tags
-    st.write(f"- **{name}**: version {current.version} ({tags.get('source_run_name', '?')}), accuracy "
-             f"{tags.get('metric.accuracy', '–')}, promoted by {tags.get('promoted_by', '?')} on "
-             f"{tags.get('promoted_at', '?')[:16].replace('T', ' ')}")
+    st.write(f"- **{md(name)}**: version {current.version} ({md(tags.get('source_run_name', '?'))}), accuracy "
+             f"{md(tags.get('metric.accuracy', '–'))}, promoted by {md(tags.get('promoted_by', '?'))} on "
+             f"{md(tags.get('promoted_at', '?')[:16].replace('T', ' '))}")
 
 st.divider()
 st.write("Next: ")

@@ -6,14 +6,16 @@ import pandas as pd
 import streamlit as st
 
 from core.jobs import Job, JobStatus
-from pages.common import queue, settings, show_error
+from pages.common import md, queue, settings, show_error, sign_in_gate
+
+sign_in_gate()
 
 REFRESH_SECONDS = 2
 
 st.title("Jobs")
 flash = st.session_state.pop("flash", None)
 if flash:
-    st.success(flash + " They train in the background: you can close this page and come back.")
+    st.success(md(flash) + " They train in the background: you can close this page and come back.")
 
 q = queue()
 if q.backend_name == "local":
@@ -79,7 +81,8 @@ def job_details(jobs: dict[str, Job]) -> None:
     if not selected:
         return
     job = jobs[selected]
-    st.write(f"**{job.run_name}** is **{job.status.value.lower()}**" + (f" — {job.reason}" if job.reason else ""))
+    reason = f" — {md(job.reason)}" if job.reason else ""
+    st.write(f"**{md(job.run_name)}** is **{job.status.value.lower()}**{reason}")
     b1, b2 = st.columns(2)
     if not job.status.is_terminal() and b1.button("Cancel this job", key="j_cancel"):
         try:

@@ -8,10 +8,11 @@ from core import compare
 from core.errors import TuneboardError
 from core.model_selector import ModelSelector
 from core.model_transition import ModelTransition, predict, recorded_metrics, registered_model_names
-from pages.common import client, experiments, show_error, user
+from pages.common import client, experiments, md, promotion_rights, show_error, sign_in_gate, user
+
+sign_in_gate()
 
 st.title("Registry & promotion")
-st.caption(f"Signed in as {user()}. On this store anyone can promote; changes are recorded with your name.")
 
 if "r_confirm" not in st.session_state:
     st.session_state["r_confirm"] = None
@@ -25,6 +26,8 @@ if not model_name or not model_name.strip():
     st.stop()
 transition = ModelTransition(model_name)
 current = transition.current("Production")
+may_promote, rights = promotion_rights(model_name, exists=model_name in names)
+(st.caption if may_promote else st.warning)(rights)
 
 # -- promote the best run -----------------------------------------------------------------------------
 st.subheader("Promote the best run")
@@ -32,7 +35,7 @@ exps = {e.name: e.experiment_id for e in experiments()}
 p1, p2 = st.columns(2)
 experiment = p1.selectbox("From experiment", options=list(exps), key="r_experiment")
 metric = p2.selectbox("Best by", options=["accuracy", "f1", "precision", "recall", "roc_auc"], key="r_metric")
-if experiment and st.button("Promote the best run", type="primary", key="r_promote_best"):
+if experiment and may_promote and st.button("Promote the best run", type="primary", key="r_promote_best"):
     try:
         best = ModelSelector(experiment, metric).get_best_model()
         st.session_state["r_confirm"] = {"run_id": best.info.run_id, "run_name": best.info.run_name,
@@ -41,13 +44,13 @@ if experiment and st.button("Promote the best run", type="primary", key="r_promo
                                          "digest": best.data.params.get("validation_digest"),
                                          "experiment": experiment, "metric": metric}
     except TuneboardError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
 
 pending = st.session_state["r_confirm"]
-if pending:
+if pending and may_promote:
     box = st.container(border=True)
-    box.write(f"**Candidate:** {pending['run_name']} (trained on {pending['dataset'] or '?'}) — "
-              f"best by {pending['metric']} in {pending['experiment']}")
+    box.write(f"**Candidate:** {md(pending['run_name'])} (trained on {md(pending['dataset'] or '?')}) — "
+              f"best by {md(pending['metric'])} in {md(pending['experiment'])}")
     now = recorded_metrics(current) if current is not None else None
     label = f"version {current.version} now in production" if current is not None else "production"
     for sentence in compare.compare_versions(
@@ -56,7 +59,7 @@ if pending:
         box.write(f"- {sentence}")
     if current is not None:
         if compare.is_worse(pending["metrics"], now or {}, pending["metric"]):
-            box.warning(f"The candidate is worse than {label} on {pending['metric']}.")
+            box.warning(f"The candidate is worse than {label} on {md(pending['metric'])}.")
         if current.tags.get("validation_digest") and current.tags.get("validation_digest") != pending["digest"]:
             box.warning("The two were evaluated on different validation files, so their numbers are not "
                         "directly comparable.")
@@ -70,7 +73,7 @@ if pending:
             version = transition.register_run(client().get_run(pending["run_id"]))
             done = transition.promote(version.version, "Production", reason=reason, user=user())
             st.session_state["r_confirm"] = None
-            st.session_state["r_flash"] = f"Version {done.version} of {model_name} is now in production."
+            st.session_state["r_flash"] = f"Version {done.version} of {md(model_name)} is now in production."
             st.rerun()
         except Exception as exc:  # noqa: BLE001
             show_error(exc, "promoting the model")
@@ -85,22 +88,23 @@ if flash:
 versions = transition.versions_frame()
 st.subheader("Versions")
 if versions.empty:
-    st.info(f"{model_name} has no versions yet: promote the best run above.")
+    st.info(f"{md(model_name)} has no versions yet: promote the best run above.")
 else:
     if current is not None:
-        st.write(f"In production: **version {current.version}** ({current.tags.get('source_run_name', '?')}).")
+        st.write(f"In production: **version {current.version}** ({md(current.tags.get('source_run_name', '?'))}).")
     st.dataframe(versions.drop(columns=["run_id"]), hide_index=True, width="stretch")
     m1, m2, m3 = st.columns(3)
     version = m1.selectbox("Version", options=list(versions["version"]), key="r_version")
     stage = m2.text_input("Stage or alias", value="Staging", key="r_stage",
                           help="Production, Staging, Archived, or any alias such as champion")
-    if m3.button("Move it there", key="r_move"):
+    if may_promote and m3.button("Move it there", key="r_move"):
         try:
             transition.promote(version, stage, reason=f"moved by hand to {stage}", user=user())
             st.rerun()
         except Exception as exc:  # noqa: BLE001
             show_error(exc, "moving the version")
-    if current is not None and st.button("Roll back production to the version it replaced", key="r_rollback"):
+    if may_promote and current is not None and st.button("Roll back production to the version it replaced",
+                                                         key="r_rollback"):
         try:
             back = transition.rollback("Production", user=user())
             st.session_state["r_flash"] = f"Rolled back: version {back.version} is in production again."
@@ -135,6 +139,6 @@ else:
     if st.button("Predict", key="r_predict"):
         try:
             result = predict(production_model(model_name, str(current.version)), [text], [pair] if pair else None)
-            st.write(f"Version {current.version} says **{result['label'][0]}** (score {result['score'][0]:.3f}).")
+            st.write(f"Version {current.version} says **{md(result['label'][0])}** (score {result['score'][0]:.3f}).")
         except Exception as exc:  # noqa: BLE001
             show_error(exc, "asking the model")
