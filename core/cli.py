@@ -6,6 +6,7 @@
     python -m core.cli promote MODEL --experiment EXPERIMENT [--metric accuracy] [--stage Production]
     python -m core.cli promote MODEL --version 3 [--stage Production] [--reason "..."]
     python -m core.cli rollback MODEL [--stage Production]
+    python -m core.cli repair MODEL               # finish a promotion whose process was killed
     python -m core.cli history MODEL
     python -m core.cli demo-grid grid.yaml       # write the demo grid, to edit and run
 
@@ -121,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model")
     p.add_argument("--stage", default="Production")
     p.add_argument("--reason", default="")
+    p = sub.add_parser("repair", help="finish a promotion that stopped half-way (stages follow the aliases)")
+    p.add_argument("model")
     p = sub.add_parser("history", help="the audit trail of a registered model")
     p.add_argument("model")
     p = sub.add_parser("submit", help="queue a grid file as background jobs")
@@ -214,6 +217,9 @@ def _dispatch(args) -> int:
         _print_version(transition, version)
     elif args.command == "rollback":
         _print_version(transition, transition.rollback(args.stage, reason=args.reason))
+    elif args.command == "repair":
+        fixed = transition.repair()
+        print("\n".join(f"repaired: {p}" for p in fixed) or f"{args.model}: nothing to repair.")
     elif args.command == "history":
         events = transition.audit_trail()
         print("\n".join(e.as_text for e in events) or f"{args.model} has never been promoted.")

@@ -148,6 +148,7 @@ class ModelTransition:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 version = mlflow.register_model(uri, self.model_name, tags=tags)
+            _hold("registered")
             experiment = self.client.get_experiment(run.info.experiment_id).name
             self.client.update_model_version(
                 self.model_name, version.version,
@@ -192,7 +193,9 @@ class ModelTransition:
         user = user or current_user()
         try:
             self.client.set_registered_model_alias(self.model_name, alias, version)
+            _hold("alias set")
             self._settle(alias, stage_name, version)
+            _hold("settled")
             at = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
             holder = self.current(alias)
             note = "" if holder is not None and str(holder.version) == version else \
@@ -211,6 +214,52 @@ class ModelTransition:
                 f"the registry refused to {action} version {version} of {self.model_name!r} to {stage}: "
                 f"{exc.message if hasattr(exc, 'message') else exc}") from exc
         return self._version(version)
+
+    def problems(self) -> list[str]:
+        """What an interrupted promotion can leave behind, in words (empty when the registry is consistent).
+
+        The aliases are the truth; a stage that disagrees with its alias, or an alias holder without the
+        audit event that put it there, means a promotion stopped half-way (its process was killed).
+        """
+        found = []
+        if not self.supports_stages:
+            return found
+        trail = self.audit_trail()
+        versions = self.versions()
+        for alias, stage_name in STAGES.items():
+            holder = self.current(alias)
+            in_stage = [str(v.version) for v in versions if v.current_stage == stage_name]
+            if holder is not None and holder.current_stage != stage_name:
+                found.append(f"version {holder.version} holds the alias {alias!r} but its stage is "
+                             f"{holder.current_stage}")
+            if stage_name != "Archived" and [v for v in in_stage if holder is None or v != str(holder.version)]:
+                found.append(f"stage {stage_name} holds version(s) {', '.join(in_stage)} but the alias {alias!r} "
+                             f"points at {holder.version if holder else 'nothing'}")
+            if holder is not None and alias != "archived" and _last_holder(trail, alias) != str(holder.version):
+                found.append(f"no audit event records version {holder.version} going to {alias!r}")
+        return found
+
+    def repair(self, *, user: str | None = None) -> list[str]:
+        """Finish what an interrupted promotion left (stages follow the aliases; a missing audit event is
+        written, marked as recorded on repair). Returns the problems it fixed."""
+        found = self.problems()
+        if not found:
+            return found
+        user = user or current_user()
+        trail = self.audit_trail()
+        for alias, stage_name in STAGES.items():
+            holder = self.current(alias)
+            if holder is None:
+                continue
+            self._settle(alias, stage_name, str(holder.version))
+            if alias != "archived" and _last_holder(trail, alias) != str(holder.version):
+                event = AuditEvent(at=_dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"),
+                                   action="promote", alias=alias, version=str(holder.version), replaced=None,
+                                   user=user, reason="completed an interrupted promotion",
+                                   note="")
+                self.client.set_registered_model_tag(self.model_name, f"{AUDIT_PREFIX}{time.time_ns()}",
+                                                     json.dumps(event.__dict__))
+        return found
 
     def _settle(self, alias: str, stage_name: str | None, version: str) -> None:
         """Make the stages agree with the aliases after ``alias`` was pointed at ``version``.
@@ -270,6 +319,18 @@ class ModelTransition:
         except MlflowException:
             known = ", ".join(v.version for v in self.versions()) or "none"
             raise NotFoundError(f"{self.model_name!r} has no version {version}. Versions: {known}.") from None
+
+
+def _last_holder(trail: list[AuditEvent], alias: str) -> str | None:
+    """The version the audit trail says holds ``alias`` now: its latest event that was not overtaken."""
+    standing = [e.version for e in trail if e.alias == alias and not e.note]
+    return standing[-1] if standing else None
+
+
+def _hold(stage: str) -> None:
+    from core.jobs import hold_for_test
+
+    hold_for_test(stage)
 
 
 def _quote(name: str) -> str:

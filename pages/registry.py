@@ -28,6 +28,17 @@ transition = ModelTransition(model_name)
 current = transition.current("Production")
 may_promote, rights = promotion_rights(model_name, exists=model_name in names)
 (st.caption if may_promote else st.warning)(rights)
+broken = transition.problems() if model_name in names else []
+if broken:
+    st.warning("A promotion of this model stopped half-way (its process ended early): "
+               + "; ".join(md(p) for p in broken) + ". Production is what the alias says until this is repaired.")
+    if may_promote and st.button("Repair: finish the interrupted promotion", key="r_repair"):
+        try:
+            transition.repair(user=user())
+            st.session_state["r_flash"] = "Repaired: the stages follow the aliases again, and the audit trail says so."
+            st.rerun()
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, "repairing the registry")
 
 # -- promote the best run -----------------------------------------------------------------------------
 st.subheader("Promote the best run")
