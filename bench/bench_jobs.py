@@ -102,7 +102,8 @@ def main() -> None:
     parser.add_argument("--cpu-jobs", type=int, default=1, help="slots for the drain")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tuneboard-jobs-bench-"))
-    os.environ.update(TUNEBOARD_HOME=str(work / "home"), TUNEBOARD_CPU_JOBS="1")
+    os.environ.update(TUNEBOARD_HOME=str(work / "home"), TUNEBOARD_CPU_JOBS="1", TUNEBOARD_DATA_ROOTS=str(work),
+                      TUNEBOARD_MODEL_ROOTS=str(work))
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     model = str(build_model(work / "demo-bert-tiny"))
     (work / "data").mkdir()

@@ -136,6 +136,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="tuneboard-bench-"))
     os.environ["TUNEBOARD_HOME"] = str(work / "home")
+    os.environ["TUNEBOARD_DATA_ROOTS"] = os.environ["TUNEBOARD_MODEL_ROOTS"] = str(work)  # the bench's own files
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     import torch
 

@@ -48,11 +48,45 @@ def _frame(tracking_uri: str, experiment_ids: tuple[str, ...], token: tuple, who
     return runs_mod.load_frame(client(), list(experiment_ids))
 
 
+# Polling coalesced: every open session re-reads the queue and the runs' fingerprint every couple of seconds;
+# within POLL_TTL they share one MLflow query (bench/bench_load.py: 10 sessions over 200 queued jobs).
+POLL_TTL = 1.0
+
+
+@st.cache_data(ttl=POLL_TTL, show_spinner=False, max_entries=64)
+def _token(tracking_uri: str, experiment_ids: tuple[str, ...], who: str | None) -> tuple:
+    return runs_mod.change_token(client(), list(experiment_ids))
+
+
+def _who() -> str | None:
+    creds = credentials()  # one user's view is never served to another from a cache
+    return creds.username if creds else None
+
+
 def load_runs(experiment_ids: list[str]):
     """All runs of the experiments; cached per store and experiments until a run starts, ends or appears."""
     ids = tuple(sorted(experiment_ids))
-    creds = credentials()  # one user's view is never served to another from the cache
-    return _frame(settings().tracking_uri, ids, runs_mod.change_token(client(), ids), creds and creds.username)
+    uri = settings().tracking_uri
+    return _frame(uri, ids, _token(uri, ids, _who()), _who())
+
+
+@st.cache_data(ttl=POLL_TTL, show_spinner=False, max_entries=64)
+def _jobs(tracking_uri: str, home: str, backend: str, grid_id: str | None, who: str | None) -> list:
+    return queue().jobs(grid_id=grid_id)
+
+
+def list_jobs(grid_id: str | None = None) -> list:
+    """The queue's jobs (of one grid), at most POLL_TTL old; call jobs_changed() after acting on one."""
+    import os
+
+    s = settings()
+    return _jobs(s.tracking_uri, str(s.home), os.environ.get("JOB_BACKEND", "local"), grid_id, _who())
+
+
+def jobs_changed() -> None:
+    """After a submit, cancel or retry, the next listing reads MLflow again."""
+    _jobs.clear()
+    _token.clear()
 
 
 def experiments() -> list:

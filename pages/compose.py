@@ -19,7 +19,7 @@ from core.errors import DataError, GridError, TuneboardError
 from core.grid import GridSpec
 from core.jobs import past_grid
 from core.naming import experiment_name
-from pages.common import client, experiments, md, queue, settings, show_error, sign_in_gate, user
+from pages.common import client, experiments, jobs_changed, md, queue, settings, show_error, sign_in_gate, user
 
 sign_in_gate()
 
@@ -324,6 +324,7 @@ else:
         try:
             with st.spinner("Checking files and models, then queueing..."):
                 jobs = queue().submit(spec, priority=int(st.session_state["c_priority"]))
+                jobs_changed()
             st.session_state["last_grid"] = jobs[0].grid_id
             st.session_state["flash"] = f"Queued {len(jobs)} runs of {spec.experiment_name}."
             st.switch_page("pages/jobs.py")

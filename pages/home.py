@@ -8,7 +8,7 @@ import streamlit as st
 from core import compare
 from core.jobs import JobStatus
 from core.model_transition import ModelTransition, registered_model_names
-from pages.common import client, experiments, fmt, load_runs, md, queue, show_error, sign_in_gate, user
+from pages.common import client, experiments, fmt, list_jobs, load_runs, md, show_error, sign_in_gate, user
 
 sign_in_gate()
 
@@ -17,7 +17,7 @@ st.write(f"Signed in as **{md(user())}**. Fine-tune text classifiers, compare th
          "production. Everything is recorded in MLflow.")
 
 try:
-    jobs = queue().jobs()
+    jobs = list_jobs()
 except Exception as exc:  # noqa: BLE001 - the page must still render
     show_error(exc, "reading the job queue")
     jobs = []

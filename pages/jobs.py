@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.jobs import Job, JobStatus
-from pages.common import md, queue, settings, show_error, sign_in_gate
+from pages.common import jobs_changed, list_jobs, md, queue, settings, show_error, sign_in_gate
 
 sign_in_gate()
 
@@ -58,7 +58,7 @@ def row(job: Job) -> dict:
 @st.fragment(run_every=REFRESH_SECONDS)
 def live_table() -> None:
     try:
-        jobs = q.jobs(grid_id=choice or None)
+        jobs = list_jobs(choice or None)
     except Exception as exc:  # noqa: BLE001 - keep polling after a hiccup
         show_error(exc, "reading the job queue")
         return
@@ -87,6 +87,7 @@ def job_details(jobs: dict[str, Job]) -> None:
     if not job.status.is_terminal() and b1.button("Cancel this job", key="j_cancel"):
         try:
             q.cancel(job.run_id)
+            jobs_changed()
             st.toast("Cancelled. A running job stops within a few seconds.")
             st.rerun()
         except Exception as exc:  # noqa: BLE001
@@ -94,6 +95,7 @@ def job_details(jobs: dict[str, Job]) -> None:
     if job.status.is_terminal() and b2.button("Retry this job", key="j_retry"):
         try:
             again = q.retry(job.run_id)
+            jobs_changed()
             st.toast(f"Queued again as {again.run_id[:8]}.")
             st.rerun()
         except Exception as exc:  # noqa: BLE001
