@@ -185,10 +185,12 @@ def _dispatch(args) -> int:
             print(f"Local worker running (pid {ensure_worker(settings)}); its log: {settings.home / 'worker.log'}")
         return 0
     if args.command == "server":
-        from core.team import auth_environment, server_command
+        from core.team import auth_environment, server_command, server_environment
 
         command = server_command(args.db, args.artifacts, host=args.host, port=args.port,
                                  app_name="basic-auth" if args.auth_db else None)
+        for key, value in server_environment().items():
+            os.environ.setdefault(key, value)
         if args.auth_db:
             os.environ.update(auth_environment(args.auth_db, Path(args.artifacts).resolve().parent / "auth"))
         print(f"Team server at http://{args.host}:{args.port}; on every machine: "

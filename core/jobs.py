@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -28,6 +30,8 @@ from core import runs as runs_mod
 from core.errors import NotFoundError, TuneboardError
 from core.grid import GridSpec, RunSpec
 from core.settings import Settings, configure_mlflow, current_user, ensure_experiment
+
+log = logging.getLogger(__name__)
 
 # Tag names (no dots, so they can be used in MLflow filter strings as they are)
 BACKEND = "job_backend"
@@ -44,6 +48,11 @@ PID = "job_pid"
 SLOT = "job_slot"
 STARTED_AT = "job_started_at"
 SUBMITTED_BY = "job_submitted_by"
+SUBMITTING = "job_submitting"  # the queue id while a submit is writing the run, "done" once it is a job
+
+# A run whose submit was cut off (the app killed half way) is ended FAILED once it is this old (seconds;
+# env TUNEBOARD_SUBMIT_GRACE_SECONDS); a submit writes each run in well under a second
+SUBMIT_GRACE_SECONDS = float(os.environ.get("TUNEBOARD_SUBMIT_GRACE_SECONDS", "30"))
 
 
 class JobStatus(str, enum.Enum):
@@ -193,19 +202,28 @@ class JobQueue:
         return jobs
 
     def _create(self, spec: RunSpec, experiment_id: str, priority: int, extra_tags: dict | None = None) -> Job:
+        """One run, written so that a submit killed half way never leaves a job that looks alive.
+
+        The ``job_queue`` tag, the one executors and listings select jobs by, comes last, in one
+        ``log_batch`` with the params. Until then the run carries ``job_submitting`` = the queue id, by
+        which :func:`end_half_submitted` finds and fails it if the submit never completes.
+        """
         from mlflow.entities import Param, RunTag
 
         from core.training import spec_tags
 
-        tags = {**spec_tags(spec), BACKEND: self.backend.name, QUEUE: self.backend.queue_id(),
+        queue = self.backend.queue_id()
+        tags = {**spec_tags(spec), BACKEND: self.backend.name, SUBMITTING: queue,
                 PRIORITY: str(priority), QUEUED_AT: f"{time.time():.6f}", SPEC: spec.to_json(),
                 SUBMITTED_BY: current_user(), PROGRESS: Progress().to_json(), **(extra_tags or {})}
         run = self.client.create_run(experiment_id, run_name=spec.run_name, tags=tags)
         run_id = run.info.run_id
+        hold_for_test("submitting")
         self.client.update_run(run_id, status=JobStatus.SCHEDULED.value)
-        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in spec.params().items()],
-                              tags=[RunTag("mlflow.runName", spec.run_name)])
         self.client.log_text(run_id, spec.to_json(), "run_spec.json")
+        self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in spec.params().items()],
+                              tags=[RunTag("mlflow.runName", spec.run_name), RunTag(QUEUE, queue),
+                                    RunTag(SUBMITTING, "done")])
         return self.get(run_id)
 
     # -- reading ---------------------------------------------------------------------------------
@@ -216,6 +234,10 @@ class JobQueue:
         if grid_id:
             filters.append(f"tags.grid_id = '{grid_id}'")
         ids = experiment_ids or runs_mod.experiment_ids(self.client)
+        try:
+            end_half_submitted(self.client, self.backend.queue_id(), ids)
+        except Exception as exc:  # noqa: BLE001 - e.g. a reader may not end others' runs: the worker does it too
+            log.info("could not end half-submitted runs: %s", exc)
         found = [Job.from_run(r) for r in runs_mod.search_all(self.client, ids, " and ".join(filters))]
         ended = set(self.backend.reconcile([j for j in found if not j.status.is_terminal()]))
         found = [self.get(j.run_id) if j.run_id in ended else j for j in found]
@@ -268,6 +290,61 @@ def end_run(client, run_id: str, status: JobStatus, reason: str | None = None) -
     if reason:
         client.set_tag(run_id, REASON, reason[:4000])
     client.set_terminated(run_id, status=status.value)
+
+
+def end_half_submitted(client, queue: str, experiment_ids: list[str] | None = None,
+                       grace: float = SUBMIT_GRACE_SECONDS) -> list[str]:
+    """End FAILED the runs of ``queue`` whose submit was cut off more than ``grace`` seconds ago; return their ids.
+
+    Such a run never became a job (no ``job_queue`` tag), so no executor would ever take or end it.
+    """
+    ids = experiment_ids or runs_mod.experiment_ids(client)
+    ended = []
+    for run in runs_mod.search_all(client, ids, f"tags.{SUBMITTING} = '{queue}' and attributes.status != 'FAILED'"):
+        tags = run.data.tags
+        if JobStatus(run.info.status).is_terminal() or QUEUE in tags:
+            continue
+        queued_at = float(tags.get(QUEUED_AT) or run.info.start_time / 1000)
+        if time.time() - queued_at < grace:
+            continue  # a submit may still be writing it
+        end_run(client, run.info.run_id, JobStatus.FAILED,
+                f"its submission was cut off (the app or command that submitted it stopped on "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(queued_at))} before it finished writing the "
+                "run), so it was never queued and never ran. Submit the grid again to run it.")
+        ended.append(run.info.run_id)
+    return ended
+
+
+def hold_for_test(stage: str, before: Callable[[], object] | None = None) -> None:
+    """Fault-injection hook for tests/test_faults.py; does nothing unless TUNEBOARD_TEST_HOLD_AT is set.
+
+    ``TUNEBOARD_TEST_HOLD_AT=<stage>`` (or ``<stage>#<n>``: the n-th time this process gets there) and
+    ``TUNEBOARD_TEST_HOLD_FILE=<path>``: a process reaching that stage while <path> exists runs ``before``
+    (e.g. reports its progress), writes "<pid> <stage>" into the file and waits until the file is deleted,
+    so a test can kill something at a known point. Stages: "submitting" (a run created, not yet a job),
+    "claimed" (the worker took a job, its process not yet started) and the training process's "reading
+    data", "loading model", "training" (after the first step), "evaluating", "saving model", "logging model".
+    """
+    wanted = os.environ.get("TUNEBOARD_TEST_HOLD_AT")
+    if not wanted or wanted.split("#")[0] != stage:
+        return
+    _hold_hits[stage] = _hold_hits.get(stage, 0) + 1
+    path = os.environ.get("TUNEBOARD_TEST_HOLD_FILE", "")
+    if _hold_hits[stage] != int(wanted.partition("#")[2] or 1) or not os.path.exists(path):
+        return
+    if before is not None:
+        before()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # never creates it: no file, no hold
+    except OSError:
+        return
+    os.write(fd, f"{os.getpid()} {stage}\n".encode())
+    os.close(fd)
+    while os.path.exists(path):
+        time.sleep(0.05)
+
+
+_hold_hits: dict[str, int] = {}
 
 
 def past_grid(client, experiment_id: str) -> dict:

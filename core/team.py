@@ -48,6 +48,12 @@ def server_command(db_uri: str, artifacts: str, *, host: str = "127.0.0.1", port
     return command
 
 
+def server_environment() -> dict[str, str]:
+    """Defaults for our server: MLflow 3's own job runner (about 8 extra processes) serves nothing of ours,
+    and with it a restart took ~18 s instead of ~6 s."""
+    return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def auth_environment(auth_db: str, config_dir: Path, *, admin: str = "admin",
                      default_permission: str = "READ") -> dict[str, str]:
     """Environment for ``mlflow server --app-name basic-auth``: its config file, admin and CSRF key.
@@ -88,7 +94,7 @@ def start_server(db_uri: str, artifacts: str | Path, *, host: str = "127.0.0.1",
     With ``auth_db`` the server runs MLflow's basic-auth app, its users kept in that PostgreSQL database.
     """
     Path(artifacts).mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
+    env = {**server_environment(), **os.environ}
     if auth_db:
         env.update(auth_environment(auth_db, Path(artifacts).parent / f"auth-{port}"))
         options["app_name"] = "basic-auth"

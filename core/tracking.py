@@ -27,34 +27,67 @@ log = logging.getLogger(__name__)
 
 
 class BackgroundWriter:
-    """One daemon thread that runs MLflow writes in order; ``flush`` returns as soon as they are done."""
+    """One daemon thread that runs MLflow writes in order; ``flush`` returns as soon as they are done.
+
+    When MLflow cannot be reached, each write blocks while the MLflow client retries (minutes, by default).
+    So a backlog cannot grow without end: a write given a ``key`` replaces the one of the same key still
+    waiting (the progress tag: only the latest matters), and when a write fails for good the writes
+    waiting behind it are dropped, counted in the log, rather than each failing as slowly in turn.
+    """
 
     def __init__(self):
         self._queue: queue.Queue = queue.Queue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._latest: dict[str, Callable[[], object]] = {}
+        self.dropped = 0
 
-    def submit(self, write: Callable[[], object]) -> None:
+    def submit(self, write: Callable[[], object], key: str | None = None) -> None:
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="tuneboard-mlflow-writer", daemon=True)
                 self._thread.start()
-        self._queue.put(write)
+            if key is not None:
+                waiting = key in self._latest
+                self._latest[key] = write
+                if waiting:
+                    return
+                write = key
+            self._queue.put(write)
 
     def flush(self) -> None:
-        """Wait until every submitted write has been done."""
+        """Wait until every submitted write has been done (or dropped)."""
         if self._thread is not None:
             self._queue.join()
 
     def _loop(self) -> None:
         while True:
-            write = self._queue.get()
+            item = self._queue.get()
             try:
-                write()
+                if isinstance(item, str):
+                    with self._lock:
+                        item = self._latest.pop(item)
+                item()
             except Exception:
                 log.exception("an MLflow write in the background failed")
+                self._drop_waiting()
             finally:
                 self._queue.task_done()
+
+    def _drop_waiting(self) -> None:
+        dropped = 0
+        with self._lock:
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._queue.task_done()
+                dropped += 1
+            self._latest.clear()
+        if dropped:
+            self.dropped += dropped
+            log.warning("dropped %d MLflow writes waiting behind the one that failed (MLflow unreachable?)", dropped)
 
 
 writer = BackgroundWriter()

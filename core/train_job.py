@@ -66,6 +66,7 @@ class ProgressReporter:
 
             def on_step_end(self, args, state, control, **kwargs):
                 reporter.push(state, args)
+                _hold("training", reporter, state, args)  # test hook: mid-training, after the first step
 
             def on_train_end(self, args, state, control, **kwargs):
                 reporter.push(state, args, force=True)
@@ -95,7 +96,15 @@ class ProgressReporter:
         if self.stage in ("finished", "failed"):
             fields["eta_seconds"] = 0.0
         text = Progress(**fields).to_json()
-        tracking.writer.submit(lambda: self.client.set_tag(self.run_id, PROGRESS, text))
+        tracking.writer.submit(lambda: self.client.set_tag(self.run_id, PROGRESS, text), key="progress")
+
+
+def _hold(stage: str, reporter: ProgressReporter, state=None, args=None) -> None:
+    """Test hook (see :func:`core.jobs.hold_for_test`): report the stage to MLflow, then hold. No-op unless set."""
+    from core import tracking
+    from core.jobs import hold_for_test
+
+    hold_for_test(stage, before=lambda: (reporter.push(state, args, force=True), tracking.flush()))
 
 
 def run_job(run_id: str) -> int:
@@ -113,9 +122,14 @@ def run_job(run_id: str) -> int:
     reporter = ProgressReporter(run_id)
     print(f"job {run_id}: {spec.run_name} ({spec.kind}) on {os.environ.get('CUDA_VISIBLE_DEVICES') or 'CPU'}",
           flush=True)
-    result = execute(spec, run_id=run_id, settings=settings, callbacks=[reporter.callback()],
-                     on_status=lambda stage: (print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True),
-                                              reporter.on_status(stage)))
+
+    def on_status(stage: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True)
+        reporter.on_status(stage)
+        if stage != "training":  # that hold point is after the first step (the callback)
+            _hold(stage, reporter)
+
+    result = execute(spec, run_id=run_id, settings=settings, callbacks=[reporter.callback()], on_status=on_status)
     reporter.stage = "finished" if result.status == "FINISHED" else "failed"
     reporter.push(None, None, force=True)
     tracking.flush()
@@ -155,9 +169,16 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    code = main(sys.argv[1:])
+    try:
+        code = main(sys.argv[1:])
+    except BaseException:  # noqa: BLE001 - an error outside the run's own handling: the worker ends it FAILED
+        import traceback
+
+        traceback.print_exc()
+        code = 1
     sys.stdout.flush()
     sys.stderr.flush()
     # The run is ended and its logging flushed: skip the interpreter's slow teardown (torch, thread pools)
-    # so the worker can start the next job on this slot at once.
+    # so the worker can start the next job on this slot at once. Never let interpreter exit run MLflow's
+    # atexit hook either: it would end a run still active after an unexpected error FINISHED.
     os._exit(code)

@@ -6,12 +6,16 @@ so no job ever runs twice. Each job runs in its own training process
 set per job), ``TUNEBOARD_JOBS_PER_GPU`` to pack small fine-tunes onto a large
 GPU, ``TUNEBOARD_CPU_JOBS`` (default 1) on a machine without GPUs. Each free
 slot keeps a warm spare process with everything imported, so consecutive jobs
-start without an idle gap.
+start without an idle gap (``TUNEBOARD_WARM_SPARES=0`` or ``--no-spares``: none,
+to save the memory and CPU they take).
 
 Faults: a job whose process dies ends FAILED with the reason; a cancelled job
 is stopped within seconds and ends KILLED; training processes die with the
 worker (Linux parent-death signal), and a worker that starts finds runs left
-RUNNING by a dead one and ends them FAILED. Queued jobs stay queued.
+RUNNING by a dead one and ends them FAILED (or queues them again when their
+process had not started yet). Queued jobs stay queued. Runs whose submit was
+cut off are ended FAILED after a grace period. While MLflow cannot be reached
+the worker keeps its jobs running, retries, and records their ends once it can.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import jobs as jobs_mod
 from core import runs as runs_mod
 from core.jobs import CANCEL, PID, QUEUE, SLOT, STARTED_AT, Job, JobStatus, end_run
 from core.settings import REPO_ROOT, Settings, configure_mlflow
@@ -36,6 +42,8 @@ from core.settings import REPO_ROOT, Settings, configure_mlflow
 POLL_SECONDS = 0.1
 IDLE_SCAN_SECONDS = 2.0  # how often an idle worker looks for jobs nobody told it about
 KILL_GRACE_SECONDS = 5.0
+HOUSEKEEPING_SECONDS = 5.0  # how often the worker looks for orphaned and half-submitted runs
+MAX_BACKOFF_SECONDS = 10.0  # the longest pause between two tries while MLflow cannot be reached
 
 
 def say(message: str) -> None:
@@ -145,6 +153,9 @@ def _end_orphan(client, run_id: str) -> None:
     run = client.get_run(run_id)
     if run.data.tags.get(CANCEL):
         end_run(client, run_id, JobStatus.KILLED, f"cancelled by {run.data.tags[CANCEL]}")
+    elif not run.data.tags.get(PID):
+        # claimed, but the worker died before it started the job's process: it never ran, so queue it again
+        client.update_run(run_id, status=JobStatus.SCHEDULED.value)
     else:
         end_run(client, run_id, JobStatus.FAILED, "the worker stopped while this job was running (the worker or "
                 "the machine was stopped or crashed); nothing was lost from the queue. Retry it to run it again.")
@@ -156,7 +167,7 @@ def tail(path: Path, lines: int) -> str:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            f.seek(max(0, size - 200 * max(lines, 1)))
+            f.seek(max(0, size - max(4096, 200 * lines)))  # whole lines, long ones (tracebacks) included
             text = f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return ""
@@ -210,6 +221,7 @@ class Worker:
         self.queue = queue_id(self.settings)
         self.stopping = False
         self._lock_file = None
+        self.to_finalize: dict[str, int] = {}  # ended jobs whose end MLflow has not recorded yet: run id -> code
         threads = max(1, (os.cpu_count() or 1) // len(self.slots))
         for slot in self.slots:
             slot.env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot.gpu or "", "TUNEBOARD_WORKER_PID": str(os.getpid()),
@@ -238,32 +250,55 @@ class Worker:
         return True
 
     def reap_orphans(self) -> None:
-        """Runs of this queue left RUNNING by a worker that died: end them FAILED with the reason."""
+        """Runs of this queue RUNNING but not in a slot of this worker (which alone runs them) were left by a
+        worker that died: end them FAILED with the reason (queue them again if they had not started); end
+        runs whose submit was cut off."""
+        mine = {s.job_id for s in self.slots} | set(self.to_finalize)
         for job in self._jobs("RUNNING"):
-            _end_orphan(self.client, job.run_id)
+            if job.run_id not in mine:
+                _end_orphan(self.client, job.run_id)
+                say(f"ended or queued again {job.run_id}, left running by a worker that stopped")
+        for run_id in jobs_mod.end_half_submitted(self.client, self.queue):
+            say(f"ended {run_id}: its submission was cut off")
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self, *, until_idle: bool = False) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
-        self.reap_orphans()
         say(f"worker {os.getpid()} owns queue {self.queue} with slots {[s.name for s in self.slots]}")
-        last_cancel_check = last_scan = 0.0
+        last_cancel_check = last_scan = last_housekeeping = 0.0
         last_wake = None
+        failures = 0
         while not self.stopping:
-            self.check_children()
-            now = time.monotonic()
-            if now - last_cancel_check > 0.5:
-                self.check_cancels()
-                last_cancel_check = now
-            wake = self._wake_stamp()
-            if any(s.job_id is None for s in self.slots) and (wake != last_wake or now - last_scan > IDLE_SCAN_SECONDS):
-                last_wake, last_scan = wake, now
-                started, queued = self.launch_ready()
-                if until_idle and not started and not queued and all(s.job_id is None for s in self.slots):
-                    break
-            if self.spares:
-                self.keep_spares()
+            try:
+                self.check_children()
+                now = time.monotonic()
+                if now - last_housekeeping > HOUSEKEEPING_SECONDS:
+                    self.reap_orphans()
+                    last_housekeeping = now
+                if now - last_cancel_check > 0.5:
+                    self.check_cancels()
+                    last_cancel_check = now
+                wake = self._wake_stamp()
+                if any(s.job_id is None for s in self.slots) and (wake != last_wake
+                                                                  or now - last_scan > IDLE_SCAN_SECONDS):
+                    started, queued = self.launch_ready()
+                    last_wake, last_scan = wake, now
+                    if until_idle and not started and not queued and not self.to_finalize \
+                            and all(s.job_id is None for s in self.slots):
+                        break
+                if self.spares:
+                    self.keep_spares()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - MLflow unreachable: keep the jobs running and try again
+                failures += 1
+                pause = min(MAX_BACKOFF_SECONDS, POLL_SECONDS * 2 ** failures)
+                say(f"a call to MLflow at {self.settings.tracking_uri} failed ({type(exc).__name__}: "
+                    f"{str(exc)[:300]}); the jobs keep running, trying again in {pause:.1f} s")
+                if failures == 1 and "API request to" not in str(exc):  # not MLflow being away: show where
+                    traceback.print_exc()
+                time.sleep(pause)
+                continue
             time.sleep(POLL_SECONDS)
         self.shutdown()
 
@@ -296,13 +331,22 @@ class Worker:
         return started, len(queued) - started
 
     def start(self, slot: Slot, job: Job) -> None:
-        import psutil
+        """Claim the job (RUNNING), then start its process and tag it (pid, slot, start).
 
+        A run RUNNING without a pid tag was claimed by a worker that died before the job's process
+        started: :func:`_end_orphan` queues it again. A spare is tagged before it is handed the job.
+        """
         log = log_path(self.settings, job.run_id)
         self.client.update_run(job.run_id, status="RUNNING")
-        self.client.set_tag(job.run_id, STARTED_AT, f"{time.time():.6f}")
+        jobs_mod.hold_for_test("claimed")
         spare, slot.spare = slot.spare, None
         if spare is not None and spare.poll() is None:
+            try:
+                self._tag_started(slot, job, spare)
+            except Exception:
+                slot.spare = spare  # not handed the job: it stays the slot's spare
+                raise
+            slot.job_id, slot.proc, slot.killing_since = job.run_id, spare, None
             spare.stdin.write(f"{job.run_id}\t{log}\n")
             spare.stdin.flush()
             proc = spare
@@ -311,11 +355,18 @@ class Worker:
                 proc = subprocess.Popen([sys.executable, "-m", "core.train_job", job.run_id], cwd=REPO_ROOT,
                                         env=slot.env, stdout=out, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        slot.job_id, slot.proc, slot.killing_since = job.run_id, proc, None
-        created = psutil.Process(proc.pid).create_time()
-        self.client.set_tag(job.run_id, PID, f"{proc.pid}@{created:.3f}")
-        self.client.set_tag(job.run_id, SLOT, slot.name + (f" (GPU {slot.gpu})" if slot.gpu else " (CPU)"))
+            slot.job_id, slot.proc, slot.killing_since = job.run_id, proc, None
+            self._tag_started(slot, job, proc)
         say(f"started {job.run_name} ({job.run_id}) in {slot.name}, pid {proc.pid}")
+
+    def _tag_started(self, slot: Slot, job: Job, proc: subprocess.Popen) -> None:
+        import psutil
+        from mlflow.entities import RunTag
+
+        created = psutil.Process(proc.pid).create_time()
+        self.client.log_batch(job.run_id, tags=[
+            RunTag(PID, f"{proc.pid}@{created:.3f}"), RunTag(STARTED_AT, f"{time.time():.6f}"),
+            RunTag(SLOT, slot.name + (f" (GPU {slot.gpu})" if slot.gpu else " (CPU)"))])
 
     def keep_spares(self) -> None:
         for slot in self.slots:
@@ -341,7 +392,7 @@ class Worker:
             pass
 
     def check_children(self) -> None:
-        ended = []
+        ended = False
         for slot in self.slots:
             if slot.job_id is None:
                 continue
@@ -350,13 +401,19 @@ class Worker:
                 if slot.killing_since and time.monotonic() - slot.killing_since > KILL_GRACE_SECONDS:
                     self._signal(slot, signal.SIGKILL)
                 continue
-            ended.append((slot.job_id, code))
+            self.to_finalize[slot.job_id] = code
+            ended = True
             say(f"process of {slot.job_id} exited with code {code}")
             slot.job_id, slot.proc, slot.killing_since = None, None, None
         if ended and not self.stopping:
             self.launch_ready()  # the freed slots take their next jobs before the bookkeeping below
-        for run_id, code in ended:
+        self.finalize_ended()
+
+    def finalize_ended(self) -> None:
+        """Record the ends of the jobs whose processes exited; what MLflow refuses now stays for the next try."""
+        for run_id, code in list(self.to_finalize.items()):
             self.finalize(run_id, code)
+            del self.to_finalize[run_id]
 
     def finalize(self, run_id: str, code: int) -> None:
         """Give the run its true final state and attach the job's log."""
@@ -369,7 +426,7 @@ class Worker:
             if code < 0:
                 why = f"the training process was killed by signal {-code}"
                 if -code == signal.SIGKILL:
-                    why += " (often the system running out of memory)"
+                    why += " (by someone, or by the system when memory ran out)"
             else:
                 why = f"the training process exited with code {code}"
             end_run(self.client, run_id, JobStatus.FAILED, f"{why}. Last log line: {last[:500]}" if last else why)
@@ -392,19 +449,26 @@ class Worker:
 
     def shutdown(self) -> None:
         """Stop: running jobs end KILLED (retry them to run again); spares are let go."""
+        try:
+            self.finalize_ended()
+        except Exception as exc:  # noqa: BLE001 - MLflow unreachable: the next worker ends these runs
+            say(f"could not record the end of {sorted(self.to_finalize)}: {exc}")
         for slot in self.slots:
             if slot.spare is not None and slot.spare.poll() is None:
                 slot.spare.stdin.close()
                 self._kill_quietly(slot.spare)
             if slot.job_id:
-                self.client.set_tag(slot.job_id, CANCEL, "the worker being stopped")
                 self._signal(slot, signal.SIGTERM)
                 try:
                     slot.proc.wait(KILL_GRACE_SECONDS)
                 except subprocess.TimeoutExpired:
                     self._signal(slot, signal.SIGKILL)
                     slot.proc.wait()
-                self.finalize(slot.job_id, slot.proc.returncode)
+                try:
+                    self.client.set_tag(slot.job_id, CANCEL, "the worker being stopped")
+                    self.finalize(slot.job_id, slot.proc.returncode)
+                except Exception as exc:  # noqa: BLE001 - MLflow unreachable: the next worker ends this run
+                    say(f"could not record the end of {slot.job_id}: {exc}")
                 slot.job_id = None
         (self.settings.home / "worker.json").unlink(missing_ok=True)
         say("worker stopped")
@@ -425,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until-idle", action="store_true", help="stop when the queue is empty")
     parser.add_argument("--no-spares", action="store_true", help="start each job's process only when it is due")
     args = parser.parse_args(argv)
-    worker = Worker(spares=not args.no_spares)
+    worker = Worker(spares=not args.no_spares and os.environ.get("TUNEBOARD_WARM_SPARES", "1") != "0")
     if not worker.acquire():
         info = worker_info(worker.settings)
         print(f"another worker (pid {info['pid'] if info else '?'}) already owns this queue; not starting",

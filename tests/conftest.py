@@ -120,10 +120,10 @@ class TeamServer:
     ``start`` again reuse the same port and database. Unpacks as ``url, folder``.
     """
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, workers: int = 2):
         import uuid
 
-        self.folder = folder
+        self.folder, self.workers = folder, workers
         self.db = f"tuneboard_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -138,7 +138,7 @@ class TeamServer:
         from core.team import start_server
 
         self.proc = start_server(f"postgresql://postgres@127.0.0.1:5432/{self.db}", self.folder / "served-artifacts",
-                                 port=self.port, log=self.folder / "server.log")
+                                 port=self.port, log=self.folder / "server.log", workers=self.workers)
 
     def kill(self) -> None:
         import signal

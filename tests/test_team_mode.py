@@ -1,43 +1,16 @@
 """Team mode: a real `mlflow server` on the machine's PostgreSQL, serving artifacts, used by everything.
 
-The fixture creates its own database on 127.0.0.1:5432 and drops it afterwards.
+The ``server`` fixture (tests/conftest.py) creates its own database on 127.0.0.1:5432 and drops it afterwards.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-
-import psycopg
 import pytest
-from conftest import copy_data, free_port
+from conftest import copy_data
 
 from core.grid import GridSpec
 
 pytestmark = pytest.mark.slow
-ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
-
-def admin(sql: str) -> None:
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    from core.team import start_server
-
-    tmp = tmp_path_factory.mktemp("team")
-    db = f"tuneboard_test_{os.getpid()}"
-    admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-    admin(f"CREATE DATABASE {db}")
-    port = free_port()
-    proc = start_server(f"postgresql://postgres@127.0.0.1:5432/{db}", tmp / "served-artifacts", port=port,
-                        log=tmp / "server.log")
-    yield f"http://127.0.0.1:{port}", tmp
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(30)
-    admin(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
 
 
 @pytest.fixture
