@@ -156,10 +156,25 @@ def _warm_spare() -> int:
     return run_job(run_id)
 
 
+def _yield_cpu() -> None:
+    """Background training gives way to interactive work (the dashboard, the CLI) on a shared machine's CPUs.
+
+    ``TUNEBOARD_TRAIN_NICE`` (default 10; 0 turns it off). A GPU job's speed is the GPU's: the CPU priority only
+    matters when the cores are contended. bench/bench_load.py: ten dashboard sessions beside two CPU trainers.
+    """
+    raw = os.environ.get("TUNEBOARD_TRAIN_NICE", "10")
+    try:
+        os.nice(max(0, min(19, int(raw))))
+    except (ValueError, OSError):
+        print(f"TUNEBOARD_TRAIN_NICE={raw!r} is not a niceness from 0 to 19; training at normal priority",
+              file=sys.stderr)
+
+
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parent = int(os.environ.get("TUNEBOARD_WORKER_PID", "0"))
     _die_with_parent(parent)
+    _yield_cpu()
     if argv and argv[0] == "--wait":
         return _warm_spare()
     if len(argv) != 1:

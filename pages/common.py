@@ -83,6 +83,26 @@ def list_jobs(grid_id: str | None = None) -> list:
     return _jobs(s.tracking_uri, str(s.home), os.environ.get("JOB_BACKEND", "local"), grid_id, _who())
 
 
+@st.cache_data(ttl=5, show_spinner=False, max_entries=256)
+def _histories(tracking_uri: str, runs: tuple[tuple[str, str], ...], metric: str, who: str | None) -> dict:
+    return runs_mod.metric_histories(client(), dict(runs), metric)
+
+
+def metric_histories(runs: dict[str, str], metric: str) -> dict:
+    """Training curves of a few runs; re-read at most every 5 s (a running job's curve still grows)."""
+    return _histories(settings().tracking_uri, tuple(sorted(runs.items())), metric, _who())
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=256)
+def _confusion(tracking_uri: str, run_id: str, who: str | None):
+    return runs_mod.confusion_matrix(client(), run_id)
+
+
+def confusion_matrix(run_id: str):
+    """A run's confusion matrix (an artifact download): kept a minute, as it is written once at the run's end."""
+    return _confusion(settings().tracking_uri, run_id, _who())
+
+
 def jobs_changed() -> None:
     """After a submit, cancel or retry, the next listing reads MLflow again."""
     _jobs.clear()

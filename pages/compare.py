@@ -6,10 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from core import charts, compare
-from core import runs as runs_mod
-from pages.common import client, experiments, fmt, load_runs, md, sign_in_gate
+from pages.common import confusion_matrix, experiments, fmt, load_runs, md, metric_histories, sign_in_gate
 
 sign_in_gate()
+
+
 
 st.title("Compare runs")
 exps = {e.experiment_id: e.name for e in experiments()}
@@ -90,12 +91,12 @@ with tab_curves:
     curve_metric = st.selectbox("Curve", options=["loss", "eval_loss", f"eval_{metric}", "learning_rate"],
                                 key="cmp_curve_metric")
     if picked:
-        histories = runs_mod.metric_histories(client(), {r: names[r] for r in picked}, curve_metric)
+        histories = metric_histories({r: names[r] for r in picked}, curve_metric)
         st.plotly_chart(charts.training_curves(histories, curve_metric), width="stretch", key="cmp_chart_curves")
 with tab_cm:
     picked_cm = st.multiselect("Runs (up to 4)", options=list(names), format_func=names.get, default=top[:2],
                                max_selections=4, key="cmp_cm_runs")
-    matrices = {names[r]: m for r in picked_cm if (m := runs_mod.confusion_matrix(client(), r))}
+    matrices = {names[r]: m for r in picked_cm if (m := confusion_matrix(r))}
     if picked_cm and not matrices:
         st.info("These runs have no confusion matrix (runs logged by other tools may not).")
     elif matrices:

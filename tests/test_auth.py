@@ -117,6 +117,12 @@ def test_permissions_read_from_the_server(on_server):
     seen = {c.username: model_permission(url, c, MODEL) for c in (ADMIN, OWNER, READER, EDITOR)}
     assert seen == {"admin": "MANAGE", "owner": "MANAGE", "reader": "READ", "editor": "EDIT"}
     assert [may_promote(p) for p in seen.values()] == [True, True, False, False]
+    # the server's own line is EDIT: an editor may set an alias (the dashboard still offers promotion to MANAGE only)
+    from mlflow.tracking import MlflowClient
+
+    with acting_as(EDITOR):
+        MlflowClient(url, url).set_registered_model_alias(MODEL, "canary", on_server[1][0])
+        assert MlflowClient(url, url).get_model_version_by_alias(MODEL, "canary").version == on_server[1][0]
 
 
 def test_a_reader_cannot_move_a_model_into_production_by_any_route(on_server, monkeypatch):

@@ -126,6 +126,9 @@ def test_jobs_page_lists_and_cancels(filled):
 
     queue = JobQueue(settings)
     (job,) = queue.submit(GridSpec.from_dict({**_tiny_grid(filled), "base_name": "JobsPage"}), start=False)
+    from pages.common import jobs_changed
+
+    jobs_changed()  # as the Compose page does after its own submit (listings are shared for up to 1 s)
     at = app("pages/jobs.py")
     assert "No worker is running" in texts(at)
     table = at.dataframe[0].value
