@@ -120,12 +120,16 @@ class ModelTransition:
 
     def audit_trail(self) -> list[AuditEvent]:
         """Every promotion and rollback of this model, oldest first."""
+        return self._snapshot()[1]
+
+    def _snapshot(self) -> tuple[dict[str, str], list[AuditEvent]]:
+        """({alias: version}, audit trail) from one read of the registered model (none: empty)."""
         try:
             model = self.client.get_registered_model(self.model_name)
         except MlflowException:
-            return []
+            return {}, []
         events = [AuditEvent(**json.loads(v)) for k, v in model.tags.items() if k.startswith(AUDIT_PREFIX)]
-        return sorted(events, key=lambda e: e.at)
+        return {a: str(v) for a, v in model.aliases.items()}, sorted(events, key=lambda e: e.at)
 
     # -- writing ---------------------------------------------------------------------------------
     def register_run(self, run):
@@ -224,11 +228,11 @@ class ModelTransition:
         found = []
         if not self.supports_stages:
             return found
-        trail = self.audit_trail()
-        versions = self.versions()
+        aliases, trail = self._snapshot()  # two reads in all: the Registry page asks on every rerun
+        versions = {str(v.version): v for v in self.versions()}
         for alias, stage_name in STAGES.items():
-            holder = self.current(alias)
-            in_stage = [str(v.version) for v in versions if v.current_stage == stage_name]
+            holder = versions.get(aliases.get(alias, ""))
+            in_stage = [n for n, v in versions.items() if v.current_stage == stage_name]
             if holder is not None and holder.current_stage != stage_name:
                 found.append(f"version {holder.version} holds the alias {alias!r} but its stage is "
                              f"{holder.current_stage}")
