@@ -13,6 +13,7 @@ from pathlib import Path
 from core.data import LabelMapping
 from core.errors import ModelPathError
 from core.paths import check_inside, model_roots
+from core.tokenizer import load_tokenizer
 
 
 def _looks_like_path(name: str) -> bool:
@@ -80,18 +81,22 @@ def _check_model_type(name_or_path: str, config_file: Path) -> None:
 
 
 def load_for_classification(name_or_path: str, mapping: LabelMapping):
-    """(model, tokenizer) with a head sized for ``mapping``; the pretrained head is kept when it matches."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """(model, tokenizer) with a head sized for ``mapping``; the pretrained head is kept when it matches.
+
+    The tokenizer comes first: a folder whose tokenizer cannot be built (no tokenizer files, or a
+    SentencePiece model without the sentencepiece package) is refused before the weights are read.
+    """
+    from transformers import AutoModelForSequenceClassification
 
     local = Path(name_or_path).expanduser()
     source = str(local) if local.exists() else name_or_path
+    tokenizer = load_tokenizer(name_or_path, source)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
         model = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=mapping.num_labels, id2label=mapping.id2label, label2id=dict(mapping.label2id),
             ignore_mismatched_sizes=not mapping.keeps_head, trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        raise ModelPathError(f"{name_or_path}: the model or its tokenizer could not be loaded: {exc}") from None
+        raise ModelPathError(f"{name_or_path}: the model could not be loaded: {exc}") from None
     return model, tokenizer
 
 
