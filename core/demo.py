@@ -1,11 +1,18 @@
 """The offline demo: a call-transcript topic dataset and tiny base models.
 
 No machine here reaches a model hub, so the embedded default builds its base
-models locally: a small randomly initialised BERT and DeBERTa-v2 classifier
-with a WordPiece tokenizer trained on the demo corpus, saved with
-``save_pretrained``. The pipeline loads them exactly like a real checkpoint
-folder. Their heads carry the zero-shot NLI labels (``entailment`` /
-``not_entailment``) so label alignment works as it does for the real models.
+models locally, each with a tokenizer trained on the demo corpus, saved in the
+layout its real model family ships:
+
+- ``demo-bert-tiny``: a BERT with a WordPiece ``tokenizer.json``;
+- ``demo-deberta-v2-tiny``: shaped like ``microsoft/deberta-v3-*`` (v3's
+  relative-attention config, a SentencePiece ``spm.model``, a
+  ``tokenizer_config.json`` naming ``DebertaV2Tokenizer`` and no
+  ``tokenizer.json``), so loading it walks the real v3 tokenizer path.
+
+The pipeline loads them exactly like a real checkpoint folder. Their heads
+carry the zero-shot NLI labels (``entailment`` / ``not_entailment``) so label
+alignment works as it does for the real models.
 
 The dataset is in the seed's shape: premise (a snippet of a customer call),
 hypothesis ("This call is about ..."), label (entailment / not_entailment).
@@ -140,15 +147,51 @@ def _corpus() -> list[str]:
     return texts * 4
 
 
-def build_model(path: Path, kind: str = "bert", *, hidden: int = 64, layers: int = 2, heads: int = 2,
-                vocab_size: int = 600, model_vocab_size: int | None = None, max_positions: int = 128) -> Path:
-    """Build and save a randomly initialised sequence-pair classifier at ``path``.
+# DeBERTa-v3's relative attention, as microsoft/deberta-v3-* config.json has it.
+DEBERTA_V3 = {"relative_attention": True, "position_buckets": 256, "share_att_key": True,
+              "pos_att_type": "p2c|c2p", "norm_rel_ebd": "layer_norm", "max_relative_positions": -1,
+              "position_biased_input": False, "type_vocab_size": 0, "layer_norm_eps": 1e-7}
+# v3's spm.model holds [PAD] [CLS] [SEP] [UNK] as ids 0-3; [MASK] is added after the SentencePiece vocabulary.
+SPM_SPECIALS = {"pad_id": 0, "pad_piece": "[PAD]", "bos_id": 1, "bos_piece": "[CLS]", "eos_id": 2,
+                "eos_piece": "[SEP]", "unk_id": 3, "unk_piece": "[UNK]"}
 
-    Tiny by default; the benchmarks pass real shapes (e.g. DeBERTa-v3-base: hidden 768,
-    12 layers, 12 heads, ``model_vocab_size`` 128100, 512 positions).
+
+def sentencepiece_model(vocab_size: int = 280) -> bytes:
+    """A unigram SentencePiece model (the bytes of an ``spm.model``) trained on the demo corpus.
+
+    The words are fed on their own as well as in their sentences: with this small corpus that lets the
+    trainer keep whole words (about 1.35 pieces per word on the demo data, near a real v3's), instead of
+    splitting most words into fragments. One thread, so the same bytes every time.
     """
+    import io
+
+    import sentencepiece as spm
+
+    texts = _corpus()
+    texts += [word for text in texts for word in text.split()]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
+                                   model_type="unigram", num_threads=1, minloglevel=2, **SPM_SPECIALS)
+    return model.getvalue()
+
+
+def _save_v3_tokenizer(path: Path, vocab_size: int, max_positions: int) -> int:
+    """Write the tokenizer as microsoft/deberta-v3-* ships it; returns its size ([MASK] included)."""
+    import json
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "spm.model").write_bytes(sentencepiece_model(vocab_size))
+    config = {"tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "vocab_type": "spm",
+              "bos_token": "[CLS]", "eos_token": "[SEP]", "unk_token": "[UNK]", "sep_token": "[SEP]",
+              "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]", "model_max_length": max_positions}
+    (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return vocab_size + 1
+
+
+def _wordpiece_tokenizer(vocab_size: int, max_positions: int):
+    """A BERT-style WordPiece tokenizer trained on the demo corpus."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import AutoModelForSequenceClassification, BertConfig, DebertaV2Config, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -159,20 +202,35 @@ def build_model(path: Path, kind: str = "bert", *, hidden: int = 64, layers: int
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
         special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
-    tokenizer = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
         sep_token="[SEP]", mask_token="[MASK]", model_max_length=max_positions)
 
+
+def build_model(path: Path, kind: str = "bert", *, hidden: int = 64, layers: int = 2, heads: int = 2,
+                vocab_size: int | None = None, model_vocab_size: int | None = None, max_positions: int = 128) -> Path:
+    """Build and save a randomly initialised sequence-pair classifier at ``path``.
+
+    ``kind`` "bert" gets a WordPiece tokenizer (``vocab_size`` 600); "deberta-v2" is laid out like
+    DeBERTa-v3 (see the module docstring) with a SentencePiece vocabulary of ``vocab_size`` 280 (the demo
+    corpus holds at most about 288 pieces). Tiny by default; the benchmarks pass real shapes (e.g.
+    DeBERTa-v3-base: hidden 768, 12 layers, 12 heads, ``model_vocab_size`` 128100, 512 positions).
+    """
+    from transformers import AutoModelForSequenceClassification, BertConfig, DebertaV2Config
+
     labels = {"id2label": dict(enumerate(LABELS)), "label2id": {name: i for i, name in enumerate(LABELS)}}
-    common = dict(vocab_size=model_vocab_size or tok.get_vocab_size(), hidden_size=hidden, num_hidden_layers=layers,
-                  num_attention_heads=heads, intermediate_size=hidden * 4, max_position_embeddings=max_positions,
-                  pad_token_id=tok.token_to_id("[PAD]"), **labels)
+    shape = dict(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                 intermediate_size=hidden * 4, max_position_embeddings=max_positions, **labels)
     if kind == "bert":
-        config = BertConfig(**common)
+        tokenizer = _wordpiece_tokenizer(vocab_size or 600, max_positions)
+        config = BertConfig(vocab_size=model_vocab_size or len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                            **shape)
     elif kind == "deberta-v2":
-        buckets = 256 if max_positions >= 512 else 32
-        config = DebertaV2Config(**common, relative_attention=True, position_buckets=buckets,
-                                 pos_att_type=["p2c", "c2p"], type_vocab_size=2)
+        tokenizer = None
+        size = _save_v3_tokenizer(path, vocab_size or 280, max_positions)
+        v3 = {**DEBERTA_V3, "position_buckets": 256 if max_positions >= 512 else 32}
+        config = DebertaV2Config(vocab_size=model_vocab_size or size, pad_token_id=SPM_SPECIALS["pad_id"],
+                                 **shape, **v3)
     else:
         raise ValueError(f"unknown demo model kind {kind!r}: use 'bert' or 'deberta-v2'")
     import torch
@@ -181,7 +239,8 @@ def build_model(path: Path, kind: str = "bert", *, hidden: int = 64, layers: int
     model = AutoModelForSequenceClassification.from_config(config)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(path)
     return path
 
 
