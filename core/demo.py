@@ -156,12 +156,14 @@ SPM_SPECIALS = {"pad_id": 0, "pad_piece": "[PAD]", "bos_id": 1, "bos_piece": "[C
                 "eos_piece": "[SEP]", "unk_id": 3, "unk_piece": "[UNK]"}
 
 
-def sentencepiece_model(vocab_size: int = 280) -> bytes:
+def sentencepiece_model(vocab_size: int = 256) -> bytes:
     """A unigram SentencePiece model (the bytes of an ``spm.model``) trained on the demo corpus.
 
     The words are fed on their own as well as in their sentences: with this small corpus that lets the
-    trainer keep whole words (about 1.35 pieces per word on the demo data, near a real v3's), instead of
-    splitting most words into fragments. One thread, so the same bytes every time.
+    trainer keep whole words (about 1.4 pieces per word on the demo data, the demo BERT's WordPiece 1.25)
+    instead of splitting most words into fragments. One thread, so the same bytes every time (for one
+    sentencepiece version). ``vocab_size`` is an upper bound: how many pieces this corpus can give depends on the
+    sentencepiece version (at most 279 with 0.2.2, 288 with 0.2.3), and a build must not fail over it.
     """
     import io
 
@@ -171,7 +173,8 @@ def sentencepiece_model(vocab_size: int = 280) -> bytes:
     texts += [word for text in texts for word in text.split()]
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
-                                   model_type="unigram", num_threads=1, minloglevel=2, **SPM_SPECIALS)
+                                   model_type="unigram", num_threads=1, minloglevel=2, hard_vocab_limit=False,
+                                   **SPM_SPECIALS)
     return model.getvalue()
 
 
@@ -179,13 +182,16 @@ def _save_v3_tokenizer(path: Path, vocab_size: int, max_positions: int) -> int:
     """Write the tokenizer as microsoft/deberta-v3-* ships it; returns its size ([MASK] included)."""
     import json
 
+    import sentencepiece as spm
+
     path.mkdir(parents=True, exist_ok=True)
-    (path / "spm.model").write_bytes(sentencepiece_model(vocab_size))
+    model = sentencepiece_model(vocab_size)
+    (path / "spm.model").write_bytes(model)
     config = {"tokenizer_class": "DebertaV2Tokenizer", "do_lower_case": False, "vocab_type": "spm",
               "bos_token": "[CLS]", "eos_token": "[SEP]", "unk_token": "[UNK]", "sep_token": "[SEP]",
               "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]", "model_max_length": max_positions}
     (path / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return vocab_size + 1
+    return spm.SentencePieceProcessor(model_proto=model).get_piece_size() + 1
 
 
 def _wordpiece_tokenizer(vocab_size: int, max_positions: int):
@@ -212,9 +218,9 @@ def build_model(path: Path, kind: str = "bert", *, hidden: int = 64, layers: int
     """Build and save a randomly initialised sequence-pair classifier at ``path``.
 
     ``kind`` "bert" gets a WordPiece tokenizer (``vocab_size`` 600); "deberta-v2" is laid out like
-    DeBERTa-v3 (see the module docstring) with a SentencePiece vocabulary of ``vocab_size`` 280 (the demo
-    corpus holds at most about 288 pieces). Tiny by default; the benchmarks pass real shapes (e.g.
-    DeBERTa-v3-base: hidden 768, 12 layers, 12 heads, ``model_vocab_size`` 128100, 512 positions).
+    DeBERTa-v3 (see the module docstring) with a SentencePiece vocabulary of at most ``vocab_size`` 256
+    pieces. Tiny by default; the benchmarks pass real shapes (e.g. DeBERTa-v3-base: hidden 768,
+    12 layers, 12 heads, ``model_vocab_size`` 128100, 512 positions).
     """
     from transformers import AutoModelForSequenceClassification, BertConfig, DebertaV2Config
 
@@ -227,7 +233,7 @@ def build_model(path: Path, kind: str = "bert", *, hidden: int = 64, layers: int
                             **shape)
     elif kind == "deberta-v2":
         tokenizer = None
-        size = _save_v3_tokenizer(path, vocab_size or 280, max_positions)
+        size = _save_v3_tokenizer(path, vocab_size or 256, max_positions)
         v3 = {**DEBERTA_V3, "position_buckets": 256 if max_positions >= 512 else 32}
         config = DebertaV2Config(vocab_size=model_vocab_size or size, pad_token_id=SPM_SPECIALS["pad_id"],
                                  **shape, **v3)
