@@ -13,7 +13,7 @@ from pathlib import Path
 from core.data import LabelMapping
 from core.errors import ModelPathError
 from core.paths import check_inside, model_roots
-from core.tokenizer import load_tokenizer
+from core.tokenizer import check_tokenizer_folder, load_tokenizer
 
 
 def _looks_like_path(name: str) -> bool:
@@ -23,7 +23,8 @@ def _looks_like_path(name: str) -> bool:
 def load_config(name_or_path: str):
     """The model's config, with errors that say whether the folder, the files or the hub is the problem.
 
-    A path must lie inside the allowed model folders (``core.paths``); a hub id goes to the hub.
+    A path must lie inside the allowed model folders (``core.paths``); a hub id goes to the hub. A local
+    folder must hold tokenizer files this machine can read (``core.tokenizer.check_tokenizer_folder``).
     """
     from transformers import AutoConfig
 
@@ -60,6 +61,8 @@ def load_config(name_or_path: str):
     if getattr(config, "auto_map", None):
         raise ModelPathError(f"{name_or_path}: this model needs to run its own code (trust_remote_code), which "
                              "this tool never allows. Choose a model built into transformers.")
+    if path.exists():  # a tokenizer that cannot load is refused here, before any run starts
+        check_tokenizer_folder(name_or_path, path)
     return config
 
 

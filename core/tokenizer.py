@@ -62,9 +62,10 @@ def sentencepiece_problem() -> str | None:
     return None
 
 
-def _sentencepiece_message(name: str, spm_file: str, problem: str, whose: str = "this folder's") -> str:
-    return (f"{name}: {whose} tokenizer is a SentencePiece model ({spm_file}) and {problem} "
-            "(then restart the dashboard and its worker).")
+def _sentencepiece_message(name: str, spm_file: str | None, problem: str) -> str:
+    whose = f"this folder's tokenizer is a SentencePiece model ({spm_file})" if spm_file else \
+        "this model's tokenizer is a SentencePiece model"
+    return f"{name}: {whose} and {problem} (then restart the dashboard and its worker)."
 
 
 def check_tokenizer_folder(name: str, folder: Path) -> None:
@@ -124,5 +125,5 @@ def _explain(name: str, folder: Path | None, exc: Exception) -> str:
         return f"{name}: the tokenizer could not be loaded: {text}"
     problem = sentencepiece_problem()
     if problem:  # a hub checkpoint (a local folder was checked before loading)
-        return _sentencepiece_message(name, "a *.model file", problem, whose="this model's")
+        return _sentencepiece_message(name, None, problem)
     return _damaged(name, spm_files[0] if spm_files else "its SentencePiece model")

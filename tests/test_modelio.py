@@ -93,3 +93,15 @@ def test_tiny_model_folder_loads(tmp_path):
     assert "entailment" in config.label2id
     assert config.label2id == {"entailment": 0, "not_entailment": 1}
     assert config.model_type == "bert"
+
+
+def test_folder_without_tokenizer_files_is_refused_before_any_run(tmp_path):
+    """Weights and config.json but no tokenizer: refused when the grid is checked, not when a run starts."""
+    from core.demo import build_model
+
+    folder = build_model(tmp_path / "weights-only", "bert")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+    message = refused(str(folder))
+    assert "no tokenizer files in this folder: expected tokenizer.json, or spm.model" in message
+    assert "Copy the tokenizer files" in message

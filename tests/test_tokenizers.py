@@ -126,12 +126,20 @@ def test_v3_checkpoint_baselines_fine_tunes_logs_and_predicts(v3_runs):
 @pytest.mark.slow
 def test_without_sentencepiece_the_message_names_it_and_the_logged_model_still_predicts(v3_runs, demo_models):
     """A child process in which ``import sentencepiece`` fails (a module ahead of it on PYTHONPATH raises
-    ImportError, as a missing package does): transformers alone blames tiktoken; we name sentencepiece."""
+    ImportError, as a missing package does): transformers alone blames tiktoken; we name sentencepiece, for a
+    local folder and for a hub id (served offline from a Hugging Face cache laid out as a download leaves it)."""
     import mlflow
+
+    from core.tokenizer import SENTENCEPIECE
 
     settings, _, tuned, tmp = v3_runs
     served = mlflow.artifacts.download_artifacts(mlflow.get_run(tuned.run_id).data.tags["model_uri"],
                                                  dst_path=str(tmp / "served"))
+    folder = demo_models["demo-deberta-v2-tiny"]
+    snapshot = tmp / "hf-cache" / "models--someorg--deberta-v3-tiny" / "snapshots" / ("0" * 40)
+    shutil.copytree(folder, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
     shadow = tmp / "no-sentencepiece"
     shadow.mkdir()
     (shadow / "sentencepiece.py").write_text("raise ImportError(\"No module named 'sentencepiece'\")\n")
@@ -152,26 +160,29 @@ def test_without_sentencepiece_the_message_names_it_and_the_logged_model_still_p
             AutoTokenizer.from_pretrained(folder)
         except Exception as exc:
             out["transformers"] = str(exc)
-        try:
-            load_for_classification(folder, LabelMapping({"entailment": 0, "not_entailment": 1}, keeps_head=True))
-        except ModelPathError as exc:
-            out["ours"] = str(exc)
+        for key, name in (("ours", folder), ("hub", "someorg/deberta-v3-tiny")):
+            try:
+                load_for_classification(name, LabelMapping({"entailment": 0, "not_entailment": 1}, keeps_head=True))
+            except ModelPathError as exc:
+                out[key] = str(exc)
         import mlflow
         frame = pd.DataFrame({"text": ["I want to take money out."], "text_pair": ["This call is about fees."]})
         out["predicted"] = list(mlflow.pyfunc.load_model(served).predict(frame)["label"])
         print(json.dumps(out))
     """)
-    folder = demo_models["demo-deberta-v2-tiny"]
-    env = child_env(PYTHONPATH=f"{shadow}:{ROOT}", TUNEBOARD_HOME=str(settings.home))
+    env = child_env(PYTHONPATH=f"{shadow}:{ROOT}", TUNEBOARD_HOME=str(settings.home),
+                    HF_HUB_CACHE=str(tmp / "hf-cache"))
     done = subprocess.run([sys.executable, "-c", script, str(folder), served], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["import_fails"]
     assert "tiktoken" in out["transformers"]  # the misleading advice this exists to replace
+    advice = f"sentencepiece package is not installed: pip install {SENTENCEPIECE} (then restart the dashboard"
     assert out["ours"] == (f"{folder}: this folder's tokenizer is a SentencePiece model (spm.model) and the "
-                           "sentencepiece package is not installed: pip install sentencepiece==0.2.3 "
-                           "(then restart the dashboard and its worker).")
+                           f"{advice} and its worker).")
+    assert out["hub"] == ("someorg/deberta-v3-tiny: this model's tokenizer is a SentencePiece model and the "
+                          f"{advice} and its worker).")
     assert len(out["predicted"]) == 1  # the logged model carries tokenizer.json: serving needs no sentencepiece
 
 
