@@ -263,9 +263,10 @@ def test_which_stores_confine_their_jobs(monkeypatch):
 
 @pytest.mark.slow
 def test_a_teams_worker_confines_a_job_whatever_its_spec_says(server, no_roots, user_files, tmp_path, monkeypatch):
-    """On the team's server, the user's process still reads its own files (the API); a submit is refused up
-    front; and a job whose spec was rewritten through MLflow to name the user's files and say it is not
-    confined (as anyone who may edit runs on the server could) is refused by the worker, with no roots set."""
+    """On the team's server, the user's process still reads its own files (the API); a submit naming them is
+    refused up front; and a job whose spec was rewritten through MLflow to say it is not confined (as anyone
+    who may edit runs on the server could), its validation file then swapped for a link to the user's file, is
+    refused by the worker, with no roots set anywhere."""
     from core.experiment_manager import ExperimentManager
     from core.grid import GridSpec
     from core.jobs import SPEC, JobQueue, JobStatus
@@ -290,13 +291,15 @@ def test_a_teams_worker_confines_a_job_whatever_its_spec_says(server, no_roots, 
     (job,) = queue.submit(GridSpec.from_dict(inside), start=False)
     spec = json.loads(queue.client.get_run(job.run_id).data.tags[SPEC])
     assert spec["confined"] is True
-    spec.update(confined=False, validation_path=str(user_files.data / "test.csv"))
-    queue.client.set_tag(job.run_id, SPEC, json.dumps(spec))
+    queue.client.set_tag(job.run_id, SPEC, json.dumps({**spec, "confined": False}))
+    (data / "test.csv").unlink()
+    (data / "test.csv").symlink_to(user_files.data / "test.csv")
 
     done = run_worker_until_idle({"MLFLOW_TRACKING_URI": server.url, "MLFLOW_REGISTRY_URI": server.url,
                                   "TUNEBOARD_HOME": str(no_roots.home)})
     assert done.returncode == 0, done.stdout + done.stderr
     failed = queue.get(job.run_id)
     assert failed.status == JobStatus.FAILED
-    assert failed.reason.startswith(f"{user_files.data / 'test.csv'}: is outside the folders data files may be "
-                                    f"read from. Allowed: {DATA.resolve()}, {no_roots.home}.")
+    assert failed.reason.startswith(f"{data / 'test.csv'}: is outside the folders data files may be read from (it "
+                                    f"leads to {user_files.data / 'test.csv'}). Allowed: {DATA.resolve()}, "
+                                    f"{no_roots.home}.")
