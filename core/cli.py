@@ -185,7 +185,7 @@ def _dispatch(args) -> int:
             print(f"Local worker running (pid {ensure_worker(settings)}); its log: {settings.home / 'worker.log'}")
         return 0
     if args.command == "server":
-        from core.team import auth_environment, server_command, server_environment
+        from core.team import auth_environment, server_command, server_environment, setup_text
 
         command = server_command(args.db, args.artifacts, host=args.host, port=args.port,
                                  app_name="basic-auth" if args.auth_db else None)
@@ -193,8 +193,7 @@ def _dispatch(args) -> int:
             os.environ.setdefault(key, value)
         if args.auth_db:
             os.environ.update(auth_environment(args.auth_db, Path(args.artifacts).resolve().parent / "auth"))
-        print(f"Team server at http://{args.host}:{args.port}; on every machine: "
-              f"export MLFLOW_TRACKING_URI=http://{args.host}:{args.port}", flush=True)
+        print(setup_text(args.host, args.port), flush=True)
         os.execv(command[0], command)
     if args.command == "demo-grid":
         Path(args.path).write_text(demo_grid().to_yaml(), encoding="utf-8")

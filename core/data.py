@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import paths
 from core.errors import DataError, TuneboardError
-from core.paths import check_inside, data_roots
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 PAIR_COLUMNS = (("premise", "hypothesis"), ("sentence1", "sentence2"))
@@ -119,8 +119,8 @@ def _check_text_file(path: Path, fmt: str) -> list[str]:
 
 
 def read_table(path: str | Path):
-    """Read a data file (inside the allowed data folders) into a pandas DataFrame through ``datasets``."""
-    check_inside(path, data_roots(), "data")
+    """Read a data file into a pandas DataFrame through ``datasets`` (inside the allowed folders where confined)."""
+    paths.check_data(path)
     return _read(Path(path))[0]
 
 
@@ -170,11 +170,12 @@ def _is_blank(value: Any) -> bool:
 
 
 def load_examples(path: str | Path) -> Examples:
-    """Read a file inside the allowed data folders and check its columns, texts and labels.
+    """Read a data file and check its columns, texts and labels.
 
-    Errors name the file and row. See ``core.paths`` for the folders.
+    Errors name the file and row. Where reads are confined (a page, a job submitted from one, a team's
+    worker), the file must lie inside the allowed data folders: see ``core.paths``.
     """
-    check_inside(path, data_roots(), "data")
+    paths.check_data(path)
     return _examples(Path(path))
 
 

@@ -175,7 +175,11 @@ def _as_tuple(value: Any, key: str) -> tuple:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run of a grid: a baseline evaluation or a fine-tune."""
+    """One run of a grid: a baseline evaluation or a fine-tune.
+
+    ``confined``: the run reads its data files and base model only inside the allowed roots (a grid
+    submitted from a page, or to a team's server); the training process checks them again (``core.paths``).
+    """
 
     kind: str  # "baseline" | "fine_tune"
     experiment_name: str
@@ -188,6 +192,7 @@ class RunSpec:
     train_path: str | None = None
     param_set: int | None = None
     grid_id: str | None = None
+    confined: bool = False
 
     @property
     def base_model_name(self) -> str:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from core import paths
 from core import runs as runs_mod
 from core.errors import NotFoundError, TuneboardError
 from core.grid import GridSpec, RunSpec
@@ -187,16 +188,22 @@ class JobQueue:
     def submit(self, grid: GridSpec, *, priority: int = 0, start: bool = True) -> list[Job]:
         """Check the grid, then create every run SCHEDULED at once and hand them to the backend.
 
+        Submitted from a confined context (a page), or to a store whose jobs are confined anyway (a team's
+        server, roots turned on), the grid is checked against the allowed roots, and its runs carry
+        ``confined`` so the training process checks again (``core.paths``).
         ``start=False`` leaves the jobs queued without starting a local worker (one started later runs them).
         """
         from core.experiment_manager import ExperimentManager
 
-        specs = ExperimentManager.from_spec(grid, self.settings).validate()  # raises before anything exists
+        confined = paths.is_confined() or paths.confines_jobs(self.settings.tracking_uri)
+        with paths.confined(confined):
+            specs = ExperimentManager.from_spec(grid, self.settings).validate()  # raises before anything exists
         grid_id = uuid.uuid4().hex[:12]
         experiment_id = ensure_experiment(grid.experiment_name, self.settings)
         for key in ("base_name", "data_src", "user_id"):  # so the grid can be rebuilt from the experiment
             self.client.set_experiment_tag(experiment_id, f"grid_{key}", getattr(grid, key))
-        jobs = [self._create(replace(spec, grid_id=grid_id), experiment_id, priority) for spec in specs]
+        jobs = [self._create(replace(spec, grid_id=grid_id, confined=confined), experiment_id, priority)
+                for spec in specs]
         if start or self.backend.name != "local":
             self.backend.launch(jobs)
         return jobs

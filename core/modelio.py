@@ -10,9 +10,9 @@ import json
 import os
 from pathlib import Path
 
+from core import paths
 from core.data import LabelMapping
 from core.errors import ModelPathError
-from core.paths import check_inside, model_roots
 from core.tokenizer import check_tokenizer_folder, load_tokenizer
 
 
@@ -23,14 +23,15 @@ def _looks_like_path(name: str) -> bool:
 def load_config(name_or_path: str):
     """The model's config, with errors that say whether the folder, the files or the hub is the problem.
 
-    A path must lie inside the allowed model folders (``core.paths``); a hub id goes to the hub. A local
-    folder must hold tokenizer files this machine can read (``core.tokenizer.check_tokenizer_folder``).
+    Where reads are confined (``core.paths``), a path must lie inside the allowed model folders; a hub id
+    goes to the hub. A local folder must hold tokenizer files this machine can read
+    (``core.tokenizer.check_tokenizer_folder``).
     """
     from transformers import AutoConfig
 
     path = Path(name_or_path).expanduser()
     if path.exists() or _looks_like_path(name_or_path):
-        check_inside(name_or_path, model_roots(), "model")
+        paths.check_model(name_or_path)
     if path.exists():
         if not path.is_dir():
             raise ModelPathError(f"{name_or_path}: is a file; a base model is a folder holding config.json "

@@ -65,11 +65,11 @@ class RayBackend:
         from core import paths
 
         env = {"MLFLOW_TRACKING_URI": self.settings.tracking_uri, "MLFLOW_REGISTRY_URI": self.settings.registry_uri,
-               "TUNEBOARD_HOME": str(self.settings.home), "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
-               "TOKENIZERS_PARALLELISM": "false",
-               # the job reads its files behind the same fence they were checked against here
-               paths.DATA_ROOTS: os.pathsep.join(map(str, paths.data_roots())),
-               paths.MODEL_ROOTS: os.pathsep.join(map(str, paths.model_roots()))}
+               "TUNEBOARD_HOME": str(self.settings.home), "TUNEBOARD_DATA_DIR": str(self.settings.data_dir),
+               "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"), "TOKENIZERS_PARALLELISM": "false"}
+        # A confined job (its spec says so) reads its files behind the same fence they were checked against
+        # here: the roots this deployment set, else the same defaults (home and data folder above).
+        env.update({v: os.environ[v] for v in (paths.DATA_ROOTS, paths.MODEL_ROOTS) if os.environ.get(v, "").strip()})
         failed = []
         for job in jobs:
             try:

@@ -11,8 +11,8 @@ repository root, artifacts beside it, demo data in ``data/``.
 | ``MLFLOW_REGISTRY_URI`` | the tracking URI |
 | ``TUNEBOARD_DATA_DIR`` | ``<repo>/data`` |
 | ``TUNEBOARD_USER`` | the operating-system user (a dashboard session signed in to the team server: that user) |
-| ``TUNEBOARD_DATA_ROOTS`` | the data folder and home: where data files may be read from (``core.paths``) |
-| ``TUNEBOARD_MODEL_ROOTS`` | home and the Hugging Face cache: where base model folders may be loaded from |
+| ``TUNEBOARD_DATA_ROOTS`` | data folder and home: where confined reads (pages, their grids, team jobs) may go |
+| ``TUNEBOARD_MODEL_ROOTS`` | home and the HF cache: the same for base models (either set: all reads confined) |
 """
 
 from __future__ import annotations

@@ -15,6 +15,15 @@ With sign-in (MLflow's basic-auth app; users and permissions in their own Postgr
 Everyone then signs in on the dashboard; the CLI and the workers use
 ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD`` of an account that
 may edit the team's experiments (a service account with admin rights is simplest).
+
+Allowed folders are on by default in team mode: anyone who may write runs to
+the server can queue a job, and a worker reads that job's files as itself, so
+every job run against a tracking server reads its data files and base models
+only inside ``TUNEBOARD_DATA_ROOTS`` / ``TUNEBOARD_MODEL_ROOTS`` (each
+worker's own; defaults: its data folder and home / its home and Hugging Face
+cache), whoever submitted it (``core.paths.confines_jobs``). The server
+itself reads no data files, so the roots are set on the worker machines,
+where the files are; the server command says so when it starts.
 """
 
 from __future__ import annotations
@@ -46,6 +55,18 @@ def server_command(db_uri: str, artifacts: str, *, host: str = "127.0.0.1", port
     if app_name:
         command += ["--app-name", app_name]
     return command
+
+
+def setup_text(host: str, port: int) -> str:
+    """What the server command prints: how every machine joins, and where the team's workers read files from."""
+    from core import paths
+
+    url = f"http://{host}:{port}"
+    return (f"Team server at {url}; on every machine (dashboard, CLI, workers): export MLFLOW_TRACKING_URI={url}\n"
+            f"Workers using this server read data files and base models only inside {paths.DATA_ROOTS} and "
+            f"{paths.MODEL_ROOTS} (defaults: each worker's data folder and home, and its home and Hugging Face "
+            f"cache). On each worker machine, set them to the folders holding the team's data and models, "
+            f"separated by '{os.pathsep}'.")
 
 
 def server_environment() -> dict[str, str]:

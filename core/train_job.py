@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from dataclasses import replace
 
 PROGRESS_SECONDS = 1.0
 
@@ -111,7 +112,7 @@ def run_job(run_id: str) -> int:
     """Execute the job whose MLflow run is ``run_id``; returns the process exit code."""
     from mlflow.tracking import MlflowClient
 
-    from core import tracking
+    from core import paths, tracking
     from core.grid import RunSpec
     from core.jobs import SPEC
     from core.settings import configure_mlflow
@@ -119,9 +120,12 @@ def run_job(run_id: str) -> int:
 
     settings = configure_mlflow()
     spec = RunSpec.from_json(MlflowClient().get_run(run_id).data.tags[SPEC])
+    # The trust boundary (core.paths): a job from a page reads only inside the roots, checked again here since
+    # files can change after submit; on a team's server every job does, whoever wrote its spec.
+    spec = replace(spec, confined=spec.confined or paths.confines_jobs(settings.tracking_uri))
     reporter = ProgressReporter(run_id)
-    print(f"job {run_id}: {spec.run_name} ({spec.kind}) on {os.environ.get('CUDA_VISIBLE_DEVICES') or 'CPU'}",
-          flush=True)
+    print(f"job {run_id}: {spec.run_name} ({spec.kind}) on {os.environ.get('CUDA_VISIBLE_DEVICES') or 'CPU'}"
+          + (", reading only inside the allowed folders" if spec.confined else ""), flush=True)
 
     def on_status(stage: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True)

@@ -4,7 +4,8 @@
 
 1. open the MLflow run (a new one, or one created earlier by the job queue);
 2. log the spec: hyperparameters, base model, dataset paths and digests;
-3. read and check the data; align its labels with the model's head;
+3. read and check the data (inside the allowed roots when the spec is confined:
+   ``core.paths``); align its labels with the model's head;
 4. load the model and tokenizer, tokenize with dynamic padding;
 5. fine-tune with the Trainer (skipped for a baseline), logging loss and
    learning rate per logging step and eval metrics per epoch, asynchronously;
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import modelio, tracking
+from core import modelio, paths, tracking
 from core.data import Examples, LabelMapping, align_labels, load_examples
 from core.grid import OWN_KEYS, RunSpec
 from core.metrics import classification_metrics, softmax
@@ -79,7 +80,8 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
         active = mlflow.start_run(run_id=run_id)
     run_id, artifact_uri = active.info.run_id, active.info.artifact_uri
     try:
-        metrics = _run_body(spec, run_id, callbacks or [], say)
+        with paths.confined(spec.confined):
+            metrics = _run_body(spec, run_id, callbacks or [], say)
     except Exception as exc:  # noqa: BLE001 - the run ends FAILED with the reason; the caller goes on
         try:
             message = _explain(exc, artifact_uri)

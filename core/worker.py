@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import jobs as jobs_mod
+from core import paths
 from core import runs as runs_mod
 from core.jobs import CANCEL, PID, QUEUE, SLOT, STARTED_AT, Job, JobStatus, end_run
 from core.settings import REPO_ROOT, Settings, configure_mlflow
@@ -266,6 +267,9 @@ class Worker:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         signal.signal(signal.SIGINT, lambda *_: setattr(self, "stopping", True))
         say(f"worker {os.getpid()} owns queue {self.queue} with slots {[s.name for s in self.slots]}")
+        if paths.confines_jobs(self.settings.tracking_uri):  # team mode or roots turned on (core.paths)
+            say(f"every job reads only inside the allowed folders: data {', '.join(map(str, paths.data_roots()))}; "
+                f"base models {', '.join(map(str, paths.model_roots()))}")
         last_cancel_check = last_scan = last_housekeeping = 0.0
         last_wake = None
         failures = 0

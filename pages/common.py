@@ -169,12 +169,16 @@ def credentials():
 
 
 def sign_in_gate() -> None:
-    """First thing on every page: on a server with sign-in, ask for it; then act as that user.
+    """First thing on every page: confine this browser session's reads to the allowed roots; on a server with
+    sign-in, ask for it; then act as that user.
 
-    Every MLflow call this page makes afterwards carries the session's credentials (core.auth).
+    Every MLflow call this page makes afterwards carries the session's credentials (core.auth), and every
+    file or model folder it names, and any grid it submits, stays inside the allowed folders (core.paths).
     """
+    from core import paths
     from core.auth import ANONYMOUS, Credentials, act_as, sign_in
 
+    paths.confine()  # the dashboard serves others: they name files on this server, not on their own machine
     if not auth_required():
         act_as(None)  # the dashboard process's own identity: local store or an open server
         return

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from core import demo
+from core import demo, paths
 from core.data import FORMATS
 from core.data import save_upload as data_save_upload
 from core.errors import DataError, GridError, TuneboardError
@@ -192,7 +192,8 @@ def estimate_seconds(spec: GridSpec) -> tuple[float, str]:
         notes.add(f"{name}: {speed:.0f} samples/s ({'measured' if measured else 'a guess until a run finishes'})")
         for version in spec.dataset_versions:
             path = Path(spec.train_path(version))
-            rows = row_count(str(path), path.stat().st_mtime) if path.is_file() else 0
+            readable = path.is_file() and paths.may_read_data(path)  # Launch names any other file; never read it
+            rows = row_count(str(path), path.stat().st_mtime) if readable else 0
             for params in spec.hyperparameters:
                 total += rows * float(params.get("num_train_epochs", 3)) / speed + 6
         if spec.evaluate_pretrained_model:

@@ -50,19 +50,19 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: trains real models for a minute or more")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def allowed_roots(tmp_path_factory):
-    """Data and models live in pytest's temporary folders (and the repo's data/): allow exactly those.
+@pytest.fixture
+def allowed_roots(tmp_path_factory, monkeypatch):
+    """Roots turned on, allowing pytest's temporary folders (and the repo's data/), where the tests' files live.
 
-    Set in os.environ for the whole session, so servers and workers the tests start (child_env) get them too.
+    For tests where reads are confined though nothing names the roots: a team's workers (a tracking server
+    confines every job, core.paths). Set in os.environ, so workers the test starts (child_env) get them too.
+    Everywhere else the tests run as the API and CLI do, with no roots: the user's process reads its files.
     """
     from core.paths import DATA_ROOTS, MODEL_ROOTS
 
     base = str(tmp_path_factory.getbasetemp())
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(DATA_ROOTS, os.pathsep.join([base, str(DATA)]))
-        mp.setenv(MODEL_ROOTS, base)
-        yield
+    monkeypatch.setenv(DATA_ROOTS, os.pathsep.join([base, str(DATA)]))
+    monkeypatch.setenv(MODEL_ROOTS, base)
 
 
 def use_store(mp: pytest.MonkeyPatch, home: Path):

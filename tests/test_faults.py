@@ -276,7 +276,7 @@ def server(tmp_path_factory):
 
 
 @pytest.fixture
-def team_faults(server, tmp_path, monkeypatch, bert_model):
+def team_faults(server, tmp_path, monkeypatch, bert_model, allowed_roots):  # team workers read inside the roots
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.setenv("TUNEBOARD_HOME", str(tmp_path / "home"))

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def team(server, tmp_path, monkeypatch, demo_models):
+def team(server, tmp_path, monkeypatch, demo_models, allowed_roots):  # a team's workers read only inside the roots
     url, _ = server
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
