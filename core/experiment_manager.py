@@ -74,6 +74,8 @@ class ExperimentSummary:
     def best_fine_tune(self, metric: str = "accuracy") -> tuple[RunResult, float | None] | None:
         """The best finished fine-tune of this call by ``metric``, and its base model's baseline value (None
         when no baseline was evaluated); None when no fine-tune finished with that metric."""
+        if len(self.specs) != len(self.results):
+            return None  # built by hand without specs: which run is a baseline is unknown
         finished = [(r, s) for r, s in zip(self.results, self.specs, strict=True) if r.status == "FINISHED"]
         tuned = [(r, s) for r, s in finished if s.kind == "fine_tune" and metric in r.metrics]
         if not tuned:
