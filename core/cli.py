@@ -65,15 +65,19 @@ def demo_grid(settings=None):
         evaluate_pretrained_model=True, user_id=current_user())
 
 
-def _print_best(experiment: str, metric: str, by_tag: str | None = None, by_param: str | None = None) -> None:
+def _print_best(experiment: str, metric: str, by_tag: str | None = None, by_param: str | None = None,
+                told: frozenset[str] = frozenset()) -> None:
+    """The experiment's best run and how it compares with its pretrained baseline (not repeated when its run id is
+    in ``told``: the run summary just said it), then the best run of each group."""
+    from core.experiment_manager import baseline_verdict
     from core.model_selector import ModelSelector
 
     selector = ModelSelector(experiment, metric)
     best = selector.get_best_model()
-    gain = selector.gain_over_baseline(best)
-    line = f"Best run by {metric}: {best.info.run_name} ({metric} {best.data.metrics[metric]:.4f}"
-    line += f", {gain:+.4f} over its pretrained baseline)" if gain is not None else ")"
-    print(line)
+    if best.info.run_id not in told:
+        value, gain = best.data.metrics[metric], selector.gain_over_baseline(best)
+        baseline = None if gain is None else value + gain if selector.minimise else value - gain
+        print(f"Best run by {metric}: {best.info.run_name}, {baseline_verdict(metric, value, baseline)}.")
     groups = {}
     if by_tag:
         groups = selector.get_best_models_by_tag(by_tag)
@@ -88,13 +92,20 @@ def _print_version(transition, version) -> None:
           f" (stage {version.current_stage}); it replaced version {version.tags.get('replaced_version', 'none')}.")
 
 
-def _run_grid(spec) -> int:
+def _run_grid(spec):
+    """Run a grid with one progress bar per run; returns the summary (it names the best fine-tune)."""
     from core.experiment_manager import ExperimentManager
 
     start = time.perf_counter()
-    summary = ExperimentManager.from_spec(spec).run_experiments(on_progress=lambda m: print(m, flush=True))
+    summary = ExperimentManager.from_spec(spec).run_experiments(show_progress=True)
     print(f"Took {time.perf_counter() - start:.0f} s.")
-    return 0 if not summary.failed else 1
+    return summary
+
+
+def _told(summary) -> frozenset[str]:
+    """The run ids whose comparison with the baseline the summary already printed."""
+    best = summary.best_fine_tune()
+    return frozenset({best[0].run_id} if best else ())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,13 +177,13 @@ def _dispatch(args) -> int:
     if args.command == "demo":
         settings = Settings.from_env()
         spec = demo_grid(settings)
-        code = _run_grid(spec)
-        _print_best(spec.experiment_name, "accuracy", by_tag="base_model_name")
+        summary = _run_grid(spec)
+        _print_best(spec.experiment_name, "accuracy", by_tag="base_model_name", told=_told(summary))
         transition = ModelTransition(DEMO_MODEL_NAME)
         _print_version(transition, transition.transition_model("Production", spec.experiment_name, "accuracy"))
         print(f"\nLook at it in the MLflow UI:\n  .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri}"
               "\nthen open http://127.0.0.1:5000")
-        return code
+        return 1 if summary.failed else 0
     if args.command == "prepare":
         from core.demo import ensure_demo
         from core.worker import ensure_worker
@@ -201,9 +212,9 @@ def _dispatch(args) -> int:
         return 0
     if args.command == "run":
         spec = GridSpec.from_file(args.grid)
-        code = _run_grid(spec)
-        _print_best(spec.experiment_name, "accuracy")
-        return code
+        summary = _run_grid(spec)
+        _print_best(spec.experiment_name, "accuracy", told=_told(summary))
+        return 1 if summary.failed else 0
     if args.command == "best":
         _print_best(args.experiment, args.metric, args.by_tag, args.by_param)
         return 0

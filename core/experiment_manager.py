@@ -8,7 +8,9 @@
 
 Everything is checked before the first run starts (hyperparameters, files,
 model paths). A run that fails ends FAILED with its reason and the others go
-on; ``run_experiments`` returns a summary of both.
+on; ``run_experiments`` returns a summary of both, saying whether the best
+fine-tune beat its pretrained baseline. While it runs, each run shows one
+progress bar (step of total, loss, ETA) instead of the Trainer's raw dicts.
 """
 
 from __future__ import annotations
@@ -21,11 +23,35 @@ from typing import Any
 from core.data import align_labels, load_examples
 from core.errors import TuneboardError
 from core.grid import GridSpec, RunSpec
+from core.metrics import lower_is_better
 from core.modelio import load_config
+from core.progress import ProgressBar, TrainingProgress
 from core.settings import Settings, configure_mlflow, current_user, ensure_experiment
 from core.training import RunResult, describe, execute
 
 log = logging.getLogger(__name__)
+
+NO_GAIN_ADVICE = ("check that its training loss fell (the run's loss chart), then try another learning_rate, "
+                  "more n_epochs or more training data before promoting it")
+
+
+def baseline_verdict(metric: str, value: float, baseline: float | None) -> str:
+    """``accuracy 0.480, 0.036 BELOW its pretrained baseline (0.516): fine-tuning made it worse; check ...``
+
+    Plain words when fine-tuning did not help: a "best run" that loses to the untrained model is not one to promote.
+    """
+    shown = f"{metric} {value:.3f}"
+    if baseline is None:
+        return f"{shown} (no pretrained baseline evaluated to compare with)"
+    minimise = lower_is_better(metric)
+    gain = round((baseline - value) if minimise else (value - baseline), 3)
+    if gain > 0:
+        return f"{shown}, {gain:.3f} {'below' if minimise else 'above'} its pretrained baseline ({baseline:.3f})"
+    if gain == 0:
+        return f"{shown}, the same as its pretrained baseline ({baseline:.3f}): fine-tuning did not help; " \
+            + NO_GAIN_ADVICE
+    worse = f"{'ABOVE' if minimise else 'BELOW'} its pretrained baseline ({baseline:.3f})"
+    return f"{shown}, {-gain:.3f} {worse}: fine-tuning made it worse; {NO_GAIN_ADVICE}"
 
 
 @dataclass
@@ -35,6 +61,7 @@ class ExperimentSummary:
     experiment_name: str
     experiment_id: str
     results: list[RunResult] = field(default_factory=list)
+    specs: list[RunSpec] = field(default_factory=list)  # the spec of each result, in the same order
 
     @property
     def succeeded(self) -> list[RunResult]:
@@ -44,10 +71,30 @@ class ExperimentSummary:
     def failed(self) -> list[RunResult]:
         return [r for r in self.results if r.status != "FINISHED"]
 
+    def best_fine_tune(self, metric: str = "accuracy") -> tuple[RunResult, float | None] | None:
+        """The best finished fine-tune of this call by ``metric``, and its base model's baseline value (None
+        when no baseline was evaluated); None when no fine-tune finished with that metric."""
+        if len(self.specs) != len(self.results):
+            return None  # built by hand without specs: which run is a baseline is unknown
+        finished = [(r, s) for r, s in zip(self.results, self.specs, strict=True) if r.status == "FINISHED"]
+        tuned = [(r, s) for r, s in finished if s.kind == "fine_tune" and metric in r.metrics]
+        if not tuned:
+            return None
+        sign = 1 if lower_is_better(metric) else -1
+        best, spec = min(tuned, key=lambda pair: sign * pair[0].metrics[metric])
+        baseline = next((r.metrics.get(metric) for r, s in finished
+                         if s.kind == "baseline" and s.base_model == spec.base_model), None)
+        return best, baseline
+
     def __str__(self) -> str:
         head = f"Experiment {self.experiment_name}: {len(self.succeeded)} run(s) finished, {len(self.failed)} failed."
         lines = [head]
         lines += [f"  {describe(r)}" for r in self.results]
+        best = self.best_fine_tune()
+        if best is not None:
+            run, baseline = best
+            lines.append(f"Best fine-tune: {run.run_name}, "
+                         f"{baseline_verdict('accuracy', run.metrics['accuracy'], baseline)}.")
         return "\n".join(lines)
 
 
@@ -110,19 +157,55 @@ class ExperimentManager:
                 align_labels(train, validation, getattr(config, "label2id", None), getattr(config, "num_labels", 2))
         return runs
 
-    def run_experiments(self, on_progress: Callable[[str], None] | None = None) -> ExperimentSummary:
-        """Set the experiment, evaluate the baselines, then run every fine-tune; return the summary."""
-        say = on_progress or log.info
+    def run_experiments(self, on_progress: Callable[[str], None] | None = None, *,
+                        show_progress: bool | None = None) -> ExperimentSummary:
+        """Set the experiment, evaluate the baselines, then run every fine-tune; return the summary.
+
+        ``on_progress`` gets each message: a run starting, each of its stages ("[2/5] name: training"), its result,
+        and the summary. ``show_progress`` (by default: when no ``on_progress`` is given) shows them on stdout with
+        one progress bar per run; where stdout is not a terminal (a notebook, a CI log) a line per stage and per
+        tenth of the training steps instead. The Trainer's own dict prints are off either way.
+        """
+        show = on_progress is None if show_progress is None else show_progress
+        tell = on_progress or (None if show else log.info)
+
+        def say(message: str) -> None:
+            if tell:
+                tell(message)
+            if show:
+                print(message, flush=True)
+
         runs = self.validate()
         settings = configure_mlflow(self.settings)
         experiment_id = ensure_experiment(self.spec.experiment_name, settings)
         summary = ExperimentSummary(self.spec.experiment_name, experiment_id)
         say(f"Experiment {self.spec.experiment_name}: {len(runs)} run(s) to go.")
         for number, run in enumerate(runs, start=1):
-            say(f"[{number}/{len(runs)}] {run.run_name}: starting")
-            result = execute(run, settings=settings,
-                             on_status=lambda stage, n=number, r=run: say(f"[{n}/{len(runs)}] {r.run_name}: {stage}"))
-            summary.results.append(result)
-            say(f"[{number}/{len(runs)}] {describe(result)}")
+            label = f"[{number}/{len(runs)}] {run.run_name}"
+            summary.results.append(_run_one(run, label, settings, tell, ProgressBar(label) if show else None))
+            summary.specs.append(run)
         say(str(summary))
         return summary
+
+
+def _run_one(run: RunSpec, label: str, settings: Settings, tell: Callable[[str], None] | None,
+             bar: ProgressBar | None) -> RunResult:
+    """One run, its stages told to ``tell`` and drawn on ``bar``; the bar ends on the run's result."""
+    progress = TrainingProgress()
+
+    def on_status(stage: str) -> None:
+        progress.stage = stage
+        if tell:
+            tell(f"{label}: {stage}")
+        if bar:
+            bar.stage(stage)
+
+    on_status("starting")
+    callbacks = [progress.callback(lambda event: bar.update(progress.snapshot()))] if bar else []
+    result = execute(run, settings=settings, callbacks=callbacks, on_status=on_status)
+    outcome = f"{label.partition(' ')[0]} {describe(result)}"
+    if tell:
+        tell(outcome)
+    if bar:
+        bar.close(outcome)
+    return result

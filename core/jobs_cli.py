@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from core.jobs import Job, JobQueue, JobStatus
+from core.progress import progress_text
 
 WATCH_SECONDS = 2.0
 
@@ -14,15 +15,7 @@ def describe(job: Job) -> str:
     p = job.progress
     state = job.status.value.lower()
     if job.status == JobStatus.RUNNING and p:
-        state = f"{p.stage}"
-        if p.total_steps:
-            state += f" {p.fraction:4.0%} step {p.step}/{p.total_steps} epoch {p.epoch:.2f}"
-        if p.loss is not None:
-            state += f" loss {p.loss:.4f}"
-        if p.samples_per_second:
-            state += f" {p.samples_per_second:.0f} samples/s"
-        if p.eta_seconds is not None:
-            state += f" ETA {p.eta_seconds:.0f} s"
+        state = f"{p.stage} {progress_text(p)}".rstrip()
     line = f"{job.run_id[:8]}  {job.run_name:<50} {state}"
     if job.slot and job.status == JobStatus.RUNNING:
         line += f"  [{job.slot}]"

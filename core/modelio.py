@@ -115,11 +115,20 @@ def pip_requirements() -> list[str]:
 
 
 def signature(pairs: bool):
-    """Inputs ``text`` (+ ``text_pair`` for sentence-pair models), outputs ``label`` and ``score``."""
+    """What ``mlflow.pyfunc.load_model(uri).predict`` takes: outputs ``label`` and ``score`` either way.
+
+    A single-text model takes one unnamed string column, MLflow's own default for text-classification: a list
+    of strings, a pandas Series, one string, or a DataFrame whose first column is ``text``. (A named ``text``
+    column would refuse the plain list with "Model is missing inputs ['text']".)
+
+    A sentence-pair model takes named ``text`` and ``text_pair`` columns, both required, so a bare list or a
+    frame without the hypothesis is refused by MLflow with "Model is missing inputs ['text', 'text_pair']"
+    rather than classified as single texts, which would make an NLI model ignore its hypothesis.
+    """
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    inputs = [ColSpec("string", "text")] + ([ColSpec("string", "text_pair", required=False)] if pairs else [])
+    inputs = [ColSpec("string", "text"), ColSpec("string", "text_pair")] if pairs else [ColSpec("string")]
     return ModelSignature(inputs=Schema(inputs), outputs=Schema([ColSpec("string", "label"),
                                                                  ColSpec("double", "score")]))
 
@@ -127,8 +136,8 @@ def signature(pairs: bool):
 def log_model(model, tokenizer, *, pairs: bool, name: str = "model"):
     """Log a text-classification model to the active run; returns MLflow's ModelInfo.
 
-    The explicit signature matters: MLflow's inferred one takes a single string
-    and silently drops ``text_pair``, which would make an NLI model ignore its hypothesis.
+    The explicit signature matters (see :func:`signature`). No input example: with an in-memory model MLflow
+    would check it by loading the whole model a second time, in every run.
     """
     import mlflow
 

@@ -37,75 +37,51 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 class ProgressReporter:
-    """Trainer callback and stage reporter writing the ``job_progress`` tag of one run."""
+    """Writes one run's :class:`core.progress.TrainingProgress` into its ``job_progress`` tag, at most every
+    ``PROGRESS_SECONDS``, and a line per tenth of the steps into the job's log."""
 
     def __init__(self, run_id: str):
         from mlflow.tracking import MlflowClient
 
+        from core.progress import ProgressBar, TrainingProgress
+
         self.run_id = run_id
         self.client = MlflowClient()
-        self.stage = "starting"
-        self.loss: float | None = None
+        self.progress = TrainingProgress()
+        self.log_lines = ProgressBar(tty=False)  # the log is a file: lines, never a redrawn bar
         self._last = 0.0
-        self._t0: float | None = None
-        self._step0 = 0
-        self._numbers: dict = {}  # the last step, total, epoch, speed and ETA, kept across stage changes
 
     def callback(self):
-        from transformers import TrainerCallback
+        def changed(event: str) -> None:
+            self.log_lines.update(self.progress.snapshot())
+            self.push(force=event != "step")
+            if event == "step":
+                _hold("training", self)  # test hook: mid-training, after the first step
 
-        reporter = self
-
-        class _Callback(TrainerCallback):
-            def on_train_begin(self, args, state, control, **kwargs):
-                reporter._t0, reporter._step0 = time.monotonic(), state.global_step
-                reporter.push(state, args, force=True)
-
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if logs and "loss" in logs:
-                    reporter.loss = float(logs["loss"])
-
-            def on_step_end(self, args, state, control, **kwargs):
-                reporter.push(state, args)
-                _hold("training", reporter, state, args)  # test hook: mid-training, after the first step
-
-            def on_train_end(self, args, state, control, **kwargs):
-                reporter.push(state, args, force=True)
-
-        return _Callback()
+        return self.progress.callback(changed)
 
     def on_status(self, stage: str) -> None:
-        self.stage = stage
-        self.push(None, None, force=True)
+        self.progress.stage = stage
+        self.push(force=True)
 
-    def push(self, state, args, force: bool = False) -> None:
+    def push(self, force: bool = False) -> None:
         from core import tracking
-        from core.jobs import PROGRESS, Progress
+        from core.jobs import PROGRESS
 
         now = time.monotonic()
         if not force and now - self._last < PROGRESS_SECONDS:
             return
         self._last = now
-        if state is not None:
-            self._numbers.update(step=state.global_step, total_steps=state.max_steps, epoch=float(state.epoch or 0))
-            if self._t0 is not None and state.global_step > self._step0:
-                steps_per_s = (state.global_step - self._step0) / (now - self._t0)
-                per_step = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-                self._numbers["samples_per_second"] = round(steps_per_s * per_step, 2)
-                self._numbers["eta_seconds"] = round(max(0, state.max_steps - state.global_step) / steps_per_s, 1)
-        fields = {**self._numbers, "stage": self.stage, "loss": self.loss, "updated_at": time.time()}
-        if self.stage in ("finished", "failed"):
-            fields["eta_seconds"] = 0.0
-        text = Progress(**fields).to_json()
+        text = self.progress.snapshot().to_json()
         tracking.writer.submit(lambda: self.client.set_tag(self.run_id, PROGRESS, text), key="progress")
 
 
-def _hold(stage: str, reporter: ProgressReporter, state=None, args=None) -> None:
+def _hold(stage: str, reporter: ProgressReporter) -> None:
     """Test hook (see :func:`core.jobs.hold_for_test`): report the stage to MLflow, then hold. No-op unless set."""
     from core import tracking
     from core.jobs import hold_for_test
 
-    hold_for_test(stage, before=lambda: (reporter.push(state, args, force=True), tracking.flush()))
+    hold_for_test(stage, before=lambda: (reporter.push(force=True), tracking.flush()))
 
 
 def run_job(run_id: str) -> int:
@@ -134,8 +110,8 @@ def run_job(run_id: str) -> int:
             _hold(stage, reporter)
 
     result = execute(spec, run_id=run_id, settings=settings, callbacks=[reporter.callback()], on_status=on_status)
-    reporter.stage = "finished" if result.status == "FINISHED" else "failed"
-    reporter.push(None, None, force=True)
+    reporter.progress.stage = "finished" if result.status == "FINISHED" else "failed"
+    reporter.push(force=True)
     tracking.flush()
     print(f"job {run_id}: {result.status}" + (f" — {result.error}" if result.error else ""), flush=True)
     return 0 if result.status == "FINISHED" else 1

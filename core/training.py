@@ -235,6 +235,7 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set,
                             _tokenize(train, tokenizer, mapping, max_length) if train else None,
                             run_id, callbacks)
+    _silence_log_prints(trainer)
     try:
         return _train_and_log(spec, trainer, tokenizer, train, eval_set, mapping, say)
     finally:
@@ -342,6 +343,14 @@ def _make_trainer(spec: RunSpec, model, tokenizer, mapping: LabelMapping, eval_s
         processing_class=tokenizer, compute_metrics=_trainer_metrics(mapping),
         callbacks=[tracking.MlflowMetricsCallback(run_id), *callbacks],
     )
+
+
+def _silence_log_prints(trainer) -> None:
+    """With tqdm off (our default) the Trainer prints every log as a raw dict; the numbers go to MLflow, and
+    progress to the callbacks the caller passed (core.progress), so drop the printer, in notebooks too."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
 
 
 def _trainer_metrics(mapping: LabelMapping):

@@ -24,8 +24,9 @@ def test_demo_runs_the_grid_beats_the_baseline_and_promotes(tmp_path):
     done = cli(tmp_path, "demo")
     out = done.stdout
     assert "10 run(s) finished, 0 failed" in out
-    gain = float(re.search(r"([+-][0-9.]+) over its pretrained baseline", out).group(1))
+    gain = float(re.search(r"Best fine-tune: \S+, accuracy [0-9.]+, ([0-9.]+) above its pretrained baseline", out)[1])
     assert gain >= 0.1, out  # fine-tuning visibly beats the untrained model
+    assert "Best run by accuracy" not in out  # the summary said it once already
     assert "Demo_Consumer_Topic version 1 is now in production" in out
     assert "mlflow ui --backend-store-uri sqlite:///" in out
     experiment = re.search(r"Experiment (/Users/cli-user/\S+):", out).group(1)
@@ -57,6 +58,13 @@ evalute_pretrained_model: false
 """, encoding="utf-8")
     out = cli(tmp_path, "run", str(grid)).stdout
     assert "demo-bert-tiny_train_sample_param_set1: finished" in out and "1 run(s) finished, 0 failed" in out
+    # stdout is a pipe here, as in a CI log: progress lines, no carriage returns, none of the Trainer's raw dicts
+    assert "{'" not in out and "\r" not in out
+    steps = re.findall(r"^\[1/1\] demo-bert-tiny_train_sample_param_set1: training +(\d+)% step (\d)/4 .*ETA", out,
+                       re.MULTILINE)
+    assert steps == [("25", "1"), ("50", "2"), ("75", "3"), ("100", "4")], out
+    assert "Best fine-tune: demo-bert-tiny_train_sample_param_set1, accuracy" in out
+    assert "no pretrained baseline evaluated to compare with" in out
 
     grid.write_text(grid.read_text().replace("max_steps: 4", "max_step: 4"), encoding="utf-8")
     refused = cli(tmp_path, "run", str(grid), check=False)
@@ -65,3 +73,24 @@ evalute_pretrained_model: false
 
     missing = cli(tmp_path, "run", str(tmp_path / "nope.yaml"), check=False)
     assert missing.returncode == 2 and "nope.yaml does not exist" in missing.stderr
+
+
+def test_best_says_plainly_when_fine_tuning_lost_to_the_baseline(tmp_path):
+    """A store where the pretrained model beats every fine-tune (runs written with the real MLflow client)."""
+    from mlflow.tracking import MlflowClient
+
+    from core.settings import default_tracking_uri
+
+    client = MlflowClient(default_tracking_uri(tmp_path.resolve()))  # the store `cli` points the command at
+    experiment = client.create_experiment("/Users/cli-user/Lost")
+    for name, run_type, accuracy in (("deberta_pretrained_baseline", "baseline", 0.516),
+                                     ("deberta_full_param_set1", "fine_tune", 0.480),
+                                     ("deberta_full_param_set2", "fine_tune", 0.455)):
+        run = client.create_run(experiment, run_name=name, tags={"run_type": run_type, "base_model_name": "deberta"})
+        client.log_metric(run.info.run_id, "accuracy", accuracy)
+        if run_type == "fine_tune":
+            client.set_tag(run.info.run_id, "model_uri", f"runs:/{run.info.run_id}/model")
+        client.set_terminated(run.info.run_id, "FINISHED")
+    out = cli(tmp_path, "best", "/Users/cli-user/Lost").stdout
+    assert out.startswith("Best run by accuracy: deberta_full_param_set1, accuracy 0.480, 0.036 BELOW its pretrained "
+                          "baseline (0.516): fine-tuning made it worse; check that its training loss fell"), out

@@ -78,7 +78,8 @@ def test_submit_queues_every_run_with_its_spec_and_the_worker_runs_them(queue, b
     assert [j.status for j in finished] == [JobStatus.FINISHED] * 2
     assert finished[0].progress.stage == "finished" and finished[0].progress.total_steps == 3
     assert "job.log" in {a.path for a in queue.client.list_artifacts(jobs[0].run_id)}
-    assert "FINISHED" in queue.log_tail(jobs[0].run_id)
+    log = queue.log_tail(jobs[0].run_id)
+    assert "FINISHED" in log and "training 100% step 3/3" in log and "{'" not in log  # progress, no raw dicts
     # FIFO: the first queued ran first
     assert float(finished[0].start_time) < float(finished[1].start_time)
 
