@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 RUN_ALONE_TAG = "run_alone"
+SHARED_TAG = "gpu_jobs_sharing"  # set by the worker: the most jobs that shared the run's GPU while it ran
 CONTEXT_BYTES = 700 * 2**20  # CUDA context and cuBLAS workspace of one process, outside the allocator's peak
 HEADROOM = 0.9  # of a GPU's memory that packed jobs may plan to use
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}

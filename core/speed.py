@@ -29,13 +29,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from core.packing import SHARED_TAG  # noqa: F401 - one of this module's tags, set by the worker
+
 log = logging.getLogger(__name__)
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
 COMPILE_TAG = "compile"
 BUCKETS_TAG = "bucket_edges"
-SHARED_TAG = "gpu_jobs_sharing"
-SHARED_ENV = "TUNEBOARD_GPU_JOBS"  # set by the worker: how many jobs shared the GPU when this one started
 
 
 def bucket_edges(max_length: int, step: int) -> list[int]:
@@ -101,8 +101,7 @@ class Plan:
     arguments: dict[str, Any]
 
     def tags(self) -> dict[str, str]:
-        return {COMPILE_TAG: self.compile_mode or "off", BUCKETS_TAG: ",".join(map(str, self.edges)) or "none",
-                SHARED_TAG: os.environ.get(SHARED_ENV, "1")}
+        return {COMPILE_TAG: self.compile_mode or "off", BUCKETS_TAG: ",".join(map(str, self.edges)) or "none"}
 
 
 def plan(chosen: dict[str, Any], *, max_length: int, total_steps: int, cuda: bool,

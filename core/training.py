@@ -66,8 +66,13 @@ def spec_tags(spec: RunSpec) -> dict[str, str]:
 
 
 def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | None = None,
-            callbacks: list | None = None, on_status: Callable[[str], None] | None = None) -> RunResult:
-    """Run one spec end to end; never raises for a failure inside the run (it ends FAILED)."""
+            callbacks: list | None = None, on_status: Callable[[str], None] | None = None,
+            requeue: Callable[[Exception], bool] | None = None) -> RunResult:
+    """Run one spec end to end; never raises for a failure inside the run (it ends FAILED).
+
+    ``requeue``: asked about a failure; when it answers True the run is left open (status "REQUEUED") for
+    the caller to queue again (the worker's packed jobs that ran out of GPU memory).
+    """
     import mlflow
 
     settings = configure_mlflow(settings)
@@ -82,6 +87,9 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
     try:
         metrics = _run_body(spec, run_id, callbacks or [], say)
     except Exception as exc:  # noqa: BLE001 - the run ends FAILED with the reason; the caller goes on
+        if requeue is not None and requeue(exc):
+            tracking.flush()
+            return RunResult(run_id, spec.run_name, "REQUEUED", {}, f"{type(exc).__name__}: {exc}")
         try:
             message = _explain(exc, artifact_uri)
         except Exception:  # noqa: BLE001 - explaining must never stop the run from ending FAILED

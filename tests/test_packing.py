@@ -1,0 +1,68 @@
+"""Packing decisions against memory figures: how many fine-tunes share one GPU."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import packing
+
+GIB = 2**30
+BASE = packing.Shape(parameters=184_000_000, hidden=768, layers=12, heads=12, disentangled=True)  # DeBERTa-v3-base
+H100, A10 = 80 * GIB, 24 * GIB
+
+
+def how_many(need: int, total: int, limit: int = 8) -> int:
+    running: list[int] = []
+    while packing.fits(need, running, total, limit=limit):
+        running.append(need)
+    return len(running)
+
+
+def test_estimate_for_deberta_v3_base():
+    b32 = packing.estimate_bytes(BASE, 32, 256)
+    b128 = packing.estimate_bytes(BASE, 128, 256)
+    assert 8 * GIB < b32 < 14 * GIB  # 2.9 GiB of weights and AdamW states, ~7 GiB of activations
+    assert 28 * GIB < b128 < 40 * GIB
+    assert packing.estimate_bytes(BASE, 32, 256, half_precision=False) > b32
+    assert how_many(b32, H100) == 7 and how_many(b32, H100, limit=4) == 4
+    assert how_many(b128, H100) == 2
+    assert how_many(b32, A10) == 2
+    assert how_many(b128, A10) == 1  # an empty GPU always takes a job, even one that may not fit
+
+
+def test_measured_peak_wins_and_scales_with_tokens():
+    measured = (6 * GIB, 32 * 256)  # an earlier run of the same base model peaked at 6 GiB at batch 32 x 256
+    same = packing.from_measured(*measured, 32 * 256, BASE)
+    assert same < packing.estimate_bytes(BASE, 32, 256)
+    assert packing.from_measured(*measured, 64 * 256, BASE) > same
+    hyper = {"per_device_train_batch_size": 32, "max_length": 256}
+    assert packing.job_bytes(hyper, "/no/such/model", measured) == packing.from_measured(*measured, 32 * 256, None)
+    assert packing.job_bytes(hyper, "/no/such/model") is None  # unknown: it will only run on an empty GPU
+
+
+def test_who_may_share():
+    need = 10 * GIB
+    assert packing.fits(None, [], H100)  # an empty GPU takes anything
+    assert not packing.fits(None, [need], H100)
+    assert not packing.fits(need, [None], H100)
+    assert not packing.fits(need, [need], H100, alone=True)  # requeued after running out of memory
+    assert not packing.fits(need, [need], H100, running_alone=True)
+    assert packing.fits(need, [need], H100)
+    assert not packing.fits(need, [need], None)  # GPU memory unknown: one job per GPU
+
+
+def test_cap_from_environment(monkeypatch):
+    monkeypatch.setenv("TUNEBOARD_JOBS_PER_GPU", "2")
+    assert packing.cap() == 2
+    assert not packing.fits(GIB, [GIB, GIB], H100)
+    monkeypatch.setenv("TUNEBOARD_JOBS_PER_GPU", "lots")
+    assert packing.cap() == 4
+
+
+def test_model_shape_counts_parameters_from_safetensors(bert_model):
+    from transformers import AutoModelForSequenceClassification
+
+    shape = packing.model_shape(bert_model)
+    model = AutoModelForSequenceClassification.from_pretrained(bert_model)
+    assert shape.parameters == pytest.approx(sum(p.numel() for p in model.parameters()), rel=0.02)
+    assert (shape.hidden, shape.layers, shape.disentangled) == (64, 2, False)
