@@ -13,6 +13,8 @@ Switches (environment, so an operator can flip them without code changes):
   default setting; compiling costs tens of seconds that short runs never earn back.
 - ``TUNEBOARD_BUCKET_STEP``: bucket width in tokens (default 64 when compiling, else 0: pad each batch to its
   longest, a multiple of 8 on CUDA).
+- ``TUNEBOARD_COMPILE_DYNAMIC`` (default 1): compile with symbolic batch and sequence sizes (see
+  :func:`prepare_compile`).
 - ``TUNEBOARD_DATALOADER_WORKERS`` (default 2 on CUDA, 0 on CPU).
 
 When compilation fails, the run trains eagerly instead and carries the tag ``compile`` = ``failed: ...``.
@@ -153,6 +155,19 @@ def compile_mode(chosen: dict[str, Any], *, total_steps: int, cuda: bool) -> str
         log.warning("TUNEBOARD_COMPILE=%r is not one of off, auto, %s; not compiling", raw, ", ".join(COMPILE_MODES))
         return None
     return raw
+
+
+def prepare_compile() -> None:
+    """Dynamo settings for compiling a fine-tune: shapes symbolic from the first batch (one graph for every
+    bucket instead of one compile per bucket, and one the inductor's disk cache can share between processes;
+    ``TUNEBOARD_COMPILE_DYNAMIC=0`` compiles each bucket apart), and room for the few graphs this takes."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit"):  # renamed in torch 2.6; set whichever exists
+        if hasattr(config, name):
+            setattr(config, name, max(64, getattr(config, name)))
+    config.assume_static_by_default = os.environ.get("TUNEBOARD_COMPILE_DYNAMIC", "1") == "0"
 
 
 def is_compile_failure(exc: BaseException) -> bool:

@@ -368,6 +368,8 @@ def _make_trainer(spec: RunSpec, model, tokenizer, mapping: LabelMapping, eval_s
     scratch = tempfile.mkdtemp(prefix="tuneboard-trainer-")
     args = training_arguments(spec, scratch, steps_per_epoch, plan)
     pad = 8 if torch.cuda.is_available() else None
+    if plan.compile_mode is not None:
+        speed.prepare_compile()
     return Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
         data_collator=speed.BucketCollator(tokenizer, plan.edges, pad),
