@@ -175,8 +175,10 @@ def _queue_alone(run_id: str, error: str) -> None:
     print(f"job {run_id}: {note}", flush=True)
     client.set_tag(run_id, RUN_ALONE_TAG, note)
     client.set_tag(run_id, PROGRESS, Progress().to_json())
-    for tag in (PID, SLOT, STARTED_AT):
-        client.delete_tag(run_id, tag)
+    present = client.get_run(run_id).data.tags
+    for tag in (PID, SLOT, STARTED_AT):  # it has not started yet, as far as the queue is concerned
+        if tag in present:
+            client.delete_tag(run_id, tag)
     client.update_run(run_id, status=JobStatus.SCHEDULED.value)
 
 

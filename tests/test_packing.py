@@ -66,3 +66,43 @@ def test_model_shape_counts_parameters_from_safetensors(bert_model):
     model = AutoModelForSequenceClassification.from_pretrained(bert_model)
     assert shape.parameters == pytest.approx(sum(p.numel() for p in model.parameters()), rel=0.02)
     assert (shape.hidden, shape.layers, shape.disentangled) == (64, 2, False)
+
+
+def test_worker_packs_by_memory_and_a_requeued_job_waits_for_an_empty_gpu(store, tmp_path, bert_model):
+    """The worker's own slot choice on a pretend 2-slot GPU (no job process is started), and a packed job
+    that ran out of memory going back to the queue marked to run alone."""
+    from conftest import copy_data
+
+    from core.grid import GridSpec
+    from core.jobs import JobQueue, JobStatus
+    from core.train_job import _queue_alone
+    from core.worker import Slot, Worker
+
+    copy_data(tmp_path / "data")
+    queue = JobQueue(store)
+    spec = GridSpec(base_name="Pack", data_src="Demo", dataset_versions=("train_sample.csv",),
+                    hyperparameters=({"n_epochs": 1}, {"n_epochs": 2}), base_model_versions=(bert_model,),
+                    output_dir=str(tmp_path / "out"), train_file=str(tmp_path / "data" / "{data_version}"),
+                    validation_file=str(tmp_path / "data" / "test.csv"), evaluate_pretrained_model=False,
+                    user_id="tester")
+    first, second = queue.submit(spec, start=False)
+    worker = Worker(store, slots=[Slot("gpu0.0", "0"), Slot("gpu0.1", "0")], spares=False)
+    worker.gpu_bytes = {"0": 80 * GIB}
+    need = packing.job_bytes({"per_device_train_batch_size": 16, "max_length": 128}, bert_model)
+    assert need is not None and need < GIB  # the tiny model: weights, a small batch, the CUDA context
+
+    busy = worker._slot_for(queue.client.get_run(first.run_id), list(worker.slots))
+    busy.job_id = first.run_id  # as if started
+    taken = worker._slot_for(queue.client.get_run(second.run_id), [s for s in worker.slots if s is not busy])
+    assert taken is not None and taken.gpu == "0"  # both fit: packed two to the GPU
+
+    queue.client.update_run(second.run_id, status="RUNNING")
+    queue.client.set_tag(second.run_id, packing.SHARED_TAG, "2")
+    _queue_alone(second.run_id, "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    again = queue.client.get_run(second.run_id)
+    assert again.info.status == JobStatus.SCHEDULED.value and packing.RUN_ALONE_TAG in again.data.tags
+    assert "ran out of GPU memory while sharing the GPU" in again.data.tags[packing.RUN_ALONE_TAG]
+    free = [s for s in worker.slots if s is not busy]
+    assert worker._slot_for(again, free) is None  # waits while the GPU has another job
+    busy.job_id, busy.need = None, None
+    assert worker._slot_for(again, list(worker.slots)) is not None  # and starts once it is empty
