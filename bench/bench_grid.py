@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -104,6 +105,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file (after each side)")
     args = parser.parse_args()
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cut off by a time limit: still stop the worker
     work = Path(tempfile.mkdtemp(prefix="tuneboard-grid-bench-"))
     os.environ.update(TUNEBOARD_HOME=str(work / "home"), TUNEBOARD_DATA_ROOTS=str(work),
                       TUNEBOARD_MODEL_ROOTS=str(work))

@@ -5,7 +5,8 @@
 # figure is known, so a step cut off by its limit still leaves what it measured.
 #   $OUT/gpu.txt          card, driver, versions
 #   $OUT/b32.json         bench_pipeline, DeBERTa-v3-base shape, batch 32: plain Trainer (2 seeds) vs the pipeline
-#                         eager (TUNEBOARD_COMPILE=off, buckets off) and compiled (default mode, 64-token buckets)
+#                         eager (TUNEBOARD_COMPILE=off, buckets off), compiled (default mode, 64-token buckets),
+#                         then compiled with CUDA graphs (reduce-overhead) if time allows ($B32_VARIANTS)
 #   $OUT/b128.json        the same at batch 128, compiled (variants: $B128_VARIANTS)
 #   $OUT/grid.json        bench_grid: 8 runs through the queue and worker vs a plain script, one after another
 #   $OUT/logs/*.log       each step's output;  $OUT/summary.txt  the figures that matter, also printed at the end
@@ -14,7 +15,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OUT=${OUT:-/tmp/out}
 # one inductor cache for every process: a graph compiled once is loaded, not compiled, by the next process
 export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-cache TORCHINDUCTOR_FX_GRAPH_CACHE=1 TORCHINDUCTOR_AUTOGRAD_CACHE=1
-B32_VARIANTS=${B32_VARIANTS:-off,default}
+B32_VARIANTS=${B32_VARIANTS:-off,default,reduce-overhead}
 B128_VARIANTS=${B128_VARIANTS:-default}
 mkdir -p "$OUT/logs"
 t0=$(date +%s)
@@ -29,14 +30,14 @@ step() {  # NAME LIMIT_S COMMAND...: run it within LIMIT_S, its output to logs/N
   python3 -c "import sys, torch, transformers, mlflow, datasets; print(sys.version.split()[0], torch.__version__,
 transformers.__version__, mlflow.__version__, datasets.__version__)"
   echo "nproc $(nproc); MPS: $(command -v nvidia-cuda-mps-control || echo absent)"; } 2>&1 | tee "$OUT/gpu.txt"
-# per run, batch 32: about 20 s set-up, 2 x 12 s plain, 15 s eager, compiled 60-150 s cold
+# per run, batch 32: about 20 s set-up, 2 x 12 s plain, 15 s eager, compiled 60-120 s cold, CUDA graphs the rest
 step b32 190 python3 bench/bench_pipeline.py --shape base --examples 2048 --epochs 1 --batch 32 --repeats 1 \
   --seeds 2 --variants "$B32_VARIANTS" --json "$OUT/b32.json"
-# per run, batch 128: 2 x 15 s plain; compiled, from the cache when the shapes' graphs match
-step b128 100 python3 bench/bench_pipeline.py --shape base --examples 4096 --epochs 1 --batch 128 --repeats 1 \
+# per run, batch 128: 2 x 15 s plain; compiled: symbolic shapes, so b32's graphs come from the inductor cache
+step b128 90 python3 bench/bench_pipeline.py --shape base --examples 4096 --epochs 1 --batch 128 --repeats 1 \
   --seeds 2 --variants "$B128_VARIANTS" --json "$OUT/b128.json"
 # per grid: 8 short fine-tunes (load, train, evaluate, save and log the model)
-step grid 100 python3 bench/bench_grid.py --shape base --examples 384 --epochs 1 --batch 32 --timeout 80 \
+step grid 115 python3 bench/bench_grid.py --shape base --examples 256 --epochs 1 --batch 32 --timeout 55 \
   --json "$OUT/grid.json"
 python3 - "$OUT" <<'EOF' 2>&1 | tee "$OUT/summary.txt"
 import json, sys

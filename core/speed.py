@@ -120,6 +120,7 @@ def plan(chosen: dict[str, Any], *, max_length: int, total_steps: int, cuda: boo
     workers = int(os.environ.get("TUNEBOARD_DATALOADER_WORKERS", "2" if cuda else "0"))
     arguments["dataloader_num_workers"] = workers
     arguments["dataloader_pin_memory"] = cuda
+    workers = int(chosen.get("dataloader_num_workers", workers))  # the user's number wins over ours
     if workers > 0 and "dataloader_persistent_workers" in fields:
         arguments["dataloader_persistent_workers"] = True
     if "per_device_eval_batch_size" not in chosen:  # evaluation only: a larger batch changes no result

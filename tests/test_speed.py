@@ -71,9 +71,10 @@ def test_plan_keeps_user_choices(monkeypatch):
     assert gpu.arguments["per_device_eval_batch_size"] == 64 and gpu.arguments["dataloader_persistent_workers"]
     short = speed.plan({}, max_length=256, total_steps=50, cuda=True, fields=fields)
     assert short.compile_mode is None and short.edges == []  # compiling would not pay
-    mine = speed.plan({"per_device_eval_batch_size": 4, "torch_compile": False}, max_length=256, total_steps=1000,
-                      cuda=True, fields=fields)
+    mine = speed.plan({"per_device_eval_batch_size": 4, "torch_compile": False, "dataloader_num_workers": 0},
+                      max_length=256, total_steps=1000, cuda=True, fields=fields)
     assert mine.compile_mode is None and "per_device_eval_batch_size" not in mine.arguments
+    assert "dataloader_persistent_workers" not in mine.arguments  # would be refused with no workers
     monkeypatch.setenv("TUNEBOARD_COMPILE", "reduce-overhead")
     assert speed.plan({}, max_length=64, total_steps=1, cuda=True, fields=fields).compile_mode == "reduce-overhead"
     old = speed.plan({}, max_length=64, total_steps=1, cuda=True, fields={"torch_compile_mode"})
