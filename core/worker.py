@@ -242,7 +242,7 @@ class Worker:
         self._lock_file = None
         self.to_finalize: dict[str, int] = {}  # ended jobs whose end MLflow has not recorded yet: run id -> code
         self.gpu_bytes = gpu_memory() if any(s.gpu for s in self.slots) else {}
-        self._measured: dict[str, tuple[float, int] | None] = {}  # base model -> (peak bytes, batch x max_length)
+        self._measured: dict[str, tuple[float, int]] = {}  # base model -> (peak bytes, batch x max_length)
         threads = max(1, (os.cpu_count() or 1) // len(self.slots))
         for slot in self.slots:
             slot.env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot.gpu or "", "TUNEBOARD_WORKER_PID": str(os.getpid()),
@@ -367,7 +367,8 @@ class Worker:
         for slot in free:
             busy = [s for s in self.slots if s.gpu == slot.gpu and s.job_id]
             if packing.fits(need, [s.need for s in busy], self.gpu_bytes.get(slot.gpu), alone=alone,
-                            running_alone=any(s.alone for s in busy), limit=len(self.slots)):
+                            running_alone=any(s.alone for s in busy),
+                            limit=sum(s.gpu == slot.gpu for s in self.slots)):
                 slot.need, slot.alone = need, alone
                 return slot
         return None
@@ -376,16 +377,16 @@ class Worker:
         """The GPU memory peak of the latest finished run of this base model, with its batch x max_length."""
         if not base_model_name or "'" in base_model_name:
             return None
-        if base_model_name not in self._measured:
-            found = runs_mod.search_all(self.client, runs_mod.experiment_ids(self.client),
-                                        f"tags.base_model_name = '{base_model_name}' and "
-                                        "metrics.gpu_memory_peak_mb > 0", order_by=["attributes.start_time DESC"])
-            self._measured[base_model_name] = None
-            for run in found[:1]:
+        if self._measured.get(base_model_name) is None:  # until one is found: runs may have ended since
+            found = self.client.search_runs(runs_mod.experiment_ids(self.client),
+                                            f"tags.base_model_name = '{base_model_name}' and "
+                                            "metrics.gpu_memory_peak_mb > 0", max_results=1,
+                                            order_by=["attributes.start_time DESC"])
+            for run in found:
                 params = run.data.params
                 tokens = int(params.get("per_device_train_batch_size", 16)) * int(params.get("max_length", 128))
                 self._measured[base_model_name] = (run.data.metrics["gpu_memory_peak_mb"] * 2**20, tokens)
-        return self._measured[base_model_name]
+        return self._measured.get(base_model_name)
 
     def start(self, slot: Slot, job: Job) -> None:
         """Claim the job (RUNNING), then start its process and tag it (pid, slot, start).

@@ -106,3 +106,10 @@ def test_worker_packs_by_memory_and_a_requeued_job_waits_for_an_empty_gpu(store,
     assert worker._slot_for(again, free) is None  # waits while the GPU has another job
     busy.job_id, busy.need = None, None
     assert worker._slot_for(again, list(worker.slots)) is not None  # and starts once it is empty
+
+    # an earlier run's measured peak, once there is one, replaces the estimate
+    name = again.data.tags["base_model_name"]
+    assert worker._measured_peak(name) is None
+    queue.client.log_metric(first.run_id, "gpu_memory_peak_mb", 300.0)
+    peak, tokens = worker._measured_peak(name)
+    assert peak == 300 * 2**20 and tokens == 16 * 128
