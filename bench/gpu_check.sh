@@ -1,17 +1,70 @@
 #!/usr/bin/env bash
-# The GPU check, run once on a lent GPU machine (the device tool) from the repo root:
-#   carry [".whl"] (made by ../shared/device/wheels.sh); figures and logs land in $OUT.
-# Each step runs even if an earlier one failed, so one call tells as much as it can.
+# The GPU check, run once on a lent GPU machine (the device tool) from the repo root, in about 7 minutes:
+#   carry [".whl"] (made by ../shared/device/wheels.sh); figures and logs land in $OUT (8 files at most).
+# Each step has a time limit and runs even if an earlier one failed; every JSON is rewritten as soon as a
+# figure is known, so a step cut off by its limit still leaves what it measured.
+#   $OUT/gpu.txt          card, driver, versions
+#   $OUT/b32.json         bench_pipeline, DeBERTa-v3-base shape, batch 32: plain Trainer (2 seeds) vs the pipeline
+#                         eager (TUNEBOARD_COMPILE=off, buckets off), compiled (default mode, 64-token buckets),
+#                         then compiled with CUDA graphs (reduce-overhead) if time allows ($B32_VARIANTS)
+#   $OUT/b128.json        the same at batch 128, compiled (variants: $B128_VARIANTS)
+#   $OUT/grid.json        bench_grid: 8 runs through the queue and worker vs a plain script, one after another
+#   $OUT/logs/*.log       each step's output;  $OUT/summary.txt  the figures that matter, also printed at the end
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=$PWD:/tmp/site || exit 1
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-python3 -c "import sys, torch, transformers, mlflow, datasets; print(sys.version.split()[0], torch.__version__, transformers.__version__, mlflow.__version__, datasets.__version__)" | tee -a "$OUT/gpu.txt"
-# DeBERTa-v3-base shape, real-length mix, the design's batch 32 and batch 128 settings
-python3 bench/bench_pipeline.py --shape base --examples 4096 --epochs 1 --batch 32 --repeats 2 \
-  --json "$OUT/bench_base_b32.json" 2>&1 | grep -vE "Warning|warn\(|super\(\)" | tail -8
-python3 bench/bench_pipeline.py --shape base --examples 8192 --epochs 1 --batch 128 --repeats 1 \
-  --json "$OUT/bench_base_b128.json" 2>&1 | grep -vE "Warning|warn\(|super\(\)" | tail -5
-# the seed's workflow end to end on the GPU (bf16, fused AdamW), real MLflow on SQLite
-python3 -m pytest -p no:cacheprovider -q -x tests/test_seed_workflow.py 2>&1 | tail -5 | tee "$OUT/pytest_gpu.txt"
+# one inductor cache for every process: a graph compiled once is loaded, not compiled, by the next process
+export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-cache TORCHINDUCTOR_FX_GRAPH_CACHE=1 TORCHINDUCTOR_AUTOGRAD_CACHE=1
+B32_VARIANTS=${B32_VARIANTS:-off,default,reduce-overhead}
+B128_VARIANTS=${B128_VARIANTS:-default}
+mkdir -p "$OUT/logs"
+t0=$(date +%s)
+step() {  # NAME LIMIT_S COMMAND...: run it within LIMIT_S, its output to logs/NAME.log; never stops the script
+  local name=$1 limit=$2; shift 2
+  echo "== $name (limit ${limit} s; started at +$(( $(date +%s) - t0 )) s)"
+  timeout -k 10 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1
+  echo "   exit $? at +$(( $(date +%s) - t0 )) s"
+  grep -vE "Warning|warn\(|super\(\)|^\{'|Loading weights|Writing model" "$OUT/logs/$name.log" | tail -3 | cut -c1-400
+}
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  python3 -c "import sys, torch, transformers, mlflow, datasets; print(sys.version.split()[0], torch.__version__,
+transformers.__version__, mlflow.__version__, datasets.__version__)"
+  echo "nproc $(nproc); MPS: $(command -v nvidia-cuda-mps-control || echo absent)"; } 2>&1 | tee "$OUT/gpu.txt"
+# per run, batch 32: about 20 s set-up, 2 x 12 s plain, 15 s eager, compiled 60-120 s cold, CUDA graphs the rest
+step b32 190 python3 bench/bench_pipeline.py --shape base --examples 2048 --epochs 1 --batch 32 --repeats 1 \
+  --seeds 2 --variants "$B32_VARIANTS" --json "$OUT/b32.json"
+# per run, batch 128: 2 x 15 s plain; compiled: symbolic shapes, so b32's graphs come from the inductor cache
+step b128 90 python3 bench/bench_pipeline.py --shape base --examples 4096 --epochs 1 --batch 128 --repeats 1 \
+  --seeds 2 --variants "$B128_VARIANTS" --json "$OUT/b128.json"
+# per grid: 8 short fine-tunes (load, train, evaluate, save and log the model)
+step grid 115 python3 bench/bench_grid.py --shape base --examples 256 --epochs 1 --batch 32 --timeout 55 \
+  --json "$OUT/grid.json"
+python3 - "$OUT" <<'EOF' 2>&1 | tee "$OUT/summary.txt"
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+for name in ("b32", "b128"):
+    try:
+        s = json.loads((out / f"{name}.json").read_text())["summary"]
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"{name}: no figures ({exc})"); continue
+    print(f"{name} on {s.get('device')}: plain {s.get('plain_samples_per_s')} samples/s "
+          f"(steady {s.get('plain_steady_samples_per_s')})")
+    for variant, v in (s.get("variants") or {}).items():
+        spread = (s.get("spread") or {}).get(variant, {})
+        print(f"  {variant}: {v['samples_per_s']} samples/s = {v['ratio']}x (steady {v['steady_samples_per_s']}"
+              f" = {v['steady_ratio']}x), compile tag {v['compile']!r}, wall {v['wall_s']} s; loss within seed spread "
+              f"{spread.get('loss_within_spread')} (gap {spread.get('loss_gap_to_same_seed')} vs seeds "
+              f"{(s.get('spread') or {}).get('plain_seed_loss_gap')}), accuracy {spread.get('accuracy')} within "
+              f"{spread.get('accuracy_within_spread')}")
+try:
+    g = json.loads((out / "grid.json").read_text())
+    queue = g.get("queue", {})
+    print(f"grid: plain {g.get('plain', {}).get('seconds', 0):.0f} s, queue {queue.get('seconds', 0):.0f} s, "
+          f"ratio {g.get('ratio')}x; all finished {queue.get('all_finished')}; sharing "
+          f"{[r.get('gpu_jobs_sharing') for r in queue.get('runs', [])]}, compile "
+          f"{sorted({str(r.get('compile')) for r in queue.get('runs', [])})}")
+except (OSError, ValueError) as exc:
+    print(f"grid: no figures ({exc})")
+EOF
+echo "total $(( $(date +%s) - t0 )) s"

@@ -109,12 +109,57 @@ def run_job(run_id: str) -> int:
         if stage != "training":  # that hold point is after the first step (the callback)
             _hold(stage, reporter)
 
-    result = execute(spec, run_id=run_id, settings=settings, callbacks=[reporter.callback()], on_status=on_status)
+    result = execute(spec, run_id=run_id, settings=settings, callbacks=[reporter.callback()], on_status=on_status,
+                     requeue=lambda exc: _packed_out_of_memory(run_id, exc))
+    if result.status == "REQUEUED":
+        _queue_alone(run_id, result.error or "")
+        return REQUEUED_CODE
     reporter.progress.stage = "finished" if result.status == "FINISHED" else "failed"
     reporter.push(force=True)
     tracking.flush()
     print(f"job {run_id}: {result.status}" + (f" — {result.error}" if result.error else ""), flush=True)
     return 0 if result.status == "FINISHED" else 1
+
+
+REQUEUED_CODE = 75  # EX_TEMPFAIL: the job went back to the queue (see _queue_alone); the worker does not end it
+
+
+def _packed_out_of_memory(run_id: str, exc: BaseException) -> bool:
+    """Whether the job ran out of GPU memory while other jobs shared its GPU (so it may fit alone)."""
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from core.packing import SHARED_TAG
+
+    seen = set()
+    while exc is not None and id(exc) not in seen and not isinstance(exc, torch.OutOfMemoryError):
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    if not isinstance(exc, torch.OutOfMemoryError):
+        return False
+    try:
+        return int(MlflowClient().get_run(run_id).data.tags.get(SHARED_TAG, "1")) > 1
+    except Exception:  # noqa: BLE001 - cannot tell: end it FAILED as any out-of-memory run
+        return False
+
+
+def _queue_alone(run_id: str, error: str) -> None:
+    """Put a packed job that ran out of GPU memory back in the queue, to start only on an empty GPU."""
+    from mlflow.tracking import MlflowClient
+
+    from core.jobs import PID, PROGRESS, SLOT, STARTED_AT, JobStatus, Progress
+    from core.packing import RUN_ALONE_TAG
+
+    client = MlflowClient()
+    note = f"ran out of GPU memory while sharing the GPU ({error.splitlines()[0][:300]}); queued again to run alone"
+    print(f"job {run_id}: {note}", flush=True)
+    client.set_tag(run_id, RUN_ALONE_TAG, note)
+    client.set_tag(run_id, PROGRESS, Progress().to_json())
+    present = client.get_run(run_id).data.tags
+    for tag in (PID, SLOT, STARTED_AT):  # it has not started yet, as far as the queue is concerned
+        if tag in present:
+            client.delete_tag(run_id, tag)
+    client.update_run(run_id, status=JobStatus.SCHEDULED.value)
 
 
 def _warm_spare() -> int:

@@ -24,13 +24,14 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import modelio, paths, tracking
+from core import modelio, paths, speed, tracking
 from core.data import Examples, LabelMapping, align_labels, load_examples
 from core.grid import OWN_KEYS, RunSpec
 from core.metrics import classification_metrics, softmax
@@ -66,8 +67,13 @@ def spec_tags(spec: RunSpec) -> dict[str, str]:
 
 
 def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | None = None,
-            callbacks: list | None = None, on_status: Callable[[str], None] | None = None) -> RunResult:
-    """Run one spec end to end; never raises for a failure inside the run (it ends FAILED)."""
+            callbacks: list | None = None, on_status: Callable[[str], None] | None = None,
+            requeue: Callable[[Exception], bool] | None = None) -> RunResult:
+    """Run one spec end to end; never raises for a failure inside the run (it ends FAILED).
+
+    ``requeue``: asked about a failure; when it answers True the run is left open (status "REQUEUED") for
+    the caller to queue again (the worker's packed jobs that ran out of GPU memory).
+    """
     import mlflow
 
     settings = configure_mlflow(settings)
@@ -83,6 +89,9 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
         with paths.confined(spec.confined):
             metrics = _run_body(spec, run_id, callbacks or [], say)
     except Exception as exc:  # noqa: BLE001 - the run ends FAILED with the reason; the caller goes on
+        if requeue is not None and requeue(exc):
+            tracking.flush()
+            return RunResult(run_id, spec.run_name, "REQUEUED", {}, f"{type(exc).__name__}: {exc}")
         try:
             message = _explain(exc, artifact_uri)
         except Exception:  # noqa: BLE001 - explaining must never stop the run from ending FAILED
@@ -232,11 +241,23 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     max_length = int(spec.hyperparameters.get("max_length", 128))
     eval_set = _tokenize(validation, tokenizer, mapping, max_length)
 
-    trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set,
-                            _tokenize(train, tokenizer, mapping, max_length) if train else None,
-                            run_id, callbacks)
-    _silence_log_prints(trainer)
+    train_set = _tokenize(train, tokenizer, mapping, max_length) if train else None
+    plan = _speed_plan(spec, train_set, max_length)
+    mlflow.set_tags(plan.tags())
+    trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set, train_set, run_id, callbacks, plan)
     try:
+        return _train_and_log(spec, trainer, tokenizer, train, eval_set, mapping, say)
+    except Exception as exc:
+        if plan.compile_mode is None or not speed.is_compile_failure(exc):
+            raise
+        # compiling failed (a backend compiler missing, an unsupported op...): train eagerly from the start
+        note = f"failed, trained eagerly: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        log.warning("run %s: compilation %s", spec.run_name, note)
+        mlflow.set_tag(speed.COMPILE_TAG, note)
+        shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
+        eager = speed.Plan(None, [], {k: v for k, v in plan.arguments.items() if not k.startswith("torch_compile")})
+        model, tokenizer = modelio.load_for_classification(spec.base_model, mapping)
+        trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set, train_set, run_id, callbacks, eager)
         return _train_and_log(spec, trainer, tokenizer, train, eval_set, mapping, say)
     finally:
         shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # the Trainer's scratch folder
@@ -247,6 +268,7 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, train: Examples | None, ev
     import mlflow
 
     # 5. fine-tune
+    started = time.perf_counter()
     if train is not None:
         say("training")
         trainer.train()
@@ -256,7 +278,7 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, train: Examples | None, ev
     output = trainer.predict(eval_set)
     probs = softmax(output.predictions)
     metrics, details = classification_metrics(output.label_ids, probs, mapping.id2label)
-    mlflow.log_metrics(metrics, step=trainer.state.global_step)
+    mlflow.log_metrics({**metrics, **_costs(trainer, time.perf_counter() - started)}, step=trainer.state.global_step)
     mlflow.set_tags({"metric_average": details["average"],
                      **({"positive_label": details["positive_label"]} if "positive_label" in details else {})})
     mlflow.log_dict(details["confusion_matrix"], "confusion_matrix.json")
@@ -302,8 +324,9 @@ def _tokenize(examples: Examples, tokenizer, mapping: LabelMapping, max_length: 
     return Dataset.from_dict(dict(encoded))
 
 
-def training_arguments(spec: RunSpec, output_dir: str, steps_per_epoch: int):
-    """TrainingArguments for a spec: the user's choices, plus fast defaults where they chose nothing."""
+def training_arguments(spec: RunSpec, output_dir: str, steps_per_epoch: int, plan: speed.Plan | None = None):
+    """TrainingArguments for a spec: the user's choices, plus fast defaults where they chose nothing
+    (``plan``: dataloader workers, a larger evaluation batch, compilation; see :mod:`core.speed`)."""
     import torch
     from transformers import TrainingArguments
 
@@ -312,7 +335,7 @@ def training_arguments(spec: RunSpec, output_dir: str, steps_per_epoch: int):
         "eval_strategy": "epoch", "logging_strategy": "steps",
         "logging_steps": max(1, min(50, steps_per_epoch // 4)), "save_strategy": "no",
         "report_to": "none", "disable_tqdm": True, "dataloader_num_workers": 0,
-        "dataloader_pin_memory": torch.cuda.is_available(),
+        "dataloader_pin_memory": torch.cuda.is_available(), **(plan.arguments if plan else {}),
     }
     if torch.cuda.is_available():
         defaults["optim"] = "adamw_torch_fused"
@@ -326,31 +349,51 @@ def training_arguments(spec: RunSpec, output_dir: str, steps_per_epoch: int):
     return TrainingArguments(output_dir=output_dir, **merged)
 
 
-def _make_trainer(spec: RunSpec, model, tokenizer, mapping: LabelMapping, eval_set, train_set,
-                  run_id: str, callbacks: list):
+def _speed_plan(spec: RunSpec, train_set, max_length: int) -> speed.Plan:
     import torch
-    from transformers import DataCollatorWithPadding, Trainer
 
+    chosen = {k: v for k, v in spec.hyperparameters.items() if k not in OWN_KEYS}
+    batch = int(chosen.get("per_device_train_batch_size", 8)) * int(chosen.get("gradient_accumulation_steps", 1))
+    steps = -(-len(train_set) // batch) * float(chosen.get("num_train_epochs", 3)) if train_set is not None else 0
+    if int(chosen.get("max_steps", -1)) > 0:
+        steps = int(chosen["max_steps"])
+    return speed.plan(chosen, max_length=max_length, total_steps=int(steps), cuda=torch.cuda.is_available())
+
+
+def _make_trainer(spec: RunSpec, model, tokenizer, mapping: LabelMapping, eval_set, train_set,
+                  run_id: str, callbacks: list, plan: speed.Plan):
+    import torch
+    from transformers import PrinterCallback, Trainer
 
     batch = int(spec.hyperparameters.get("per_device_train_batch_size", 16))
     steps_per_epoch = max(1, -(-len(train_set) // batch)) if train_set is not None else 1
     scratch = tempfile.mkdtemp(prefix="tuneboard-trainer-")
-    args = training_arguments(spec, scratch, steps_per_epoch)
+    args = training_arguments(spec, scratch, steps_per_epoch, plan)
     pad = 8 if torch.cuda.is_available() else None
-    return Trainer(
+    if plan.compile_mode is not None:
+        speed.prepare_compile()
+    trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad),
+        data_collator=speed.BucketCollator(tokenizer, plan.edges, pad),
         processing_class=tokenizer, compute_metrics=_trainer_metrics(mapping),
-        callbacks=[tracking.MlflowMetricsCallback(run_id), *callbacks],
+        callbacks=[tracking.MlflowMetricsCallback(run_id), speed.CostCallback(), *callbacks],
     )
-
-
-def _silence_log_prints(trainer) -> None:
-    """With tqdm off (our default) the Trainer prints every log as a raw dict; the numbers go to MLflow, and
-    progress to the callbacks the caller passed (core.progress), so drop the printer, in notebooks too."""
-    from transformers import PrinterCallback
-
+    # With tqdm off (our default) the Trainer prints every log as a raw dict; the numbers go to MLflow, and
+    # progress to the callbacks the caller passed (core.progress), so drop the printer, in notebooks too.
     trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def _costs(trainer, seconds: float) -> dict[str, float]:
+    """What the run cost: steady training throughput, peak GPU memory, GPU seconds (training and evaluation)."""
+    import torch
+
+    figures = next((dict(cb.figures) for cb in trainer.callback_handler.callbacks
+                    if isinstance(cb, speed.CostCallback)), {})
+    if torch.cuda.is_available():
+        figures["gpu_seconds"] = round(seconds, 2)
+        figures["gpu_memory_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return figures
 
 
 def _trainer_metrics(mapping: LabelMapping):

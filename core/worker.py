@@ -3,8 +3,9 @@
 One worker owns the queue at a time (an exclusive lock on ``<home>/worker.lock``),
 so no job ever runs twice. Each job runs in its own training process
 (``core.train_job``) in a slot: one per GPU by default (``CUDA_VISIBLE_DEVICES``
-set per job), ``TUNEBOARD_JOBS_PER_GPU`` to pack small fine-tunes onto a large
-GPU, ``TUNEBOARD_CPU_JOBS`` (default 1) on a machine without GPUs. Each free
+set per job). Several jobs share a GPU while their memory estimates fit in it
+(:mod:`core.packing`), at most ``TUNEBOARD_JOBS_PER_GPU`` (default 4); a packed job that runs out of GPU
+memory goes back to the queue to run alone. ``TUNEBOARD_CPU_JOBS`` (default 1) on a machine without GPUs. Each free
 slot keeps a warm spare process with everything imported, so consecutive jobs
 start without an idle gap (``TUNEBOARD_WARM_SPARES=0`` or ``--no-spares``: none,
 to save the memory and CPU they take).
@@ -35,10 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import jobs as jobs_mod
-from core import paths
+from core import packing, paths
 from core import runs as runs_mod
 from core.jobs import CANCEL, PID, QUEUE, SLOT, STARTED_AT, Job, JobStatus, end_run
+from core.packing import SHARED_TAG
 from core.settings import REPO_ROOT, Settings, configure_mlflow
+from core.train_job import REQUEUED_CODE
 
 POLL_SECONDS = 0.1
 IDLE_SCAN_SECONDS = 2.0  # how often an idle worker looks for jobs nobody told it about
@@ -184,6 +187,9 @@ class Slot:
     spare: subprocess.Popen | None = None
     killing_since: float | None = None
     env: dict = field(default_factory=dict)
+    need: int | None = None  # the running job's GPU memory estimate (bytes)
+    alone: bool = False  # the running job must have its GPU to itself
+    shared: int = 1  # the most jobs that shared this slot's GPU while its job ran
 
 
 def detect_gpus() -> list[str]:
@@ -201,10 +207,22 @@ def detect_gpus() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
+def gpu_memory() -> dict[str, int]:
+    """Each GPU's total memory in bytes (nvidia-smi); empty when it cannot be read."""
+    if not shutil.which("nvidia-smi"):
+        return {}
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return {i.strip(): int(float(m)) * 2**20 for i, m in (line.split(",") for line in out.splitlines() if line)}
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return {}
+
+
 def make_slots() -> list[Slot]:
     gpus = detect_gpus()
     if gpus:
-        per_gpu = max(1, int(os.environ.get("TUNEBOARD_JOBS_PER_GPU", "1")))
+        per_gpu = packing.cap()  # how many of them take jobs at once: the memory estimates decide
         return [Slot(f"gpu{g}" + (f".{k}" if per_gpu > 1 else ""), g) for g in gpus for k in range(per_gpu)]
     cpu_jobs = max(1, int(os.environ.get("TUNEBOARD_CPU_JOBS", "1")))
     return [Slot(f"cpu{k}", None) for k in range(cpu_jobs)]
@@ -223,6 +241,8 @@ class Worker:
         self.stopping = False
         self._lock_file = None
         self.to_finalize: dict[str, int] = {}  # ended jobs whose end MLflow has not recorded yet: run id -> code
+        self.gpu_bytes = gpu_memory() if any(s.gpu for s in self.slots) else {}
+        self._measured: dict[str, tuple[float, int]] = {}  # base model -> (peak bytes, batch x max_length)
         threads = max(1, (os.cpu_count() or 1) // len(self.slots))
         for slot in self.slots:
             slot.env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot.gpu or "", "TUNEBOARD_WORKER_PID": str(os.getpid()),
@@ -330,9 +350,46 @@ class Worker:
             run = self.client.get_run(job.run_id)  # claim only what is still queued and not cancelled
             if run.info.status != "SCHEDULED" or run.data.tags.get(CANCEL):
                 continue
-            self.start(free.pop(0), job)
+            slot = self._slot_for(run, free)
+            if slot is None:
+                break  # queue order: the next job waits for room rather than being overtaken
+            free.remove(slot)
+            self.start(slot, job)
             started += 1
         return started, len(queued) - started
+
+    def _slot_for(self, run, free: list[Slot]) -> Slot | None:
+        """A free slot whose GPU has room for this job (packing.fits); CPU slots always do."""
+        cpu = [s for s in free if s.gpu is None]
+        if cpu:
+            return cpu[0]
+        spec = json.loads(run.data.tags.get(jobs_mod.SPEC, "{}"))
+        hyper, model = spec.get("hyperparameters", {}), spec.get("base_model", "")
+        need = packing.job_bytes(hyper, model, self._measured_peak(run.data.tags.get("base_model_name")))
+        alone = packing.RUN_ALONE_TAG in run.data.tags
+        for slot in free:
+            busy = [s for s in self.slots if s.gpu == slot.gpu and s.job_id]
+            if packing.fits(need, [s.need for s in busy], self.gpu_bytes.get(slot.gpu), alone=alone,
+                            running_alone=any(s.alone for s in busy),
+                            limit=sum(s.gpu == slot.gpu for s in self.slots)):
+                slot.need, slot.alone = need, alone
+                return slot
+        return None
+
+    def _measured_peak(self, base_model_name: str | None) -> tuple[float, int] | None:
+        """The GPU memory peak of the latest finished run of this base model, with its batch x max_length."""
+        if not base_model_name or "'" in base_model_name:
+            return None
+        if self._measured.get(base_model_name) is None:  # until one is found: runs may have ended since
+            found = self.client.search_runs(runs_mod.experiment_ids(self.client),
+                                            f"tags.base_model_name = '{base_model_name}' and "
+                                            "metrics.gpu_memory_peak_mb > 0", max_results=1,
+                                            order_by=["attributes.start_time DESC"])
+            for run in found:
+                params = run.data.params
+                tokens = int(params.get("per_device_train_batch_size", 16)) * int(params.get("max_length", 128))
+                self._measured[base_model_name] = (run.data.metrics["gpu_memory_peak_mb"] * 2**20, tokens)
+        return self._measured.get(base_model_name)
 
     def start(self, slot: Slot, job: Job) -> None:
         """Claim the job (RUNNING), then start its process and tag it (pid, slot, start).
@@ -368,9 +425,16 @@ class Worker:
         from mlflow.entities import RunTag
 
         created = psutil.Process(proc.pid).create_time()
+        sharing = [s for s in self.slots if slot.gpu and s.gpu == slot.gpu and (s.job_id or s is slot)]
+        slot.shared = len(sharing) if slot.gpu else 1
         self.client.log_batch(job.run_id, tags=[
             RunTag(PID, f"{proc.pid}@{created:.3f}"), RunTag(STARTED_AT, f"{time.time():.6f}"),
-            RunTag(SLOT, slot.name + (f" (GPU {slot.gpu})" if slot.gpu else " (CPU)"))])
+            RunTag(SLOT, slot.name + (f" (GPU {slot.gpu})" if slot.gpu else " (CPU)")),
+            RunTag(SHARED_TAG, str(slot.shared))])
+        for other in sharing:  # the jobs already there now share their GPU with one more
+            if other is not slot and other.shared < len(sharing) and other.job_id:
+                other.shared = len(sharing)
+                self.client.set_tag(other.job_id, SHARED_TAG, str(other.shared))
 
     def keep_spares(self) -> None:
         for slot in self.slots:
@@ -405,10 +469,14 @@ class Worker:
                 if slot.killing_since and time.monotonic() - slot.killing_since > KILL_GRACE_SECONDS:
                     self._signal(slot, signal.SIGKILL)
                 continue
-            self.to_finalize[slot.job_id] = code
             ended = True
             say(f"process of {slot.job_id} exited with code {code}")
+            if code != REQUEUED_CODE or self.client.get_run(slot.job_id).info.status != "SCHEDULED":
+                self.to_finalize[slot.job_id] = code
+            else:
+                say(f"{slot.job_id} ran out of GPU memory beside other jobs: queued again to run alone")
             slot.job_id, slot.proc, slot.killing_since = None, None, None
+            slot.need, slot.alone, slot.shared = None, False, 1
         if ended and not self.stopping:
             self.launch_ready()  # the freed slots take their next jobs before the bookkeeping below
         self.finalize_ended()
