@@ -75,11 +75,14 @@ NO_MODEL = ("MLflow links no logged model to it and its artifacts hold no MLmode
             "register")
 HOW_TO_LOG = ("log the model inside the run with mlflow.transformers.log_model (or save it with "
               "mlflow.transformers.save_model and log that folder with mlflow.log_artifacts(folder, \"model\"))")
+OUR_RUN_TYPES = ("fine_tune", "baseline")  # core.training's run_type tag
 _CHECKPOINT = re.compile(r"^checkpoint-\d+$")  # what the HF callback logs per save with HF_MLFLOW_LOG_ARTIFACTS
-_IN_CHUNK = 100  # run ids per search_logged_models filter
+_IN_CHUNK = 500  # run ids per search_logged_models filter (well under any database's bound-parameter limit)
 _MAX_FOLDERS = 10  # top-level artifact folders looked into for an MLmodel, per run
-# Artifact listings of finished runs, by run id: {run_id: (when listed, model URI or None)}. A page that polls
-# must not list every foreign run's artifacts again on each rerun; a model logged later shows within the TTL.
+_LISTING_THREADS = 8  # artifact listings at once (each is an HTTP call on a remote artifact store)
+# Artifact listings, by run id: {run_id: (when listed, model URI or None)}. A page that polls must not list
+# every foreign run's artifacts again on each rerun: a model found stays found; "none" is asked again after
+# LISTING_TTL (a model logged into a finished run later shows within it).
 _LISTED: dict[str, tuple[float, str | None]] = {}
 LISTING_TTL = 300.0
 
@@ -108,14 +111,10 @@ def find_models(mlflow_client, runs: Sequence) -> dict[str, str]:
         uri = run.data.tags.get("model_uri")
         if uri:
             found[run.info.run_id] = uri
-        else:
+        elif run.data.tags.get("run_type") not in OUR_RUN_TYPES:  # ours tag the model they log: nothing to find
             rest.append(run)
     found.update(_logged_models(mlflow_client, rest))
-    for run in rest:
-        if run.info.run_id not in found:
-            uri = _artifact_model(mlflow_client, run.info.run_id)
-            if uri:
-                found[run.info.run_id] = uri
+    found.update(_artifact_models([r for r in rest if r.info.run_id not in found]))
     return found
 
 
@@ -168,28 +167,55 @@ def _search_models(mlflow_client, experiment_id: str, filter_string: str) -> lis
             return models
 
 
-def _artifact_model(mlflow_client, run_id: str) -> str | None:
-    """Step 3 of :func:`find_models`: ``runs:/ID/FOLDER`` where a top-level folder holds an MLmodel (cached)."""
-    import time
+def _artifact_models(runs: Sequence) -> dict[str, str]:
+    """Step 3 of :func:`find_models`: {run_id: ``runs:/ID/FOLDER``} where a top-level folder holds an MLmodel.
 
-    listed = _LISTED.get(run_id)
-    if listed and time.monotonic() - listed[0] < LISTING_TTL:
-        return listed[1]
-    uri = None
-    try:
-        folders = [f.path for f in mlflow_client.list_artifacts(run_id) if f.is_dir]
-        folders.sort(key=lambda path: path != "model")  # the usual name first
-        for folder in folders[:_MAX_FOLDERS]:
-            if any(f.path.rsplit("/", 1)[-1] == "MLmodel" for f in mlflow_client.list_artifacts(run_id, folder)):
-                uri = f"runs:/{run_id}/{folder}"
-                break
-    except Exception as exc:  # noqa: BLE001 - an unreachable artifact store: the run shows without a model
-        log.warning("could not list the artifacts of run %s: %s", run_id, exc)
-        return None
+    Lists through each run's own artifact URI (no ``get_run`` per run), several runs at once, with results
+    cached (see ``_LISTED``).
+    """
+    import contextvars
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    now = time.monotonic()
+    found, todo = {}, []
+    for run in runs:
+        listed = _LISTED.get(run.info.run_id)
+        if listed and (listed[1] or now - listed[0] < LISTING_TTL):
+            if listed[1]:
+                found[run.info.run_id] = listed[1]
+        else:
+            todo.append(run)
+    if not todo:
+        return found
     if len(_LISTED) > 10_000:
         _LISTED.clear()
-    _LISTED[run_id] = (time.monotonic(), uri)
-    return uri
+    # each listing in a copy of this thread's context: a signed-in session's credentials travel with it
+    with ThreadPoolExecutor(min(_LISTING_THREADS, len(todo))) as pool:
+        listed = list(pool.map(lambda run, ctx: ctx.run(_artifact_model, run), todo,
+                               [contextvars.copy_context() for _ in todo]))
+    for run, uri in zip(todo, listed, strict=True):
+        if uri is not False:  # False: the store could not be read; ask again next time
+            _LISTED[run.info.run_id] = (now, uri)
+        if uri:
+            found[run.info.run_id] = uri
+    return found
+
+
+def _artifact_model(run) -> str | None | bool:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    try:
+        repo = get_artifact_repository(run.info.artifact_uri)
+        folders = [f.path for f in repo.list_artifacts() if f.is_dir]
+        folders.sort(key=lambda path: path != "model")  # the usual name first
+        for folder in folders[:_MAX_FOLDERS]:
+            if any(f.path.rsplit("/", 1)[-1] == "MLmodel" for f in repo.list_artifacts(folder)):
+                return f"runs:/{run.info.run_id}/{folder}"
+    except Exception as exc:  # noqa: BLE001 - an unreachable artifact store: the run shows without a model
+        log.warning("could not list the artifacts of run %s: %s", run.info.run_id, exc)
+        return False
+    return None
 
 
 def has_model(run, mlflow_client=None) -> bool:
