@@ -219,20 +219,17 @@ def _artifact_model(run) -> str | None | bool:
 
 
 def has_model(run, mlflow_client=None) -> bool:
-    """Whether a run holds a model: our tag or a linked logged model; with a client, every link MLflow has."""
+    """Whether a run holds a model: with a client, through every link MLflow has (:func:`find_models`); without
+    one, only what the run entity shows (our tag, MLflow 3 model outputs)."""
     if mlflow_client is not None:
         return run.info.run_id in find_models(mlflow_client, [run])
     outputs = getattr(run, "outputs", None)
     return bool(run.data.tags.get("model_uri") or (outputs and getattr(outputs, "model_outputs", None)))
 
 
-def model_uri(run, mlflow_client=None) -> str:
-    """Where a run's model lives, for registration (with a client: found through every link MLflow has)."""
-    if mlflow_client is not None:
-        uri = find_models(mlflow_client, [run]).get(run.info.run_id)
-    else:
-        uri = run.data.tags.get("model_uri") or next(
-            (f"models:/{o.model_id}" for o in (getattr(run.outputs, "model_outputs", None) or [])), None)
+def model_uri(run, mlflow_client) -> str:
+    """Where a run's model lives, for registration (:func:`find_models`); a NotFoundError says why there is none."""
+    uri = find_models(mlflow_client, [run]).get(run.info.run_id)
     if not uri:
         raise NotFoundError(f"run {run.info.run_name} ({run.info.run_id}) holds no model: {NO_MODEL}. To make it "
                             f"promotable, {HOW_TO_LOG}.")
