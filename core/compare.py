@@ -5,7 +5,10 @@ row per run, ``metrics.*``, ``params.*`` and ``tags.*`` columns). Any column
 may be missing and any cell NaN: runs logged by other tools lack our tags.
 Candidates are finished runs that are not baselines and have a finite value
 of the metric; loss-like metrics are minimised, the rest maximised, and ties
-go to the run that started first, as in ``ModelSelector``.
+go to the run that started first, as in ``ModelSelector``. A run that did not
+log the metric is read at its HF Trainer ``eval_`` form (``accuracy`` ->
+``eval_accuracy``); ``metric_label`` says when that happened. A run holds a
+model when its ``model_uri`` cell is set (``core.runs.load_frame`` fills it).
 """
 
 from __future__ import annotations
@@ -36,9 +39,15 @@ def metric_col(metric: str) -> str:
 
 
 def metric_names(df: pd.DataFrame) -> list[str]:
-    """Logged metrics: accuracy, f1, precision, recall, roc_auc first (those present), then the rest sorted."""
-    names = _names(df, "metrics.")
-    return [m for m in PREFERRED if m in names] + [m for m in names if m not in PREFERRED]
+    """Logged metrics, those worth ranking by first: accuracy, f1, precision, recall, roc_auc (those present),
+    their ``eval_`` forms, other scores and losses, then bookkeeping such as ``epoch`` or ``train_runtime``."""
+    return metrics_mod.ordered(_names(df, "metrics."))
+
+
+def default_metric(df: pd.DataFrame) -> str | None:
+    """The metric a page opens on: accuracy- or F1-like (``accuracy``, ``f1``, ``eval_accuracy``...), never
+    ``epoch``, a loss or a runtime while a score was logged (None when no metric was)."""
+    return metrics_mod.default_metric(metric_names(df))
 
 
 def param_names(df: pd.DataFrame) -> list[str]:
@@ -65,9 +74,56 @@ def _column(df: pd.DataFrame, column: str) -> pd.Series:
     return pd.Series(np.nan, index=df.index, dtype=object)
 
 
+def _floats(df: pd.DataFrame, column: str) -> np.ndarray:
+    values = pd.to_numeric(_column(df, column), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isfinite(values), values, np.nan)  # a new array: the frame's own data stays as it was
+
+
+def _eval_form(metric: str) -> str | None:
+    bare = metric.removeprefix("metrics.")
+    return None if bare.startswith(metrics_mod.EVAL_PREFIX) else metrics_mod.EVAL_PREFIX + bare
+
+
 def _values(df: pd.DataFrame, metric: str) -> np.ndarray:
-    """The metric as floats (NaN where missing or not a number)."""
-    return pd.to_numeric(_column(df, metric_col(metric)), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    """The metric as floats, read as its ``eval_`` form where a run lacks it (NaN where missing or not finite)."""
+    values = _floats(df, metric_col(metric))
+    other = _eval_form(metric)
+    if other and metric_col(other) in df.columns:
+        values = np.where(np.isnan(values), _floats(df, metric_col(other)), values)
+    return values
+
+
+def metric_values(df: pd.DataFrame, metric: str) -> pd.Series:
+    """The metric of each run, indexed like ``df``, read as ``eval_<metric>`` where a run logged only that."""
+    return pd.Series(_values(df, metric), index=df.index, name=metric_col(metric), dtype=float)
+
+
+def value_of(row: pd.Series, metric: str) -> float:
+    """One run's (one row's) value of the metric, read as its ``eval_`` form where it lacks it (NaN if neither)."""
+    return float(_values(row.to_frame().T, metric)[0])
+
+
+def metric_label(df: pd.DataFrame, metric: str) -> str:
+    """``metric``, or how it was read for the candidates, e.g. ``accuracy (read as eval_accuracy, as the HF
+    Trainer logs it)``."""
+    rows = df[_finished(df) & ~_is_baseline(df)]
+    own = np.isfinite(_floats(rows, metric_col(metric)))
+    used = [metric] if own.any() else []
+    other = _eval_form(metric)
+    if other and (np.isfinite(_floats(rows, metric_col(other))) & ~own).any():
+        used.append(other)
+    return metrics_mod.read_as(metric.removeprefix("metrics."), used)
+
+
+def with_metric(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """``df`` with the metric's column holding what :func:`metric_values` reads (for charts and tables)."""
+    return df.assign(**{metric_col(metric): _values(df, metric)}) if len(df) else df
+
+
+def holds_model(df: pd.DataFrame) -> np.ndarray:
+    """Which runs hold a model: a ``model_uri`` (``core.runs.load_frame``), else our ``model_uri`` tag."""
+    column = "model_uri" if "model_uri" in df.columns else "tags.model_uri"
+    return _column(df, column).notna().to_numpy(dtype=bool)
 
 
 def _finished(df: pd.DataFrame) -> np.ndarray:
@@ -103,9 +159,11 @@ def _order(rows: pd.DataFrame, metric: str) -> np.ndarray:
     return np.lexsort((np.arange(len(rows)), _start_seconds(rows), key))
 
 
-def best_run(df: pd.DataFrame, metric: str) -> pd.Series | None:
-    """The candidate with the best value of ``metric`` (None when there is none)."""
+def best_run(df: pd.DataFrame, metric: str, *, with_model: bool = False) -> pd.Series | None:
+    """The candidate with the best value of ``metric`` (only those holding a model, if asked; None when none)."""
     found = candidates(df, metric)
+    if with_model:
+        found = found[holds_model(found)]
     return None if found.empty else found.iloc[_order(found, metric)[0]]
 
 
@@ -118,12 +176,13 @@ def group_order(values: list) -> list:
 
 
 def best_per_group(df: pd.DataFrame, metric: str, column: str) -> pd.DataFrame:
-    """The best candidate of each value of ``column``, with ``group`` and ``runs_in_group`` columns added.
+    """The best candidate of each value of ``column``, with ``group``, ``runs_in_group`` and ``value`` (the
+    metric as read, see :func:`metric_values`) columns added.
 
     Runs where ``column`` is missing (NaN) belong to no group; a missing column gives an empty frame.
     """
     found = candidates(df, metric)
-    empty = pd.DataFrame(columns=[*df.columns, "group", "runs_in_group"])
+    empty = pd.DataFrame(columns=[*df.columns, "group", "runs_in_group", "value"])
     if column not in found.columns:
         return empty
     keys = found[column]
@@ -136,7 +195,60 @@ def best_per_group(df: pd.DataFrame, metric: str, column: str) -> pd.DataFrame:
     if not picked:
         return empty
     best = found.iloc[picked].reset_index(drop=True)
-    return best.assign(group=groups, runs_in_group=sizes)
+    return best.assign(group=groups, runs_in_group=sizes, value=_values(best, metric))
+
+
+# Hyperparameters and tags people group by, in the order a page offers them as its default
+USUAL_GROUPS = ("tags.base_model_name", "tags.dataset_name", "params.base_model", "params._name_or_path",
+                "params.learning_rate", "params.num_train_epochs", "params.per_device_train_batch_size",
+                "params.weight_decay", "params.warmup_ratio", "params.warmup_steps", "params.max_length",
+                "params.lr_scheduler_type", "params.seed", "tags.param_set")
+# Columns that name each run apart: grouping by them puts every run in a group of its own
+UNIQUE_BY_NATURE = ("params.output_dir", "params.run_name", "params.logging_dir", "tags.output_dir",
+                    "params.train_digest", "params.validation_digest")
+
+
+def default_group(df: pd.DataFrame, metric: str, groups: Mapping[str, str]) -> str | None:
+    """The label in ``groups`` ({label: column}) a page opens on: a column whose value varies across the
+    candidates, never a constant (None when nothing varies).
+
+    The usual ones first (base model, dataset, learning rate, epochs, batch size...), then any other column with
+    fewer values than runs, then one with a value per run (paths and run names last of all).
+    """
+    rows = candidates(df, metric)
+    if len(rows) < 2:
+        rows = df
+
+    def distinct(column: str) -> int:
+        return rows[column].nunique(dropna=True) if column in rows.columns else 0
+
+    by_column = {column: label for label, column in groups.items()}
+    for column in USUAL_GROUPS:
+        if column in by_column and distinct(column) > 1:
+            return by_column[column]
+    varying = [(column, n) for column in by_column if (n := distinct(column)) > 1]
+    for column, n in varying:
+        if n < len(rows) and column not in UNIQUE_BY_NATURE:
+            return by_column[column]
+    ordered = sorted(varying, key=lambda item: item[0] in UNIQUE_BY_NATURE)
+    return by_column[ordered[0][0]] if ordered else None
+
+
+def experiment_summary(df: pd.DataFrame) -> dict | None:
+    """The best run holding a model, for an overview: ``metric`` (the default one), ``label`` (how it was read),
+    ``run`` (the row), ``value``, ``gain`` over its baseline (NaN without one), and the counts of ``finished``
+    candidates and of those that ``with_model``. None when no finished run logged a metric."""
+    metric = default_metric(df)
+    if metric is None:
+        return None
+    finished = df[_finished(df) & ~_is_baseline(df)]
+    if finished.empty:
+        return None
+    best = best_run(df, metric, with_model=True)
+    return {"metric": metric, "label": metric_label(df, metric), "run": best,
+            "value": value_of(best, metric) if best is not None else math.nan,
+            "gain": gain_over_baseline(df, metric).get(best.name, math.nan) if best is not None else math.nan,
+            "finished": len(finished), "with_model": int(holds_model(finished).sum())}
 
 
 def gain_over_baseline(df: pd.DataFrame, metric: str) -> pd.Series:

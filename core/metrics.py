@@ -8,7 +8,7 @@ averaging is returned alongside so it can be logged with the numbers.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,9 +19,86 @@ POSITIVE_NAMES = ("entailment", "positive", "yes", "true", "1")
 LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "perplexity", "runtime")
 
 
+# The HF Trainer logs what compute_metrics returns from evaluate() as eval_<name> (eval_accuracy, eval_f1...).
+EVAL_PREFIX = "eval_"
+# What the HF Trainer logs beside the scores: never a sensible metric to rank runs by.
+BOOKKEEPING = ("epoch", "runtime", "per_second", "flos", "learning_rate", "grad_norm", "num_input_tokens")
+
+
 def lower_is_better(metric: str) -> bool:
     name = metric.lower()
     return any(token in name for token in LOWER_IS_BETTER)
+
+
+def is_bookkeeping(metric: str) -> bool:
+    """Epochs, runtimes, throughputs, FLOPs, the learning rate: logged, but no measure of a model's quality."""
+    name = metric.lower()
+    return any(token in name for token in BOOKKEEPING)
+
+
+def metric_key(names: Collection[str], metric: str) -> str | None:
+    """The name under which a run logged ``metric``: itself, else the HF Trainer's ``eval_`` form; None if neither.
+
+    ``accuracy`` finds ``eval_accuracy`` in a run that logged no ``accuracy`` (a plain Trainer script's run).
+    """
+    if metric in names:
+        return metric
+    if not metric.startswith(EVAL_PREFIX) and EVAL_PREFIX + metric in names:
+        return EVAL_PREFIX + metric
+    return None
+
+
+def read_as(metric: str, keys: Iterable[str]) -> str:
+    """How ``metric`` was read, in words, given the names actually used for it (see :func:`metric_key`).
+
+    ``accuracy``; ``accuracy (read as eval_accuracy, as the HF Trainer logs it)``; or, when some runs logged
+    ``accuracy`` and others only ``eval_accuracy``, ``accuracy (read as eval_accuracy for the runs that log
+    only that, as the HF Trainer does)``.
+    """
+    used = set(keys)
+    others = sorted(used - {metric})
+    if not others:
+        return metric
+    if metric in used:
+        return f"{metric} (read as {', '.join(others)} for the runs that log only that, as the HF Trainer does)"
+    return f"{metric} (read as {', '.join(others)}, as the HF Trainer logs it)"
+
+
+def headline(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The five classification metrics a run holds, each under its bare name, read as its ``eval_`` form
+    where the run logged only that (an HF Trainer run)."""
+    found = {}
+    for name in METRICS:
+        key = metric_key(metrics, name)
+        if key is not None:
+            found[name] = metrics[key]
+    return found
+
+
+def ordered(names: Iterable[str]) -> list[str]:
+    """Metric names, the ones worth ranking by first: the five classification metrics, their ``eval_`` forms,
+    the other scores and losses (sorted), then bookkeeping (epoch, runtimes, throughputs...)."""
+    names = list(dict.fromkeys(names))
+    first = [m for m in METRICS if m in names] + [EVAL_PREFIX + m for m in METRICS if EVAL_PREFIX + m in names]
+    rest = sorted(m for m in names if m not in first)
+    return first + [m for m in rest if not is_bookkeeping(m)] + [m for m in rest if is_bookkeeping(m)]
+
+
+def default_metric(names: Sequence[str]) -> str | None:
+    """The metric to rank by when nobody chose one: accuracy- or F1-like (bare or ``eval_``), else another
+    score, else a loss; bookkeeping such as ``epoch`` or ``train_runtime`` only when nothing else was logged."""
+    names = list(names)
+    for token in ("accuracy", "f1"):
+        for name in (token, EVAL_PREFIX + token):
+            if name in names:
+                return name
+    quality = [m for m in ordered(names) if not is_bookkeeping(m)]
+    for token in ("accuracy", "f1", "auc", "precision", "recall", "matthews"):
+        picked = next((m for m in quality if token in m.lower()), None)
+        if picked:
+            return picked
+    scores = [m for m in quality if not lower_is_better(m)]
+    return (scores or quality or ordered(names) or [None])[0]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,8 +1,11 @@
 """The seed's ``ModelSelector``: the best run of an experiment, overall or per group.
 
-Only finished fine-tuned runs that hold a model count (baselines never win).
-Loss-like metrics (``loss``, ``error``, ``mse``...) are minimised, the rest
-maximised. Ties go to the run that started first, so the answer is stable.
+Only finished fine-tuned runs that hold a model count (baselines never win). A run holds a model when this
+tool tagged one, MLflow 3 links a logged model to it, or an MLflow 2-style ``MLmodel`` lies in its artifacts
+(``core.runs.find_models``), so runs logged by other tools count too. A metric a run did not log is read as
+the HF Trainer's ``eval_`` form (``accuracy`` -> ``eval_accuracy``), and :attr:`ModelSelector.metric_label`
+says so. Loss-like metrics (``loss``, ``error``, ``mse``...) are minimised, the rest maximised. Ties go to the
+run that started first, so the answer is stable.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Callable
 
 from core import runs as runs_mod
 from core.errors import NotFoundError
-from core.metrics import lower_is_better
+from core.metrics import lower_is_better, metric_key, read_as
 
 
 class ModelSelector:
@@ -23,16 +26,31 @@ class ModelSelector:
         self.metric = metric
         self.client = runs_mod.client(tracking_uri)
         self.experiment = runs_mod.get_experiment(self.client, experiment_name)
+        self.models: dict[str, str] = {}  # run_id -> model URI, of the runs the last selection looked at
+        self.without_model: list = []  # finished runs with the metric that hold no model, best first
+        self.metric_label = metric  # how the metric was read, e.g. "accuracy (read as eval_accuracy, ...)"
 
     @property
     def minimise(self) -> bool:
         return lower_is_better(self.metric)
 
-    def candidates(self) -> list:
-        """Finished runs that are not baselines and hold a model."""
+    def value(self, run) -> float | None:
+        """The run's value of the metric (read as ``eval_<metric>`` where the run logged only that)."""
+        key = metric_key(run.data.metrics, self.metric)
+        value = run.data.metrics.get(key) if key else None
+        return value if _finite(value) else None
+
+    def _finished(self) -> list:
+        """Finished runs that are not baselines (runs from other tools have no run_type: they count)."""
         finished = runs_mod.search_all(self.client, [self.experiment.experiment_id],
                                        filter_string="attributes.status = 'FINISHED'")
-        return [r for r in finished if r.data.tags.get("run_type") != "baseline" and runs_mod.has_model(r)]
+        return [r for r in finished if runs_mod.is_candidate(r)]
+
+    def candidates(self) -> list:
+        """Finished runs that are not baselines and hold a model."""
+        finished = self._finished()
+        self.models = runs_mod.find_models(self.client, finished)
+        return [r for r in finished if r.info.run_id in self.models]
 
     def baselines(self) -> dict[str, object]:
         """The baseline run of each base model, by ``base_model_name``."""
@@ -41,24 +59,49 @@ class ModelSelector:
         return {r.data.tags.get("base_model_name", ""): r for r in finished}
 
     def _scored(self) -> list:
-        candidates = self.candidates()
-        if not candidates:
-            raise NotFoundError(f"experiment {self.experiment_name!r} has no finished fine-tuned run holding a "
-                                "model yet. Run the experiments first, or wait for them to finish.")
-        scored = [r for r in candidates if _finite(r.data.metrics.get(self.metric))]
-        if not scored:
-            known = sorted({k for r in candidates for k in r.data.metrics})
+        """Finished fine-tunes with a value of the metric that hold a model; records what was left out and why."""
+        finished = self._finished()
+        if not finished:
+            raise NotFoundError(f"experiment {self.experiment_name!r} has no finished fine-tuned run yet. Run the "
+                                "experiments first, or wait for them to finish.")
+        with_metric = [r for r in finished if self.value(r) is not None]
+        if not with_metric:
+            known = sorted({k for r in finished for k in r.data.metrics})
             raise NotFoundError(f"no run in {self.experiment_name!r} has the metric {self.metric!r}. "
                                 f"Metrics logged: {', '.join(known) or 'none'}.")
+        # only the runs that could win are looked up: listing artifacts costs a call per run
+        self.models = runs_mod.find_models(self.client, with_metric)
+        scored = [r for r in with_metric if r.info.run_id in self.models]
+        self.without_model = self._ranked([r for r in with_metric if r.info.run_id not in self.models])
+        self.metric_label = read_as(self.metric, {metric_key(r.data.metrics, self.metric) for r in scored
+                                                  or with_metric})
+        if not scored:
+            names = ", ".join(r.info.run_name or r.info.run_id for r in self.without_model[:5])
+            more = f" and {len(self.without_model) - 5} more" if len(self.without_model) > 5 else ""
+            raise NotFoundError(f"no finished run in {self.experiment_name!r} holds a model to promote: "
+                                f"{len(with_metric)} have {self.metric_label} ({names}{more}), but "
+                                f"{runs_mod.NO_MODEL}. To make a run promotable, {runs_mod.HOW_TO_LOG}.")
         return scored
 
-    def _pick(self, runs: list):
+    def _ranked(self, runs: list) -> list:
         sign = 1 if self.minimise else -1
-        return min(runs, key=lambda r: (sign * r.data.metrics[self.metric], r.info.start_time or 0))
+        return sorted(runs, key=lambda r: (sign * self.value(r), r.info.start_time or 0))
+
+    def _pick(self, runs: list):
+        return self._ranked(runs)[0]
 
     def get_best_model(self):
         """The run with the best value of the metric."""
         return self._pick(self._scored())
+
+    def better_without_model(self, best) -> list:
+        """Runs that beat ``best`` on the metric but cannot be promoted, as they hold no model (after a selection)."""
+        ahead = self._ranked([*self.without_model, best])
+        return ahead[:ahead.index(best)]
+
+    def model_uri(self, run) -> str:
+        """Where a run the last selection looked at keeps its model."""
+        return self.models.get(run.info.run_id) or runs_mod.model_uri(run, self.client)
 
     def _best_by(self, what: str, name: str, value_of: Callable) -> dict[str, object]:
         scored = self._scored()
@@ -85,9 +128,9 @@ class ModelSelector:
     def gain_over_baseline(self, run) -> float | None:
         """How much ``run`` beats the baseline of its base model on the metric (None without a baseline)."""
         baseline = self.baselines().get(run.data.tags.get("base_model_name", ""))
-        if baseline is None or not _finite(baseline.data.metrics.get(self.metric)):
+        if baseline is None or self.value(baseline) is None or self.value(run) is None:
             return None
-        diff = run.data.metrics[self.metric] - baseline.data.metrics[self.metric]
+        diff = self.value(run) - self.value(baseline)
         return -diff if self.minimise else diff
 
 

@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 
 from core import runs as runs_mod
 from core.errors import NotFoundError, RegistryError
+from core.metrics import EVAL_PREFIX, headline, is_bookkeeping
 from core.settings import Settings, configure_mlflow, current_user
 
 STAGES = {"staging": "Staging", "production": "Production", "archived": "Archived"}
@@ -132,21 +133,30 @@ class ModelTransition:
         return {a: str(v) for a, v in model.aliases.items()}, sorted(events, key=lambda e: e.at)
 
     # -- writing ---------------------------------------------------------------------------------
-    def register_run(self, run):
-        """Register a run's model as a new version (or return the version already made from it)."""
+    def register_run(self, run, model_uri: str | None = None):
+        """Register a run's model as a new version (or return the version already made from it).
+
+        The model is found through MLflow's own links when ``model_uri`` is not given (``core.runs.find_models``),
+        so runs logged by other tools register too. The version records the run's final metrics; the five
+        classification metrics are read as their ``eval_`` forms where the run logged only those (HF Trainer).
+        """
         for existing in self.versions():
             if existing.run_id == run.info.run_id:
                 return existing
         import mlflow
 
-        uri = runs_mod.model_uri(run)
-        metrics = {f"metric.{k}": f"{v:.6g}" for k, v in run.data.metrics.items()
-                   if not k.startswith(("eval_", "train_", "loss", "learning_rate", "grad_norm", "epoch"))}
+        uri = model_uri or runs_mod.model_uri(run, self.client)
+        logged = run.data.metrics
+        metrics = {f"metric.{k}": f"{v:.6g}" for k, v in logged.items()
+                   if not k.startswith(("eval_", "train_", "loss")) and not is_bookkeeping(k)}
+        read = {k: v for k, v in headline(logged).items() if k not in logged}
+        metrics.update({f"metric.{k}": f"{v:.6g}" for k, v in read.items()})
         tags = {"source_run_id": run.info.run_id, "source_run_name": run.info.run_name or "",
                 **{k: run.data.tags[k] for k in ("base_model_name", "dataset_name", "param_set")
                    if k in run.data.tags},
                 **({"validation_digest": run.data.params["validation_digest"]}
                    if "validation_digest" in run.data.params else {}),
+                **({"metrics_read_as": ", ".join(f"{k} <- {EVAL_PREFIX}{k}" for k in read)} if read else {}),
                 **metrics}
         try:
             with warnings.catch_warnings():
@@ -173,9 +183,10 @@ class ModelTransition:
                 raise RegistryError("give either a version or an experiment_name to pick the best run from.")
             from core.model_selector import ModelSelector
 
-            best = ModelSelector(experiment_name, metric).get_best_model()
-            version = self.register_run(best).version
-            reason = reason or f"best run of {experiment_name} by {metric}"
+            selector = ModelSelector(experiment_name, metric)
+            best = selector.get_best_model()
+            version = self.register_run(best, selector.model_uri(best)).version
+            reason = reason or f"best run of {experiment_name} by {selector.metric_label}"
         return self.promote(version, stage, reason=reason, user=user)
 
     def promote(self, version: str | int, stage: str = "Production", *, reason: str = "", user: str | None = None,

@@ -7,11 +7,14 @@ that selection, the CLI and the dashboard's charts all read.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 from core.errors import NotFoundError
 
 PAGE = 1000
+log = logging.getLogger("tuneboard.runs")
 
 
 def client(tracking_uri: str | None = None, registry_uri: str | None = None):
@@ -47,16 +50,19 @@ def search_all(mlflow_client, experiment_ids: Sequence[str], filter_string: str 
             return runs
 
 
-def runs_frame(runs: Iterable):
-    """One row per run: ids, name, status, times, then ``metrics.*``, ``params.*``, ``tags.*``."""
+def runs_frame(runs: Iterable, models: Mapping[str, str] | None = None):
+    """One row per run: ids, name, status, times, ``model_uri`` (from ``models``, see :func:`find_models`;
+    None where the run holds none), then ``metrics.*``, ``params.*``, ``tags.*``."""
     import pandas as pd
 
+    models = models or {}
     rows = []
     for run in runs:
         info, data = run.info, run.data
         row = {"run_id": info.run_id, "experiment_id": info.experiment_id, "run_name": info.run_name,
                "status": info.status, "start_time": pd.to_datetime(info.start_time, unit="ms"),
-               "end_time": pd.to_datetime(info.end_time, unit="ms") if info.end_time else pd.NaT}
+               "end_time": pd.to_datetime(info.end_time, unit="ms") if info.end_time else pd.NaT,
+               "model_uri": models.get(info.run_id)}
         row.update({f"metrics.{k}": v for k, v in data.metrics.items()})
         row.update({f"params.{k}": v for k, v in data.params.items()})
         row.update({f"tags.{k}": v for k, v in data.tags.items()})
@@ -64,23 +70,170 @@ def runs_frame(runs: Iterable):
     return pd.DataFrame(rows)
 
 
-def has_model(run) -> bool:
-    """A run holds a model if we tagged one, or MLflow 3 recorded a logged-model output."""
-    if run.data.tags.get("model_uri"):
-        return True
-    outputs = getattr(run, "outputs", None)
-    return bool(outputs and getattr(outputs, "model_outputs", None))
+# -- a run's model, through MLflow's own links ---------------------------------------------------------------
+NO_MODEL = ("MLflow links no logged model to it and its artifacts hold no MLmodel file, so there is nothing to "
+            "register")
+HOW_TO_LOG = ("log the model inside the run with mlflow.transformers.log_model (or save it with "
+              "mlflow.transformers.save_model and log that folder with mlflow.log_artifacts(folder, \"model\"))")
+OUR_RUN_TYPES = ("fine_tune", "baseline")  # core.training's run_type tag
+_CHECKPOINT = re.compile(r"^checkpoint-\d+$")  # what the HF callback logs per save with HF_MLFLOW_LOG_ARTIFACTS
+_IN_CHUNK = 500  # run ids per search_logged_models filter (well under any database's bound-parameter limit)
+_MAX_FOLDERS = 10  # top-level artifact folders looked into for an MLmodel, per run
+_LISTING_THREADS = 8  # artifact listings at once (each is an HTTP call on a remote artifact store)
+# Artifact listings, by run id: {run_id: (when listed, model URI or None)}. A page that polls must not list
+# every foreign run's artifacts again on each rerun: a model found stays found; "none" is asked again after
+# LISTING_TTL (a model logged into a finished run later shows within it).
+_LISTED: dict[str, tuple[float, str | None]] = {}
+LISTING_TTL = 300.0
 
 
-def model_uri(run) -> str:
-    """Where a run's model lives, for registration."""
-    uri = run.data.tags.get("model_uri")
-    if uri:
-        return uri
+def is_candidate(run) -> bool:
+    """A finished run that is not one of our baselines: the runs selection and promotion look at."""
+    return run.info.status == "FINISHED" and run.data.tags.get("run_type") != "baseline"
+
+
+def find_models(mlflow_client, runs: Sequence) -> dict[str, str]:
+    """{run_id: model URI} for those of ``runs`` that hold a model, found through MLflow's own links:
+
+    1. our ``model_uri`` tag (runs this tool trained);
+    2. MLflow 3 logged models: linked to the run as model outputs (``search_runs`` fills ``run.outputs`` in),
+       or whose ``source_run_id`` is the run. One ``search_logged_models`` per experiment covers all the runs
+       and says which models are READY; a final model wins over the HF callback's ``checkpoint-N`` ones, then
+       the latest;
+    3. MLflow 2: an ``MLmodel`` file in a top-level folder of the run's artifacts (``runs:/ID/model``), listed
+       only for the runs the first two found nothing for.
+
+    Pass only the runs that matter (finished candidates, e.g. :func:`is_candidate`): steps 2 and 3 query the store.
+    """
+    found: dict[str, str] = {}
+    rest = []
+    for run in runs:
+        uri = run.data.tags.get("model_uri")
+        if uri:
+            found[run.info.run_id] = uri
+        elif run.data.tags.get("run_type") not in OUR_RUN_TYPES:  # ours tag the model they log: nothing to find
+            rest.append(run)
+    found.update(_logged_models(mlflow_client, rest))
+    found.update(_artifact_models([r for r in rest if r.info.run_id not in found]))
+    return found
+
+
+def _logged_models(mlflow_client, runs: Sequence) -> dict[str, str]:
+    """Step 2 of :func:`find_models`: {run_id: ``models:/m-...``} of the runs' MLflow 3 logged models."""
+    from mlflow.entities import LoggedModelStatus
+    from mlflow.exceptions import MlflowException
+
+    linked = {r.info.run_id: {o.model_id: o.step for o in (getattr(r.outputs, "model_outputs", None) or [])}
+              for r in runs}
+    by_experiment: dict[str, list[str]] = {}
+    for run in runs:
+        by_experiment.setdefault(run.info.experiment_id, []).append(run.info.run_id)
+    known: dict[str, object] = {}  # model_id -> LoggedModel
+    for experiment_id, ids in by_experiment.items():
+        for i in range(0, len(ids), _IN_CHUNK):
+            quoted = ", ".join(f"'{run_id}'" for run_id in ids[i:i + _IN_CHUNK])
+            try:
+                known.update((m.model_id, m) for m in _search_models(mlflow_client, experiment_id,
+                                                                      f"source_run_id IN ({quoted})"))
+            except MlflowException as exc:  # a store without logged models (MLflow 2 server): outputs only
+                log.info("search_logged_models is not available here (%s); using run outputs only", exc)
+                break
+    for model in known.values():
+        if model.source_run_id in linked:
+            linked[model.source_run_id].setdefault(model.model_id, -1)
+    found = {}
+    for run_id, models in linked.items():
+        ranked = []
+        for model_id, step in models.items():
+            model = known.get(model_id)
+            if model is not None and model.status != LoggedModelStatus.READY:
+                continue  # a log_model that failed half-way, or is still uploading
+            final = model is None or not _CHECKPOINT.match(model.name or "")
+            ranked.append((final, step, getattr(model, "creation_timestamp", 0) or 0, model_id))
+        if ranked:
+            found[run_id] = f"models:/{max(ranked)[-1]}"
+    return found
+
+
+def _search_models(mlflow_client, experiment_id: str, filter_string: str) -> list:
+    models: list = []
+    token = None
+    while True:
+        page = mlflow_client.search_logged_models([experiment_id], filter_string=filter_string, max_results=PAGE,
+                                                  page_token=token)
+        models.extend(page)
+        token = page.token
+        if not token:
+            return models
+
+
+def _artifact_models(runs: Sequence) -> dict[str, str]:
+    """Step 3 of :func:`find_models`: {run_id: ``runs:/ID/FOLDER``} where a top-level folder holds an MLmodel.
+
+    Lists through each run's own artifact URI (no ``get_run`` per run), several runs at once, with results
+    cached (see ``_LISTED``).
+    """
+    import contextvars
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    now = time.monotonic()
+    found, todo = {}, []
+    for run in runs:
+        listed = _LISTED.get(run.info.run_id)
+        if listed and (listed[1] or now - listed[0] < LISTING_TTL):
+            if listed[1]:
+                found[run.info.run_id] = listed[1]
+        else:
+            todo.append(run)
+    if not todo:
+        return found
+    if len(_LISTED) > 10_000:
+        _LISTED.clear()
+    # each listing in a copy of this thread's context: a signed-in session's credentials travel with it
+    with ThreadPoolExecutor(min(_LISTING_THREADS, len(todo))) as pool:
+        listed = list(pool.map(lambda run, ctx: ctx.run(_artifact_model, run), todo,
+                               [contextvars.copy_context() for _ in todo]))
+    for run, uri in zip(todo, listed, strict=True):
+        if uri is not False:  # False: the store could not be read; ask again next time
+            _LISTED[run.info.run_id] = (now, uri)
+        if uri:
+            found[run.info.run_id] = uri
+    return found
+
+
+def _artifact_model(run) -> str | None | bool:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    try:
+        repo = get_artifact_repository(run.info.artifact_uri)
+        folders = [f.path for f in repo.list_artifacts() if f.is_dir]
+        folders.sort(key=lambda path: path != "model")  # the usual name first
+        for folder in folders[:_MAX_FOLDERS]:
+            if any(f.path.rsplit("/", 1)[-1] == "MLmodel" for f in repo.list_artifacts(folder)):
+                return f"runs:/{run.info.run_id}/{folder}"
+    except Exception as exc:  # noqa: BLE001 - an unreachable artifact store: the run shows without a model
+        log.warning("could not list the artifacts of run %s: %s", run.info.run_id, exc)
+        return False
+    return None
+
+
+def has_model(run, mlflow_client=None) -> bool:
+    """Whether a run holds a model: with a client, through every link MLflow has (:func:`find_models`); without
+    one, only what the run entity shows (our tag, MLflow 3 model outputs)."""
+    if mlflow_client is not None:
+        return run.info.run_id in find_models(mlflow_client, [run])
     outputs = getattr(run, "outputs", None)
-    if outputs and getattr(outputs, "model_outputs", None):
-        return f"models:/{outputs.model_outputs[0].model_id}"
-    raise NotFoundError(f"run {run.info.run_name} ({run.info.run_id}) holds no model to register.")
+    return bool(run.data.tags.get("model_uri") or (outputs and getattr(outputs, "model_outputs", None)))
+
+
+def model_uri(run, mlflow_client) -> str:
+    """Where a run's model lives, for registration (:func:`find_models`); a NotFoundError says why there is none."""
+    uri = find_models(mlflow_client, [run]).get(run.info.run_id)
+    if not uri:
+        raise NotFoundError(f"run {run.info.run_name} ({run.info.run_id}) holds no model: {NO_MODEL}. To make it "
+                            f"promotable, {HOW_TO_LOG}.")
+    return uri
 
 
 def experiment_ids(mlflow_client) -> list[str]:
@@ -119,8 +272,12 @@ def change_token(mlflow_client, experiment_ids: Sequence[str]) -> tuple:
 
 
 def load_frame(mlflow_client, experiment_ids: Sequence[str]):
-    """All runs of the experiments as one DataFrame (with the experiment's name in a column)."""
-    frame = runs_frame(search_all(mlflow_client, experiment_ids))
+    """All runs of the experiments as one DataFrame (with the experiment's name in a column).
+
+    ``model_uri`` is filled for the finished candidates that logged a metric (:func:`find_models`).
+    """
+    found = search_all(mlflow_client, experiment_ids)
+    frame = runs_frame(found, find_models(mlflow_client, [r for r in found if is_candidate(r) and r.data.metrics]))
     if len(frame):
         names = {i: mlflow_client.get_experiment(i).name for i in set(frame["experiment_id"])}
         frame.insert(2, "experiment", frame["experiment_id"].map(names))

@@ -6,11 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from core import charts, compare
+from core.runs import NO_MODEL
 from pages.common import confusion_matrix, experiments, fmt, load_runs, md, metric_histories, sign_in_gate
 
 sign_in_gate()
-
-
+NO_GROUPING = "(no grouping: nothing varies across these runs)"
 
 st.title("Compare runs")
 exps = {e.experiment_id: e.name for e in experiments()}
@@ -33,9 +33,12 @@ if not metrics:
     st.stop()
 groups = compare.group_columns(frame)
 c1, c2 = st.columns(2)
-metric = c1.selectbox("Metric", options=metrics, key="cmp_metric")
-group_label = c2.selectbox("Group by", options=list(groups), key="cmp_group",
-                           index=list(groups).index("tag: base_model_name") if "tag: base_model_name" in groups else 0)
+# open on an accuracy- or F1-like metric and on a grouping that varies across the runs (never a constant)
+metric = c1.selectbox("Metric", options=metrics, key="cmp_metric", index=metrics.index(compare.default_metric(frame)))
+varying = compare.default_group(frame, metric, groups)
+group_options = list(groups) if varying else [NO_GROUPING, *groups]
+group_label = c2.selectbox("Group by", options=group_options, key="cmp_group",
+                           index=group_options.index(varying) if varying else 0)
 group_col = groups.get(group_label)
 
 with st.expander("Filter"):
@@ -48,48 +51,55 @@ if text:
 
 best = compare.best_run(view, metric)
 gains = compare.gain_over_baseline(view, metric)
+label = compare.metric_label(view, metric)
 if best is None:
     st.warning(f"No finished fine-tuned run has {md(repr(metric))} yet.")
 else:
     gain = gains.get(best.name)
     gain_text = f", {gain:+.3f} against its untrained baseline" if pd.notna(gain) else ""
-    st.success(f"Best run overall by {md(metric)}: **{md(best['run_name'])}** ({md(metric)} "
-               f"{fmt(best[f'metrics.{metric}'])}{gain_text}).", icon=":material/emoji_events:")
+    st.success(f"Best run overall by {md(label)}: **{md(best['run_name'])}** ({md(metric)} "
+               f"{fmt(compare.value_of(best, metric))}{gain_text}).", icon=":material/emoji_events:")
+    if not compare.holds_model(best.to_frame().T)[0]:
+        promotable = compare.best_run(view, metric, with_model=True)
+        then = (f" The best run that holds a model is **{md(promotable['run_name'])}** ({md(metric)} "
+                f"{fmt(compare.value_of(promotable, metric))})." if promotable is not None else "")
+        st.info(f"**{md(best['run_name'])}** cannot be promoted: {md(NO_MODEL)}.{then}", icon=":material/info:")
 if group_col:
     per_group = compare.best_per_group(view, metric, group_col)
     if len(per_group):
         st.write(f"Best run of each group ({md(group_label)}):")
-        st.dataframe(per_group[["group", "run_name", f"metrics.{metric}", "runs_in_group"]].rename(
-            columns={"run_name": "best run", f"metrics.{metric}": metric, "runs_in_group": "runs"}),
+        st.dataframe(per_group[["group", "run_name", "value", "runs_in_group"]].rename(
+            columns={"run_name": "best run", "value": metric, "runs_in_group": "runs"}),
             hide_index=True, width="stretch")
+chart_view = compare.with_metric(view, metric)  # charts read the metric as the lines above (eval_ where needed)
 
 tab_group, tab_parallel, tab_scatter, tab_curves, tab_cm, tab_gain, tab_table = st.tabs(
     ["By group", "Parallel coordinates", "Parameter vs metric", "Training curves", "Confusion matrices",
      "Gain over baseline", "Table & export"])
 with tab_group:
     if group_col:
-        st.plotly_chart(charts.metric_by_group(view, metric, group_col), width="stretch", key="cmp_chart_group")
-params = compare.param_names(view)
+        st.plotly_chart(charts.metric_by_group(chart_view, metric, group_col), width="stretch", key="cmp_chart_group")
+params = compare.param_names(chart_view)
 with tab_parallel:
     shown = st.multiselect("Parameters", options=params, key="cmp_pc_params",
                            default=[p for p in ("learning_rate", "num_train_epochs", "per_device_train_batch_size",
                                                 "weight_decay") if p in params])
-    st.plotly_chart(charts.parallel_coordinates(view, metric, shown), width="stretch", key="cmp_chart_pc")
+    st.plotly_chart(charts.parallel_coordinates(chart_view, metric, shown), width="stretch", key="cmp_chart_pc")
 with tab_scatter:
     if params:
         param = st.selectbox("Parameter", options=params, key="cmp_sc_param",
                              index=params.index("learning_rate") if "learning_rate" in params else 0)
         color = groups.get(group_label)
-        st.plotly_chart(charts.param_scatter(view, param, metric, color), width="stretch", key="cmp_chart_sc")
+        st.plotly_chart(charts.param_scatter(chart_view, param, metric, color), width="stretch", key="cmp_chart_sc")
     else:
         st.info("These runs logged no parameters.")
-candidates = compare.candidates(view, metric)
+candidates = compare.candidates(chart_view, metric)
 names = dict(zip(candidates["run_id"], candidates["run_name"], strict=True)) if len(candidates) else {}
 top = list(candidates.sort_values(f"metrics.{metric}", ascending=False)["run_id"])[:3] if len(candidates) else []
 with tab_curves:
     picked = st.multiselect("Runs", options=list(names), format_func=names.get, default=top, key="cmp_curve_runs")
-    curve_metric = st.selectbox("Curve", options=["loss", "eval_loss", f"eval_{metric}", "learning_rate"],
-                                key="cmp_curve_metric")
+    curve_metric = st.selectbox("Curve", key="cmp_curve_metric", options=list(dict.fromkeys(
+        ["loss", "eval_loss", metric if metric.startswith("eval_") else f"eval_{metric}", "learning_rate"])))
     if picked:
         histories = metric_histories({r: names[r] for r in picked}, curve_metric)
         st.plotly_chart(charts.training_curves(histories, curve_metric), width="stretch", key="cmp_chart_curves")
@@ -102,9 +112,10 @@ with tab_cm:
     elif matrices:
         st.plotly_chart(charts.confusion_matrices(matrices), width="stretch", key="cmp_chart_cm")
 with tab_gain:
-    st.plotly_chart(charts.gain_chart(view, metric), width="stretch", key="cmp_chart_gain")
+    st.plotly_chart(charts.gain_chart(chart_view, metric), width="stretch", key="cmp_chart_gain")
 with tab_table:
-    columns = ["experiment", "run_name", "status", *[f"metrics.{m}" for m in metrics],
+    view = view.assign(**{"holds a model": compare.holds_model(view)})
+    columns = ["experiment", "run_name", "status", "holds a model", *[f"metrics.{m}" for m in metrics],
                *[f"params.{p}" for p in params],
                *[c for c in view.columns if c.startswith("tags.") and c.removeprefix("tags.")
                  in compare.tag_names(view)]]

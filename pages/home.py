@@ -8,6 +8,7 @@ import streamlit as st
 from core import compare
 from core.jobs import JobStatus
 from core.model_transition import ModelTransition, registered_model_names
+from core.runs import NO_MODEL
 from pages.common import client, experiments, fmt, list_jobs, load_runs, md, show_error, sign_in_gate, user
 
 sign_in_gate()
@@ -39,19 +40,28 @@ if recent:
 st.subheader("Best model of each experiment")
 exps = experiments()[:10]
 rows = []
+finished = with_model = 0
 for exp in exps:
-    frame = load_runs([exp.experiment_id])
-    if "metrics.accuracy" not in frame:
+    summary = compare.experiment_summary(load_runs([exp.experiment_id]))
+    if summary is None:
         continue
-    best = compare.best_run(frame, "accuracy")
+    finished += summary["finished"]
+    with_model += summary["with_model"]
+    best = summary["run"]
     if best is None:
         continue
-    gain = compare.gain_over_baseline(frame, "accuracy").get(best.name)
-    rows.append({"experiment": exp.name, "best run": best["run_name"], "accuracy": fmt(best["metrics.accuracy"]),
-                 "gain over its baseline": fmt(gain) if pd.notna(gain) else "no baseline",
-                 "runs": len(frame)})
+    gain = summary["gain"]
+    rows.append({"experiment": exp.name, "best run": best["run_name"], "by": summary["label"],
+                 "value": fmt(summary["value"]), "gain over its baseline": fmt(gain) if pd.notna(gain) else
+                 "no baseline", "finished runs holding a model": summary["with_model"]})
 if rows:
+    st.caption(f"{with_model} finished run{'s hold' if with_model != 1 else ' holds'} a model that can be promoted, "
+               "whichever tool logged them.")
     st.dataframe(rows, hide_index=True, width="stretch")
+elif finished:
+    st.info(f"{finished} finished run{'s' if finished != 1 else ''}, but none holds a model that can be promoted: "
+            f"{md(NO_MODEL)}. They still compare on **Compare**.")
+    st.page_link("pages/compare.py", label="Compare runs", icon=":material/leaderboard:")
 else:
     st.info("No finished fine-tune yet. Start with **Compose & launch**: the demo models and data are ready.")
     st.page_link("pages/compose.py", label="Compose & launch an experiment", icon=":material/tune:")

@@ -6,9 +6,21 @@ import streamlit as st
 
 from core import compare
 from core.errors import TuneboardError
+from core.metrics import EVAL_PREFIX, METRICS, headline, is_bookkeeping
 from core.model_selector import ModelSelector
 from core.model_transition import ModelTransition, predict, recorded_metrics, registered_model_names
-from pages.common import client, experiments, md, promotion_rights, show_error, sign_in_gate, user
+from core.runs import NO_MODEL
+from pages.common import (
+    client,
+    experiments,
+    fmt,
+    load_runs,
+    md,
+    promotion_rights,
+    show_error,
+    sign_in_gate,
+    user,
+)
 
 sign_in_gate()
 
@@ -45,15 +57,23 @@ st.subheader("Promote the best run")
 exps = {e.name: e.experiment_id for e in experiments()}
 p1, p2 = st.columns(2)
 experiment = p1.selectbox("From experiment", options=list(exps), key="r_experiment")
-metric = p2.selectbox("Best by", options=["accuracy", "f1", "precision", "recall", "roc_auc"], key="r_metric")
+# the metrics this experiment's runs carry (HF Trainer runs: eval_accuracy...), an accuracy- or F1-like one first
+frame = load_runs([exps[experiment]]) if experiment else None
+carried = compare.metric_names(frame) if frame is not None else []
+offered = [m for m in carried if not is_bookkeeping(m)] or carried or list(METRICS)
+default = compare.default_metric(frame) if frame is not None else None
+metric = p2.selectbox("Best by", options=offered, key="r_metric",
+                      index=offered.index(default) if default in offered else 0)
 if experiment and may_promote and st.button("Promote the best run", type="primary", key="r_promote_best"):
     try:
-        best = ModelSelector(experiment, metric).get_best_model()
-        st.session_state["r_confirm"] = {"run_id": best.info.run_id, "run_name": best.info.run_name,
-                                         "metrics": dict(best.data.metrics),
-                                         "dataset": best.data.tags.get("dataset_name"),
-                                         "digest": best.data.params.get("validation_digest"),
-                                         "experiment": experiment, "metric": metric}
+        selector = ModelSelector(experiment, metric)
+        best = selector.get_best_model()
+        st.session_state["r_confirm"] = {
+            "run_id": best.info.run_id, "run_name": best.info.run_name, "metrics": dict(best.data.metrics),
+            "model_uri": selector.model_uri(best), "dataset": best.data.tags.get("dataset_name"),
+            "digest": best.data.params.get("validation_digest"), "experiment": experiment, "metric": metric,
+            "label": selector.metric_label,
+            "passed_over": [(r.info.run_name, selector.value(r)) for r in selector.better_without_model(best)]}
     except TuneboardError as exc:
         st.error(md(exc))
 
@@ -61,15 +81,21 @@ pending = st.session_state["r_confirm"]
 if pending and may_promote:
     box = st.container(border=True)
     box.write(f"**Candidate:** {md(pending['run_name'])} (trained on {md(pending['dataset'] or '?')}) — "
-              f"best by {md(pending['metric'])} in {md(pending['experiment'])}")
+              f"best by {md(pending['label'])} in {md(pending['experiment'])}")
+    if pending["passed_over"]:
+        shown = ", ".join(f"**{md(name)}** ({fmt(value)})" for name, value in pending["passed_over"][:5])
+        box.info(f"Passed over, though better by {md(pending['metric'])}: {shown}. They cannot be promoted: "
+                 f"{md(NO_MODEL)}.", icon=":material/info:")
     now = recorded_metrics(current) if current is not None else None
     label = f"version {current.version} now in production" if current is not None else "production"
-    for sentence in compare.compare_versions(
-            {k: v for k, v in pending["metrics"].items() if k in ("accuracy", "f1", "precision", "recall", "roc_auc")},
-            now, candidate_label="", current_label=""):
+    scores = headline(pending["metrics"])  # the five, read as eval_* where the run logged only those
+    for sentence in compare.compare_versions(scores, now, candidate_label="", current_label=""):
         box.write(f"- {sentence}")
     if current is not None:
-        if compare.is_worse(pending["metrics"], now or {}, pending["metric"]):
+        bare = pending["metric"].removeprefix(EVAL_PREFIX)  # versions record eval_accuracy as accuracy
+        worse = compare.is_worse(scores, now or {}, bare) if bare in scores else \
+            compare.is_worse(pending["metrics"], now or {}, pending["metric"])
+        if worse:
             box.warning(f"The candidate is worse than {label} on {md(pending['metric'])}.")
         if current.tags.get("validation_digest") and current.tags.get("validation_digest") != pending["digest"]:
             box.warning("The two were evaluated on different validation files, so their numbers are not "
@@ -81,7 +107,7 @@ if pending and may_promote:
     b1, b2 = box.columns(2)
     if b1.button("Confirm: put it into production", type="primary", key="r_confirm_btn"):
         try:
-            version = transition.register_run(client().get_run(pending["run_id"]))
+            version = transition.register_run(client().get_run(pending["run_id"]), pending["model_uri"])
             done = transition.promote(version.version, "Production", reason=reason, user=user())
             st.session_state["r_confirm"] = None
             st.session_state["r_flash"] = f"Version {done.version} of {md(model_name)} is now in production."

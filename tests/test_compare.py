@@ -17,13 +17,20 @@ from core.compare import (
     best_run,
     candidates,
     compare_versions,
+    default_group,
+    default_metric,
+    experiment_summary,
     gain_over_baseline,
     group_columns,
+    holds_model,
     is_worse,
+    metric_label,
     metric_names,
+    metric_values,
     param_names,
     safe_csv,
     tag_names,
+    value_of,
 )
 
 T0 = pd.Timestamp("2026-01-01 09:00")
@@ -189,6 +196,76 @@ def test_gain_is_nan_without_a_baseline(frame, untagged):
     assert gains.index.equals(no_baselines.index) and gains.isna().all()
     assert gain_over_baseline(untagged, "accuracy").isna().all()
     assert gain_over_baseline(pd.DataFrame(), "accuracy").empty
+
+
+# --- runs logged by a plain HF Trainer script: eval_ metrics, ~150 params, no tags of ours -------------------
+
+HF_PARAMS = {"_name_or_path": "/models/bert", "output_dir": "out", "num_train_epochs": "2", "seed": "42"}
+
+
+def hf(name: str, lr: str, accuracy: float, *, minute: int, model: str | None = "models:/m-1", **metrics) -> dict:
+    row = run(name, minute=minute, metrics={"eval_accuracy": accuracy, "eval_f1": accuracy - 0.1, "epoch": 2.0,
+                                            "eval_loss": 1 - accuracy, "train_runtime": 5.0, **metrics},
+              params={**HF_PARAMS, "learning_rate": lr, "run_name": name, "output_dir": f"out/{name}"})
+    return {**row, "model_uri": model}
+
+
+@pytest.fixture
+def team() -> pd.DataFrame:
+    return pd.DataFrame([hf("hf-a", "0.003", 0.70, minute=1), hf("hf-b", "0.001", 0.80, minute=2),
+                         hf("hf-c", "0.0003", 0.75, minute=3), hf("notebook", "0.001", 0.99, minute=4, model=None)])
+
+
+def test_a_metric_the_run_lacks_is_read_as_its_eval_form(frame, team):
+    assert best_run(team, "accuracy")["run_name"] == "notebook"
+    assert best_run(team, "accuracy", with_model=True)["run_name"] == "hf-b"
+    assert value_of(best_run(team, "accuracy", with_model=True), "accuracy") == pytest.approx(0.80)
+    assert metric_label(team, "accuracy") == "accuracy (read as eval_accuracy, as the HF Trainer logs it)"
+    assert metric_label(team, "eval_accuracy") == "eval_accuracy"
+    assert list(best_per_group(team, "accuracy", "params.learning_rate")["value"]) == [0.75, 0.99, 0.70]
+    # our runs keep their own accuracy; the HF runs beside them are read at eval_accuracy
+    mixed = pd.concat([frame, team], ignore_index=True)
+    values = dict(zip(mixed["run_name"], metric_values(mixed, "accuracy"), strict=True))
+    assert values["bert-lr5"] == 0.85 and values["hf-b"] == 0.80
+    assert metric_label(mixed, "accuracy") == ("accuracy (read as eval_accuracy for the runs that log only that, "
+                                               "as the HF Trainer does)")
+    assert names_of(candidates(mixed, "f1")) == ["bert-lr2", "bert-lr5", "hf-a", "hf-b", "hf-c", "notebook"]
+
+
+def test_pages_open_on_an_accuracy_like_metric_never_on_bookkeeping(frame, team, untagged):
+    assert metric_names(team) == ["eval_accuracy", "eval_f1", "eval_loss", "epoch", "train_runtime"]
+    assert default_metric(team) == "eval_accuracy"
+    assert default_metric(frame) == "accuracy" and default_metric(untagged) == "accuracy"
+    only_f1 = team.drop(columns=["metrics.eval_accuracy"])
+    assert default_metric(only_f1) == "eval_f1"
+    losses = team[["run_id", "status", "metrics.epoch", "metrics.train_runtime", "metrics.eval_loss"]]
+    assert default_metric(losses) == "eval_loss"
+    assert default_metric(team[["run_id", "metrics.epoch"]]) == "epoch"  # all there is
+    assert default_metric(pd.DataFrame()) is None
+
+
+def test_group_by_opens_on_what_varies_never_a_constant(frame, team):
+    groups = group_columns(team)
+    assert "param: _name_or_path" in groups  # offered, but the same for every run
+    assert default_group(team, "eval_accuracy", groups) == "param: learning_rate"
+    assert default_group(frame, "accuracy", group_columns(frame)) == "tag: base_model_name"
+    same_lr = team.assign(**{"params.learning_rate": "0.001"})
+    assert default_group(same_lr, "eval_accuracy", group_columns(same_lr)) == "param: output_dir"  # a run each
+    constant = team.drop(columns=["params.output_dir", "params.run_name"]).assign(
+        **{"params.learning_rate": "0.001"})
+    assert default_group(constant, "eval_accuracy", group_columns(constant)) is None
+
+
+def test_holding_a_model_and_the_overview_of_an_experiment(frame, team):
+    assert list(holds_model(team)) == [True, True, True, False]
+    assert list(holds_model(frame)) == [n == "bert-lr2" for n in frame["run_name"]]  # our tag, without the column
+    summary = experiment_summary(team)
+    assert summary["metric"] == "eval_accuracy" and summary["run"]["run_name"] == "hf-b"
+    assert summary["value"] == pytest.approx(0.80) and math.isnan(summary["gain"])
+    assert (summary["finished"], summary["with_model"]) == (4, 3)
+    none_held = experiment_summary(team.assign(model_uri=None))
+    assert none_held["run"] is None and (none_held["finished"], none_held["with_model"]) == (4, 0)
+    assert experiment_summary(pd.DataFrame()) is None
 
 
 # --- CSV -----------------------------------------------------------------------------------------------------
