@@ -66,13 +66,13 @@ def test_plan_keeps_user_choices(monkeypatch):
     fields = {"torch_compile", "torch_compile_mode", "dataloader_persistent_workers"}
     cpu = speed.plan({}, max_length=128, total_steps=1000, cuda=False, fields=fields)
     assert cpu.compile_mode is None and cpu.edges == [] and cpu.arguments["dataloader_num_workers"] == 0
-    gpu = speed.plan({"per_device_train_batch_size": 32}, max_length=256, total_steps=1000, cuda=True, fields=fields)
+    gpu = speed.plan({"per_device_train_batch_size": 32}, max_length=256, total_steps=5000, cuda=True, fields=fields)
     assert gpu.compile_mode == "default" and gpu.edges == [64, 128, 192, 256]
     assert gpu.arguments["per_device_eval_batch_size"] == 64 and gpu.arguments["dataloader_persistent_workers"]
-    short = speed.plan({}, max_length=256, total_steps=50, cuda=True, fields=fields)
+    short = speed.plan({}, max_length=256, total_steps=1000, cuda=True, fields=fields)
     assert short.compile_mode is None and short.edges == []  # compiling would not pay
     mine = speed.plan({"per_device_eval_batch_size": 4, "torch_compile": False, "dataloader_num_workers": 0},
-                      max_length=256, total_steps=1000, cuda=True, fields=fields)
+                      max_length=256, total_steps=5000, cuda=True, fields=fields)
     assert mine.compile_mode is None and "per_device_eval_batch_size" not in mine.arguments
     assert "dataloader_persistent_workers" not in mine.arguments  # would be refused with no workers
     monkeypatch.setenv("TUNEBOARD_COMPILE", "reduce-overhead")
