@@ -13,7 +13,7 @@ from conftest import DATA, ROOT, child_env
 def cli(home, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = child_env(TUNEBOARD_HOME=str(home), TUNEBOARD_USER="cli-user")
     done = subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
+                          text=True, timeout=1500, check=False)  # demo: 10 runs; minutes on a busy 2-core machine
     if check and done.returncode != 0:
         raise AssertionError(f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done
