@@ -20,6 +20,7 @@ def cli(home, *args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_demo_runs_the_grid_beats_the_baseline_and_promotes(tmp_path):
     done = cli(tmp_path, "demo")
     out = done.stdout
