@@ -19,7 +19,7 @@ import sys
 
 import pytest
 from conftest import DATA, ROOT, child_env, use_store
-from streamlit.testing.v1 import AppTest
+from test_pages import app, texts  # the same AppTest helpers the other page tests use
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,6 @@ SCRIPT = ROOT / "tests" / "foreign_trainer_script.py"
 HF = "team-hf-trainer"
 LEGACY = "team-mlflow2"
 NOTEBOOK = "notebook-eval"
-TIMEOUT = 120
 
 
 def _script(tmp, uri: str, experiment: str, *args: str, **env: str) -> None:
@@ -179,21 +178,6 @@ def test_a_run_without_a_model_is_refused_with_the_reason(foreign):
 
 
 # -- the pages -------------------------------------------------------------------------------------------------
-
-def app(page: str | None = None) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
-    at.run()
-    if page:
-        at.switch_page(page)
-        at.run()
-    assert not at.exception, at.exception
-    return at
-
-
-def texts(at: AppTest) -> str:
-    return "\n".join(str(e.value) for kind in ("markdown", "success", "info", "warning", "error", "caption")
-                     for e in at.get(kind))
-
 
 def test_home_counts_finished_runs_holding_a_model(foreign):
     at = app()
