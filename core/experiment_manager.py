@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core import paths
 from core.data import align_labels, load_examples
 from core.errors import TuneboardError
 from core.grid import GridSpec, RunSpec
@@ -155,6 +156,8 @@ class ExperimentManager:
             train = load_examples(self.spec.train_path(version))
             for config in configs.values():
                 align_labels(train, validation, getattr(config, "label2id", None), getattr(config, "num_labels", 2))
+        if any(run.kind == "fine_tune" for run in runs):
+            paths.check_output(self.spec.output_dir)  # confined (a page): the server writes only where allowed
         return runs
 
     def run_experiments(self, on_progress: Callable[[str], None] | None = None, *,

@@ -23,6 +23,7 @@ Confined are:
 | --- | --- |
 | ``TUNEBOARD_DATA_ROOTS`` | the data folder (``TUNEBOARD_DATA_DIR``) and ``TUNEBOARD_HOME`` |
 | ``TUNEBOARD_MODEL_ROOTS`` | ``TUNEBOARD_HOME`` (the demo models) and the Hugging Face cache |
+| ``TUNEBOARD_OUTPUT_ROOTS`` | where trained models may be written: ``TUNEBOARD_HOME`` and the data roots |
 
 Each holds folders separated by ``os.pathsep`` (``:`` on Linux and macOS).
 Hub ids (``org/model``) are not paths: ``core.modelio`` sends them to the hub.
@@ -36,11 +37,12 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from pathlib import Path
 
-from core.errors import DataError, ModelPathError
+from core.errors import DataError, GridError, ModelPathError
 from core.settings import Settings
 
 DATA_ROOTS = "TUNEBOARD_DATA_ROOTS"
 MODEL_ROOTS = "TUNEBOARD_MODEL_ROOTS"
+OUTPUT_ROOTS = "TUNEBOARD_OUTPUT_ROOTS"
 
 # Per thread and task (a Streamlit script run is one thread), so one browser session never confines another
 # caller in the same process, and a test's AppTest never confines the test itself.
@@ -72,9 +74,14 @@ def model_roots() -> list[Path]:
     return _roots(MODEL_ROOTS, [Settings.from_env().home, Path(constants.HF_HUB_CACHE)])
 
 
+def output_roots() -> list[Path]:
+    """Folders trained models may be written to: ``TUNEBOARD_OUTPUT_ROOTS``, else home and the data roots."""
+    return _roots(OUTPUT_ROOTS, [Settings.from_env().home, *data_roots()])
+
+
 def turned_on() -> bool:
-    """Whether this process's deployment turned the roots on for everything: either variable set."""
-    return bool(_entries(DATA_ROOTS) or _entries(MODEL_ROOTS))
+    """Whether this process's deployment turned the roots on for everything: any of the variables set."""
+    return bool(_entries(DATA_ROOTS) or _entries(MODEL_ROOTS) or _entries(OUTPUT_ROOTS))
 
 
 def is_confined() -> bool:
@@ -113,20 +120,27 @@ def confines_jobs(tracking_uri: str) -> bool:
 def check_inside(path: str | Path, roots: list[Path], what: str) -> Path:
     """The real path of ``path`` (``..`` and symlinks resolved) when it lies inside one of ``roots``.
 
-    ``what`` is ``"data"`` (refused with a DataError) or ``"model"`` (a ModelPathError); the message names
-    the path, where it really leads, the allowed folders and the variable that allows another one.
+    ``what`` is ``"data"`` (refused with a DataError), ``"model"`` (a ModelPathError) or ``"output"`` (a
+    GridError on ``output_dir``); the message names the path, where it really leads, the allowed folders and
+    the variable that allows another one.
     """
     real = _real(path)
     if any(real.is_relative_to(root) for root in roots):
         return real
-    variable, things = (DATA_ROOTS, "data files") if what == "data" else (MODEL_ROOTS, "base models")
-    leads = f" (it leads to {real})" if str(real) != str(path) else ""
+    variable, things, verb = {"data": (DATA_ROOTS, "data files", "read from"),
+                              "model": (MODEL_ROOTS, "base models", "read from"),
+                              "output": (OUTPUT_ROOTS, "trained models", "written to")}[what]
+    leads = f" (it leads to {real})" if str(real) != str(Path(path).expanduser()) else ""  # a link, or a ..
     allowed = ", ".join(str(r) for r in roots) or "none"
-    problem = f"is outside the folders {things} may be read from{leads}. Allowed: {allowed}."
-    hint = (f"Move or copy it into one of them, or add its folder to {variable} "
+    problem = f"is outside the folders {things} may be {verb}{leads}. Allowed: {allowed}."
+    hint = (f"Choose a folder inside one of them, or add its folder to {variable} "
+            f"(folders separated by '{os.pathsep}')." if what == "output" else
+            f"Move or copy it into one of them, or add its folder to {variable} "
             f"(folders separated by '{os.pathsep}').")
     if what == "data":
         raise DataError(path, problem, hint=hint)
+    if what == "output":
+        raise GridError(f"{path} {problem} {hint}", key="output_dir")
     raise ModelPathError(f"{path}: {problem} {hint}")
 
 
@@ -140,6 +154,13 @@ def check_model(path: str | Path) -> None:
     """Refuse a model folder outside the model roots, where this context is confined."""
     if is_confined():
         check_inside(path, model_roots(), "model")
+
+
+def check_output(path: str | Path) -> None:
+    """Refuse a folder for trained models outside the output roots, where this context is confined: a browser
+    session must not have the server write into someone else's folders."""
+    if is_confined():
+        check_inside(path, output_roots(), "output")
 
 
 def may_read_data(path: str | Path) -> bool:

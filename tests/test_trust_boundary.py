@@ -176,6 +176,36 @@ def test_a_page_refuses_the_same_files_with_no_roots_set(no_roots, user_files, t
     assert not paths.is_confined()  # the page's confinement stayed in its own script run
 
 
+def test_a_page_may_not_save_models_outside_the_output_roots(no_roots, user_files, tmp_path, monkeypatch):
+    """Compose names where trained models go: a browser session must not have the server write into any
+    folder it likes. Outside home and the data folder, Launch is refused naming the folder and the variable;
+    TUNEBOARD_OUTPUT_ROOTS allows another; the user's own process (API, CLI) writes where it likes."""
+    from core.errors import GridError
+    from core.experiment_manager import ExperimentManager
+
+    data = tmp_path / "dashboard-data"
+    write_sample(DATA / "train_sample.csv", data / "train.csv", 5)
+    write_sample(DATA / "test.csv", data / "test.csv", 8)
+    monkeypatch.setenv("TUNEBOARD_DATA_DIR", str(data))
+    model = no_roots.home / "models" / "demo-bert-tiny"
+    shutil.copytree(user_files.model, model)
+    elsewhere = user_files.top / "someone-else" / "models"
+    arguments = {**seed_arguments(user_files, elsewhere), "dataset_versions": ["train.csv"],
+                 "train_file": str(data / "{data_version}"), "validation_file": str(data / "test.csv"),
+                 "base_model_versions": [str(model)]}
+    ExperimentManager(**arguments).validate()  # the user's own process: anywhere
+    with paths.confined(), pytest.raises(GridError) as refused:
+        ExperimentManager(**arguments).validate()
+    message = str(refused.value)
+    assert message.startswith(f"output_dir: {elsewhere / 'trained_models'}/ is outside the folders trained models "
+                              f"may be written to. Allowed: {no_roots.home}, {data}.")
+    assert "TUNEBOARD_OUTPUT_ROOTS" in message
+    monkeypatch.setenv(paths.OUTPUT_ROOTS, str(user_files.top / "someone-else"))
+    with paths.confined():
+        ExperimentManager(**arguments).validate()
+    assert not elsewhere.exists()  # checking writes nothing
+
+
 # --- workers: confined where the roots are on, and for grids from a page -----------------------------------------
 
 
@@ -222,7 +252,7 @@ def test_a_grid_from_a_page_stays_confined_in_the_worker_with_default_roots(no_r
 
     def grid(name: str) -> GridSpec:
         return GridSpec(base_name=name, data_src="Page", dataset_versions=("train.csv",), hyperparameters=(
-            {"n_epochs": 1, "max_steps": 2},), base_model_versions=(str(model),), output_dir=str(tmp_path / "out"),
+            {"n_epochs": 1, "max_steps": 2},), base_model_versions=(str(model),), output_dir=str(no_roots.home / "out"),
                         train_file=str(data / "{data_version}"), validation_file=str(validation),
                         evaluate_pretrained_model=False, user_id="tester")
 
