@@ -258,7 +258,31 @@ def ensure_demo(settings: Settings | None = None) -> dict[str, Path]:
     paths = {}
     for name, kind in zip(DEMO_MODELS, ("bert", "deberta-v2")):
         path = settings.demo_models_dir / name
-        if not (path / "config.json").is_file():
-            build_model(path, kind)
+        if not _complete(path, kind):
+            _build_in_place(path, kind)
         paths[name] = path
     return paths
+
+
+def _complete(path: Path, kind: str) -> bool:
+    """A demo model as this version builds it. The DeBERTa built before the v3 layout (a ``tokenizer.json``,
+    no ``spm.model``) counts as missing, so the demo walks the real v3 tokenizer path everywhere."""
+    if not (path / "config.json").is_file() or not any(path.glob("*.safetensors")):
+        return False
+    return kind != "deberta-v2" or (path / "spm.model").is_file()
+
+
+def _build_in_place(path: Path, kind: str) -> None:
+    """Build beside ``path``, then swap it in: a build cut off half-way never looks like a model."""
+    import shutil
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        build_model(fresh, kind)
+        if path.exists():
+            shutil.rmtree(path)
+        fresh.rename(path)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)

@@ -103,6 +103,27 @@ def test_demo_sentencepiece_model_is_the_same_every_time():
     assert sentencepiece_model() == sentencepiece_model()
 
 
+def test_an_old_or_half_built_demo_deberta_is_built_again(tmp_path, monkeypatch):
+    """A demo DeBERTa from before the v3 layout (tokenizer.json, no spm.model), or one whose build was cut
+    off (a config, no weights), is rebuilt by ``prepare``; a complete one is left as it is."""
+    from core.demo import ensure_demo
+
+    settings = use_store(monkeypatch, tmp_path / "home")
+    deberta = ensure_demo(settings)["demo-deberta-v2-tiny"]
+    (deberta / "spm.model").unlink()
+    (deberta / "tokenizer.json").write_text("{}", encoding="utf-8")
+    assert (ensure_demo(settings)["demo-deberta-v2-tiny"] / "spm.model").is_file()
+    assert not (deberta / "tokenizer.json").exists()
+    for weights in deberta.glob("*.safetensors"):
+        weights.unlink()
+    ensure_demo(settings)
+    assert any(deberta.glob("*.safetensors"))
+    stamp = (deberta / "config.json").stat().st_mtime_ns
+    ensure_demo(settings)
+    assert (deberta / "config.json").stat().st_mtime_ns == stamp
+    assert [p.name for p in deberta.parent.iterdir() if p.name.startswith(".")] == []  # no build folders left
+
+
 @pytest.mark.slow
 def test_v3_checkpoint_baselines_fine_tunes_logs_and_predicts(v3_runs):
     import mlflow
