@@ -259,3 +259,20 @@ def test_bad_input_to_topic_scores_is_refused_before_the_model_runs(loaded):
         topic_scores(model, tokenizer, CALLS, ["fees", "Fees"])
     with pytest.raises(TopicError, match="Transcript 2 is not text \\(float\\)"):
         topic_scores(model, tokenizer, ["fine", float("nan")], TOPICS)
+
+
+# -- the chart ----------------------------------------------------------------------------------------------------
+def test_topic_chart_marks_the_threshold_and_colours_the_tagged_topics():
+    from core.charts import GREEN, GREY, topic_scores_chart
+
+    fig = topic_scores_chart({"fees": 0.2, "account access": 0.9, "<b>tax</b>": 0.5}, 0.5)
+    bar = fig.data[0]
+    assert bar.orientation == "h"
+    assert list(bar.y) == ["fees", "&lt;b&gt;tax&lt;/b&gt;", "account access"]  # highest on top, shown as typed
+    assert list(bar.x) == [0.2, 0.5, 0.9] and list(bar.marker.color) == [GREY, GREEN, GREEN]
+    (line,) = fig.layout.shapes
+    assert line.x0 == line.x1 == 0.5 and line.line.dash == "dash"
+    assert "threshold 0.50" in fig.layout.annotations[0].text
+    assert tuple(fig.layout.xaxis.range) == (0, 1.08)
+    assert "Nothing to show" in topic_scores_chart({}, 0.5).layout.title.text
+    assert not topic_scores_chart({"fees": 0.4}, float("nan")).layout.shapes
