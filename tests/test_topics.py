@@ -276,3 +276,83 @@ def test_topic_chart_marks_the_threshold_and_colours_the_tagged_topics():
     assert tuple(fig.layout.xaxis.range) == (0, 1.08)
     assert "Nothing to show" in topic_scores_chart({}, 0.5).layout.title.text
     assert not topic_scores_chart({"fees": 0.4}, float("nan")).layout.shapes
+
+
+# -- the Registry's "Try it" box -------------------------------------------------------------------------------------
+def _register(name: str, path, labels: dict[int, str] | None = None) -> None:
+    """Log the demo model (with other labels, if given) in a run, register it and put it into production."""
+    import mlflow
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from core import runs as runs_mod
+    from core.model_transition import ModelTransition
+    from core.modelio import log_model
+    from core.settings import configure_mlflow, ensure_experiment
+
+    configure_mlflow()
+
+    extra = {"id2label": labels, "label2id": {v: k for k, v in labels.items()}} if labels else {}
+    model = AutoModelForSequenceClassification.from_pretrained(path, **extra)
+    mlflow.set_experiment(experiment_id=ensure_experiment("Topics_Try_It"))  # artifacts in the store's folder
+    with mlflow.start_run(run_name=f"{name}-run") as run:
+        info = log_model(model, AutoTokenizer.from_pretrained(path), pairs=True)
+    transition = ModelTransition(name)
+    version = transition.register_run(runs_mod.client().get_run(run.info.run_id), info.model_uri)
+    transition.promote(version.version, "Production", reason="for the Try it test", user="tester")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, bert_model):
+    """A store with the demo BERT (an NLI head) and a non-NLI copy of it, each registered and in production."""
+    from conftest import use_store
+
+    with pytest.MonkeyPatch.context() as mp:
+        use_store(mp, tmp_path_factory.mktemp("topics") / "home")
+        _register("Topics_NLI", bert_model)
+        _register("Topics_Sentiment", bert_model, {0: "complaint", 1: "praise"})
+        yield
+
+
+@pytest.mark.slow
+def test_registry_try_it_tags_a_calls_topics_with_a_chart(registry):
+    from test_pages import app, texts
+
+    at = app("pages/registry.py")
+    at.selectbox(key="r_model").set_value("Topics_NLI").run()
+    assert [t.label for t in at.tabs] == ["Tag topics", "Premise and hypothesis"]  # topics first for NLI
+    assert at.text_input(key="r_topic_template").value == "This call is about {}."
+    assert "account access" in at.text_area(key="r_topic_list").value
+    at.text_area(key="r_topic_list").set_value("account access, fees\n<b>billing</b>\nrollover")
+    at.slider(key="r_topic_threshold").set_value(0.0)
+    at.button(key="r_tag").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (chart,) = at.get("plotly_chart")
+    import json
+
+    bars = json.loads(chart.proto.spec)["data"][0]
+    assert sorted(bars["y"]) == sorted(["account access", "fees", "&lt;b&gt;billing&lt;/b&gt;", "rollover"])
+    assert all(0.0 <= x <= 1.0 for x in bars["x"])
+    tagged = next(s.value for s in at.success if "tags this call with" in s.value)
+    assert tagged.startswith("Version 1 tags this call with: **") and "**&lt;b&gt;billing&lt;/b&gt;**" in tagged
+
+    at.slider(key="r_topic_threshold").set_value(1.0).run()  # no model run: the same scores, another threshold
+    assert "No topic reaches 1.00. The most likely is **" in texts(at)
+    at.text_input(key="r_topic_template").set_value("This call is about billing.").run()
+    assert "click **Tag topics** again" in texts(at)
+    at.button(key="r_tag").click().run()
+    assert any("must contain exactly one {}" in e.value for e in at.error)
+
+    at.button(key="r_predict").click().run()  # the plain pair mode is still there, in its tab
+    assert any("Version 1 says **" in m.value for m in at.markdown)
+
+
+@pytest.mark.slow
+def test_registry_try_it_offers_no_topics_for_a_model_that_is_not_nli(registry):
+    from test_pages import app, texts
+
+    at = app("pages/registry.py")
+    at.selectbox(key="r_model").set_value("Topics_Sentiment").run()
+    assert not at.tabs and not any(b.key == "r_tag" for b in at.button)
+    assert "this one's labels are complaint, praise" in texts(at)
+    at.button(key="r_predict").click().run()
+    assert any("Version 1 says **" in m.value for m in at.markdown)
