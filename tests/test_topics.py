@@ -356,3 +356,56 @@ def test_registry_try_it_offers_no_topics_for_a_model_that_is_not_nli(registry):
     assert "this one's labels are complaint, praise" in texts(at)
     at.button(key="r_predict").click().run()
     assert any("Version 1 says **" in m.value for m in at.markdown)
+
+
+# -- evaluating topic tagging against true topics -------------------------------------------------------------------
+def test_topic_metrics_per_topic_and_averaged():
+    from core.scoring.topic_eval import split_topics, topic_metrics
+
+    assert split_topics("fees; Tax forms | rollover,") == ["fees", "Tax forms", "rollover"]
+    assert split_topics(float("nan")) == [] and split_topics(None) == [] and split_topics(["a", " "]) == ["a"]
+    truth = ["fees", "FEES; rollover", "", ["rollover"]]
+    scores = np.array([[0.9, 0.1, 0.2],   # fees right
+                       [0.3, 0.8, 0.1],   # fees missed, rollover right
+                       [0.7, 0.1, 0.1],   # fees wrong
+                       [0.1, 0.6, 0.9]])  # rollover right, loans wrong
+    table = topic_metrics(truth, scores, ["fees", "rollover", "loans"], 0.5).set_index("topic")
+    assert table.loc["fees", ["support", "tagged"]].tolist() == [2, 2]
+    assert table.loc["fees", "precision"] == 0.5 and table.loc["fees", "recall"] == 0.5
+    assert table.loc["rollover", ["precision", "recall", "f1"]].tolist() == [1.0, 1.0, 1.0]
+    assert table.loc["loans", ["support", "tagged", "precision", "recall", "f1"]].tolist() == [0, 1, 0.0, 0.0, 0.0]
+    # micro: 3 right of 5 tagged, 3 found of 4 true
+    assert table.loc["micro avg", "precision"] == pytest.approx(3 / 5)
+    assert table.loc["micro avg", "recall"] == pytest.approx(3 / 4)
+    assert table.loc["macro avg", "f1"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+
+
+def test_true_topics_outside_the_candidates_are_refused_naming_the_row():
+    from core.errors import TopicError
+    from core.scoring.topic_eval import topic_metrics
+
+    with pytest.raises(TopicError, match="Row 2: its true topic 'billing' is not among the candidate topics"):
+        topic_metrics(["fees", "billing"], np.zeros((2, 1)), ["fees"])
+    with pytest.raises(TopicError, match="2 x 1 scores for 3 calls"):
+        topic_metrics(["fees", "fees", "fees"], np.zeros((2, 1)), ["fees"])
+
+
+def test_evaluate_topics_on_the_demo_validation_calls(loaded):
+    import pandas as pd
+    from conftest import DATA
+
+    from core.demo import TOPICS
+    from core.errors import TopicError
+    from core.scoring.topic_eval import evaluate_topics
+
+    model, tokenizer = loaded
+    calls = pd.read_csv(DATA / "test.csv").drop_duplicates("premise").head(12)  # one true topic per call
+    candidates = sorted(TOPICS)
+    scores, table = evaluate_topics(model, tokenizer, list(calls["premise"]), list(calls["topic"]), candidates,
+                                    threshold=0.5)
+    assert scores.shape == (12, len(candidates))
+    assert list(table["topic"]) == [*candidates, "micro avg", "macro avg"]
+    assert table["support"].iloc[:-2].sum() == 12 and table["tagged"].iloc[-2] == int((scores >= 0.5).sum())
+    assert table[["precision", "recall", "f1"]].apply(lambda c: c.between(0, 1)).all().all()
+    with pytest.raises(TopicError, match="Row 1: its true topic"):
+        evaluate_topics(model, tokenizer, ["a call"], ["not a topic"], candidates)
