@@ -213,7 +213,7 @@ def try_topics(version: str) -> None:
                              value=topics.DEFAULT_TEMPLATE)
     threshold = c2.slider("Tag a topic when its probability is at least", min_value=0.0, max_value=1.0, step=0.01,
                           value=topics.DEFAULT_THRESHOLD, key="r_topic_threshold")
-    asked = (version, transcript, typed, template)
+    asked = (model_name, version, transcript, typed, template)
     if st.button("Tag topics", type="primary", key="r_tag"):
         try:
             scores = topics.call_topics(f"models:/{model_name}/{version}", transcript, topics.parse_topics(typed),
@@ -223,7 +223,7 @@ def try_topics(version: str) -> None:
             st.session_state["r_topic_result"] = None
             show_error(exc, "tagging the call's topics")
     result = st.session_state.get("r_topic_result")
-    if not result or result["asked"][0] != version:
+    if not result or result["asked"][:2] != asked[:2]:  # scores of another model or version: not shown
         return
     if result["asked"] != asked:
         st.info("You changed the transcript, topics or template: click **Tag topics** again to score them.")

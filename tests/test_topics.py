@@ -303,12 +303,13 @@ def _register(name: str, path, labels: dict[int, str] | None = None) -> None:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory, bert_model):
-    """A store with the demo BERT (an NLI head) and a non-NLI copy of it, each registered and in production."""
+    """A store with the demo BERT (an NLI head) twice and a non-NLI copy of it, each registered and in production."""
     from conftest import use_store
 
     with pytest.MonkeyPatch.context() as mp:
         use_store(mp, tmp_path_factory.mktemp("topics") / "home")
         _register("Topics_NLI", bert_model)
+        _register("Topics_NLI_Too", bert_model)
         _register("Topics_Sentiment", bert_model, {0: "complaint", 1: "praise"})
         yield
 
@@ -344,6 +345,11 @@ def test_registry_try_it_tags_a_calls_topics_with_a_chart(registry):
 
     at.button(key="r_predict").click().run()  # the plain pair mode is still there, in its tab
     assert any("Version 1 says **" in m.value for m in at.markdown)
+    at.text_input(key="r_topic_template").set_value("This call is about {}.")
+    at.button(key="r_tag").click().run()
+    assert len(at.get("plotly_chart")) == 1
+    at.selectbox(key="r_model").set_value("Topics_NLI_Too").run()  # another model's version 1: no stale scores
+    assert at.button(key="r_tag") and not at.get("plotly_chart")
 
 
 @pytest.mark.slow
