@@ -8,6 +8,7 @@ plainly: these functions never raise on odd input.
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -281,4 +282,32 @@ def gain_chart(df: pd.DataFrame, metric: str) -> go.Figure:
     fig.update_layout(title=f"Gain in {name} over the baseline (positive = better)", template=TEMPLATE,
                       xaxis={"title": f"{name} gain over baseline", "zeroline": True},
                       yaxis={"title": "run", "type": "category"}, height=max(300, 40 + 28 * len(values)))
+    return fig
+
+
+def topic_scores_chart(scores: pd.Series | dict[str, float], threshold: float) -> go.Figure:
+    """Horizontal bars of each topic's probability for one call (highest on top), the threshold a dashed line.
+
+    ``scores`` maps topic -> probability in [0, 1] (``core.scoring.topics.topic_scores``, one row). Bars at or
+    above ``threshold`` are green (tagged), the others grey. Topic names are the user's words: escaped, so
+    Plotly shows them as typed rather than reading tags in them.
+    """
+    series = pd.to_numeric(pd.Series(scores, dtype=object), errors="coerce").astype(float)
+    series = series[np.isfinite(series.to_numpy())]
+    if series.empty:
+        return nothing_to_show("no topic has a score")
+    order = np.argsort(series.to_numpy(), kind="stable")  # plotly draws the first bar at the bottom
+    values = series.to_numpy()[order]
+    labels = [html.escape(str(topic), quote=False) for topic in series.index[order]]
+    marked = isinstance(threshold, (int, float)) and math.isfinite(threshold)
+    colours = [GREEN if marked and v >= threshold else GREY for v in values]
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colours, name="probability",
+                           text=[f"{v:.2f}" for v in values], textposition="outside",
+                           hovertemplate="%{y}<br>probability %{x:.3f}<extra></extra>"))
+    if marked:
+        fig.add_vline(x=float(threshold), line_dash="dash", line_color=RED,
+                      annotation_text=f"threshold {threshold:.2f}", annotation_position="top")
+    fig.update_layout(title="How likely the call is about each topic (green: tagged)", template=TEMPLATE,
+                      xaxis={"title": "probability", "range": [0, 1.08]}, yaxis={"title": "topic", "type": "category"},
+                      height=max(300, 80 + 28 * len(values)), showlegend=False)
     return fig
