@@ -60,10 +60,13 @@ def max_mb() -> float:
 
 def read(path: str | Path) -> Table:
     """Read a file to score (inside the allowed folders where reads are confined); errors name the file and line."""
+    paths.check_data(path)
+    return _read_table(Path(path))
+
+
+def _read_table(path: Path) -> Table:
     from core.data import _read
 
-    paths.check_data(path)
-    path = Path(path)
     if path.is_file():
         size, limit = path.stat().st_size, max_mb()
         if size > limit * 2**20:
@@ -191,3 +194,37 @@ def write(frame, output: str | Path, fmt: str | None = None) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return output
+
+
+def save_upload(name: str, content: bytes, folder: str | Path) -> Path:
+    """Keep an uploaded file to score in ``folder`` only if it is under the cap and reads cleanly; return its path.
+
+    Checked from a private staging copy, then moved in by a rename: a refused upload leaves nothing in ``folder``.
+    Messages name the upload, not the staging copy.
+    """
+    name = Path(name).name  # never a path: "../x.csv" is kept as "x.csv"
+    limit = max_mb()
+    if len(content) > limit * 2**20:
+        raise DataError(name, f"is {len(content) / 2**20:.1f} MB, over the limit of {limit:g} MB for scoring.",
+                        hint=f"Split it into smaller files, or raise {MAX_MB_VARIABLE}.")
+    if Path(name).suffix.lower() not in FORMATS:
+        raise DataError(name, "unsupported file type.", hint=f"Use one of: {', '.join(sorted(FORMATS))}.")
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / name
+        staged.write_bytes(content)
+        try:
+            _read_table(staged)  # the staging copy is ours; the kept file lands in ``folder``
+        except DataError as exc:
+            exc.path, exc.args = name, (str(exc).replace(str(staged), name),)
+            raise
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+            os.replace(partial, folder / name)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+    return folder / name

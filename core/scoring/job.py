@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from core import paths
-from core.errors import TuneboardError
+from core.errors import ScoreError
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +39,6 @@ MODES = ("classify", "topics")
 ARTIFACT_FOLDER = "scored"
 DEFAULT_TEMPLATE = "This call is about {}."
 Progress = Callable[[int, int], None]
-
-
-class ScoreSpecError(TuneboardError):
-    """A scoring request is invalid; the message names the field."""
-
-    def __init__(self, problem: str, *, key: str):
-        self.key = key
-        super().__init__(f"{key}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -74,28 +66,30 @@ class ScoreSpec:
         set_ = object.__setattr__
         for key in ("model", "input_path"):
             if not isinstance(getattr(self, key), str) or not getattr(self, key).strip():
-                raise ScoreSpecError("must be a non-empty text.", key=key)
+                raise ScoreError("must be a non-empty text.", key=key)
             set_(self, key, getattr(self, key).strip())
         if self.mode not in MODES:
-            raise ScoreSpecError(f"must be one of {', '.join(MODES)}, not {self.mode!r}.", key="mode")
-        if not self.output_name:
-            suffix = Path(self.output_path).suffix if self.output_path else Path(self.input_path).suffix
-            set_(self, "output_name", f"{Path(self.input_path).stem}_scored{suffix}")
-        if Path(self.output_name).name != self.output_name:
-            raise ScoreSpecError("must be a file name, not a path.", key="output_name")
+            raise ScoreError(f"must be one of {', '.join(MODES)}, not {self.mode!r}.", key="mode")
         from core.data import FORMATS
 
+        if not self.output_name:  # the output file's own name, else "<input>_scored" in the input's format
+            out = Path(self.output_path or "")
+            set_(self, "output_name", out.name if out.suffix.lower() in FORMATS else
+                 f"{Path(self.input_path).stem}_scored{Path(self.input_path).suffix}")
+        if Path(self.output_name).name != self.output_name:
+            raise ScoreError("must be a file name, not a path.", key="output_name")
+
         if Path(self.output_name).suffix.lower() not in FORMATS:
-            raise ScoreSpecError(f"must end in one of {', '.join(sorted(FORMATS))}.", key="output_name")
+            raise ScoreError(f"must end in one of {', '.join(sorted(FORMATS))}.", key="output_name")
         for key in ("batch_size", "max_length"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ScoreSpecError(f"must be a whole number, 1 or more, not {value!r}.", key=key)
+                raise ScoreError(f"must be a whole number, 1 or more, not {value!r}.", key=key)
         for key in ("text_column", "pair_column", "output_path"):
             if getattr(self, key) is not None and not str(getattr(self, key)).strip():
                 set_(self, key, None)
         if self.confined and self.output_path:
-            raise ScoreSpecError("a job from the dashboard keeps its result in MLflow; it writes no server path.",
+            raise ScoreError("a job from the dashboard keeps its result in MLflow; it writes no server path.",
                                  key="output_path")
         topics = (self.topics,) if isinstance(self.topics, str) else tuple(self.topics or ())
         set_(self, "topics", topics)
@@ -106,7 +100,7 @@ class ScoreSpec:
             set_(self, "template", topics_mod.check_template(self.template))
             set_(self, "threshold", topics_mod.check_threshold(self.threshold))
         elif topics:
-            raise ScoreSpecError("topics are only used in topic mode (mode='topics').", key="topics")
+            raise ScoreError("topics are only used in topic mode (mode='topics').", key="topics")
 
     @property
     def run_name(self) -> str:
@@ -136,7 +130,7 @@ class ScoreSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> ScoreSpec:
         data = dict(data)
         if data.pop("kind", KIND) != KIND:
-            raise ScoreSpecError("is not a scoring job.", key="kind")
+            raise ScoreError("is not a scoring job.", key="kind")
         return cls(**{**data, "topics": tuple(data.get("topics") or ())})
 
     @classmethod
