@@ -260,3 +260,48 @@ def test_a_page_submit_reads_only_inside_the_allowed_folders(scoring, tmp_path, 
     finally:
         outside.unlink()
         outside.parent.rmdir()
+
+
+def test_the_page_scores_an_upload_in_the_background_and_offers_the_result(scoring, tmp_path):
+    from test_pages import app, texts
+
+    from core.jobs import JobQueue
+
+    settings, _ = scoring
+    content = pairs_file(tmp_path).read_bytes()
+    at = app("pages/score.py")
+    assert at.radio(key="s_how").value == "production" and at.selectbox(key="s_model").value == MODEL
+    assert f"{MODEL} version 1 (production)" in texts(at)
+    at.file_uploader(key="s_upload").set_value(("calls.csv", content, "text/csv")).run()
+    assert not at.exception, at.exception
+    assert "4 rows" in texts(at)
+    assert at.selectbox(key="s_text_column").value == "premise"
+    assert at.selectbox(key="s_pair_column").value == "hypothesis"
+    assert at.radio(key="s_mode").options == ["Classify each row", "Tag each call's topics"]  # an NLI model
+    at.button(key="s_submit").click().run()
+    assert not at.exception, at.exception
+    run_id = at.session_state["s_job"]
+    q = JobQueue(settings)
+    done = wait_for(lambda: (j := q.get(run_id)).status.is_terminal() and j, 180, "the page's job to end")
+    assert done.status.value == "FINISHED", done.reason
+    at.run()
+    body = texts(at)
+    assert "Scored 4 rows" in body and run_id in body
+    [button] = at.get("download_button")
+    assert button.proto.label == "Download calls_scored.csv"
+    shown = at.dataframe[-1].value
+    assert list(shown.columns)[-3:] == ["predicted_label", "score_entailment", "score_not_entailment"]
+    assert shown["premise"][2].startswith("'=HYPERLINK")
+
+
+def test_the_page_refuses_an_unreadable_upload_and_keeps_nothing(scoring):
+    from test_pages import app
+
+    from core.settings import Settings
+
+    at = app("pages/score.py")
+    at.file_uploader(key="s_upload").set_value(("notes.csv", "text\ncaf\xe9\n".encode("latin-1"), "text/csv")).run()
+    assert any("notes.csv, line 2" in e.value and "UTF-8" in e.value for e in at.error), [e.value for e in at.error]
+    uploads = Settings.from_env().data_dir / "uploads" / "scoring"
+    assert not (uploads / "notes.csv").exists() and not any(uploads.glob(".*"))
+    assert not any(b.key == "s_submit" for b in at.button)
