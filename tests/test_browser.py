@@ -173,7 +173,7 @@ def test_score_a_file_and_download_it(dashboard):
         expect(page.get_by_text(f"{MODEL_NAME} version 1 (production)")).to_be_visible()
         page.locator("input[type=file]").first.set_input_files(str(calls))
         expect(page.get_by_text("3 rows; the first 3")).to_be_visible()
-        click_until(page, "Score this file", "The result")
+        click_until(page, "Score this file", "3. The result")
         expect(page.get_by_text("Scored 3 rows")).to_be_visible(timeout=180_000)
         page.screenshot(path=str(shots / "score.png"), full_page=True)
         with page.expect_download() as download:
