@@ -305,3 +305,41 @@ def test_the_page_refuses_an_unreadable_upload_and_keeps_nothing(scoring):
     uploads = Settings.from_env().data_dir / "uploads" / "scoring"
     assert not (uploads / "notes.csv").exists() and not any(uploads.glob(".*"))
     assert not any(b.key == "s_submit" for b in at.button)
+
+
+def test_a_score_spec_is_checked_on_construction_and_survives_json():
+    from core.errors import ScoreError, TopicError
+    from core.jobs import job_spec
+    from core.scoring.job import ScoreSpec
+
+    spec = ScoreSpec(PRODUCTION, "calls.parquet", mode="topics", topics=(" fees ", "rollover"), threshold=0.3)
+    assert spec.topics == ("fees", "rollover") and spec.output_name == "calls_scored.parquet"
+    assert job_spec(spec.to_json()) == spec and ScoreSpec.from_json(spec.to_json()).kind == "score"
+    assert ScoreSpec(PRODUCTION, "in.csv", output_path="/x/out.tsv").output_name == "out.tsv"
+    for kwargs, key in (({"mode": "summarise"}, "mode"), ({"batch_size": 0}, "batch_size"),
+                        ({"output_name": "../x.csv"}, "output_name"), ({"output_name": "x.xlsx"}, "output_name"),
+                        ({"topics": ("fees",)}, "topics"), ({"confined": True, "output_path": "/etc/x.csv"},
+                                                             "output_path")):
+        with pytest.raises(ScoreError) as refused:
+            ScoreSpec(PRODUCTION, "in.csv", **kwargs)
+        assert refused.value.key == key
+    with pytest.raises(TopicError, match="exactly one"):
+        ScoreSpec(PRODUCTION, "in.csv", mode="topics", topics=("fees",), template="About fees.")
+
+
+def test_the_result_is_written_whole_or_not_at_all(tmp_path):
+    import pandas as pd
+
+    from core.scoring import files
+
+    frame = pd.DataFrame({"text": ["@SUM(A1)", "fine", "-2+3"], "score": [-0.5, 0.25, 1.0]})
+    for name in ("out.csv", "out.tsv", "out.jsonl", "out.parquet"):
+        files.write(frame, tmp_path / name)
+        back = pd.read_parquet(tmp_path / name) if name.endswith("parquet") else \
+            pd.read_json(tmp_path / name, lines=True) if name.endswith("jsonl") else \
+            pd.read_csv(tmp_path / name, sep="\t" if name.endswith("tsv") else ",")
+        assert list(back["text"]) == ["'@SUM(A1)", "fine", "'-2+3"] and list(back["score"]) == [-0.5, 0.25, 1.0]
+    # a failure half way leaves neither the file nor its temporary copy
+    with pytest.raises(Exception, match="Could not convert"):
+        files.write(pd.DataFrame({"bad": [object()]}), tmp_path / "broken.parquet")
+    assert not (tmp_path / "broken.parquet").exists() and not any(tmp_path.glob(".*"))
