@@ -343,3 +343,32 @@ def test_the_result_is_written_whole_or_not_at_all(tmp_path):
     with pytest.raises(Exception, match="Could not convert"):
         files.write(pd.DataFrame({"bad": [object()]}), tmp_path / "broken.parquet")
     assert not (tmp_path / "broken.parquet").exists() and not any(tmp_path.glob(".*"))
+
+
+def test_a_scoring_job_reports_rows_not_training_steps():
+    from core.jobs import Progress
+    from core.progress import progress_text
+
+    assert progress_text(Progress(stage="scoring", step=50, total_steps=200, samples_per_second=120.0,
+                                  eta_seconds=2.0)) == "25% row 50/200 120 rows/s ETA 2 s"
+
+
+def test_a_registered_model_or_a_run_loads_as_a_base_model_even_where_reads_are_confined(scoring, allowed_roots):
+    from core import modelio, paths
+    from core import runs as runs_mod
+    from core.data import LabelMapping
+    from core.naming import base_model_name
+    from core.scoring import models
+
+    settings, _ = scoring
+    with paths.confined():  # a models:/ reference is not a path: no folder fence applies to it
+        config = modelio.load_config(f"models:/{MODEL}/Production")
+        assert set(config.id2label.values()) == LABELS
+        model, tokenizer = modelio.load_for_classification(PRODUCTION, LabelMapping(config.label2id, True))
+    assert model.config.id2label == config.id2label and tokenizer("a call")["input_ids"]
+    version = models.resolve(f"models:/{MODEL}/1")
+    run = runs_mod.client(settings.tracking_uri).get_run(version.run_id)
+    by_run = models.resolve(version.run_id)
+    assert by_run.uri == run.data.tags["model_uri"] and by_run.label.startswith("the model of run ")
+    assert models.local_folder(by_run) != models.local_folder(version)  # one cached copy per model URI
+    assert base_model_name(f"models:/{MODEL}/1") == f"{MODEL}-v1"
