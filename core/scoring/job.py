@@ -8,9 +8,9 @@
 3. read and check the file (inside the allowed folders when the spec is confined), tag its sha256 and rows;
 4. load the model once per process, score in batches on the job's device (``core.scoring.infer``), or tag
    topics with an NLI model (``core.scoring.topics``), reporting rows done;
-5. write the result to a temporary folder, log it as the run's artifact (``scored/<output name>``), then write
-   ``output_path`` when the spec has one (the CLI), by a rename: nothing half-written anywhere;
-6. log rows, rows/s and label (or topic) counts; end FINISHED, or FAILED with a plain reason.
+5. write the result to a temporary folder and log it as the run's artifact (``scored/<output name>``);
+6. log rows, rows/s and label (or topic) counts; then write ``output_path`` when the spec has one (the CLI),
+   by a rename, last, so a run that fails leaves no file; end FINISHED, or FAILED with a plain reason.
 
 The same spec runs from the CLI (in this process) and from the queue (``JobQueue.submit_score``, run by the
 worker through ``core.train_job``).
@@ -195,8 +195,6 @@ def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress |
         source = models.resolve(spec.model)
         experiment_id = ensure_experiment(experiment_name(source), settings)
         active = mlflow.start_run(experiment_id=experiment_id, run_name=spec.run_name, tags=run_tags(spec, source))
-        mlflow.log_params(spec.params())
-        mlflow.log_text(spec.to_json(), "score_spec.json")
     else:  # a queued job: the version pinned when it was submitted
         active = mlflow.start_run(run_id=run_id)
         source = None
@@ -204,6 +202,9 @@ def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress |
     try:
         if source is None:
             source = models.resolve(active.data.tags.get("model_uri") or spec.model)
+        else:  # a queued job logged these when it was submitted
+            mlflow.log_params(spec.params())
+            mlflow.log_text(spec.to_json(), "score_spec.json")
         with paths.confined(spec.confined):
             rows, output = _score_body(spec, source, say, on_progress, device)
         mlflow.end_run("FINISHED")
@@ -265,11 +266,11 @@ def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress
     with tempfile.TemporaryDirectory() as tmp:
         staged = files.write(frame, Path(tmp) / spec.output_name, fmt)
         mlflow.log_artifact(str(staged), ARTIFACT_FOLDER)
-    output = files.write(frame, spec.output_path, files.output_format(spec.output_path, spec.input_path)) \
-        if spec.output_path else None
-    # 6. what it did
+    # 6. what it did; the user's file last, so a run that failed never leaves one
     mlflow.log_metrics({"rows": float(len(table)), "rows_per_second": len(table) / seconds,
                         "scoring_seconds": seconds, **counts})
+    output = files.write(frame, spec.output_path, files.output_format(spec.output_path, spec.input_path)) \
+        if spec.output_path else None
     return len(table), output
 
 
