@@ -175,9 +175,11 @@ def test_score_a_file_and_download_it(dashboard):
         expect(page.get_by_text("3 rows; the first 3")).to_be_visible()
         click_until(page, "Score this file", "3. The result")
         expect(page.get_by_text("Scored 3 rows")).to_be_visible(timeout=180_000)
-        page.screenshot(path=str(shots / "score.png"), full_page=True)
+        button = page.get_by_role("button", name="Download calls_scored.csv")
+        button.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "score.png"))  # Streamlit scrolls inside the page: the result in view
         with page.expect_download() as download:
-            page.get_by_role("button", name="Download calls_scored.csv").click()
+            button.click()
         saved = tmp / "downloaded.csv"
         download.value.save_as(str(saved))
         browser.close()
