@@ -301,7 +301,7 @@ def topic_scores_chart(scores: pd.Series | dict[str, float], threshold: float) -
     labels = [html.escape(str(topic), quote=False) for topic in series.index[order]]
     marked = isinstance(threshold, (int, float)) and math.isfinite(threshold)
     colours = [GREEN if marked and v >= threshold else GREY for v in values]
-    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colours, name="probability",
+    fig = go.Figure(go.Bar(x=values.tolist(), y=labels, orientation="h", marker_color=colours, name="probability",
                            text=[f"{v:.2f}" for v in values], textposition="outside",
                            hovertemplate="%{y}<br>probability %{x:.3f}<extra></extra>"))
     if marked:

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import compare
+from core import charts, compare
+from core.demo import TOPICS
 from core.errors import TuneboardError
 from core.metrics import EVAL_PREFIX, METRICS, headline, is_bookkeeping
 from core.model_selector import ModelSelector
 from core.model_transition import ModelTransition, predict, recorded_metrics, registered_model_names
 from core.runs import NO_MODEL
+from core.scoring import topics
 from pages.common import (
     client,
     experiments,
     fmt,
     load_runs,
+    log,
     md,
     promotion_rights,
+    settings,
     show_error,
     sign_in_gate,
     user,
@@ -164,10 +168,24 @@ def production_model(name: str, version: str):
     return ModelTransition(name).load("Production")
 
 
-st.subheader("Try it")
-if current is None:
-    st.write("Put a model into production to try it here.")
-else:
+@st.cache_data(show_spinner="Reading the production model's labels...", max_entries=16)
+def _labels(registry_uri: str, name: str, version: str) -> dict[int, str]:
+    return topics.model_labels(f"models:/{name}/{version}")  # a failure is raised, so not cached
+
+
+def version_labels(name: str, version: str) -> dict[int, str] | str:
+    """The version's class labels, or why they could not be read (then only the plain mode is offered)."""
+    try:
+        return _labels(settings().registry_uri, name, version)
+    except TuneboardError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 - the plain mode still works; the log keeps the traceback
+        log.exception("reading the labels of %s version %s", name, version)
+        return f"its labels could not be read ({type(exc).__name__}); the details are in the dashboard's log."
+
+
+def try_pair(version: str) -> None:
+    """The plain mode: one text (and a hypothesis, for an NLI model), the model's label and score."""
     t1, t2 = st.columns(2)
     text = t1.text_area("Text (e.g. a call snippet)", key="r_try_text",
                         value="hi, I can't log in to my account, and my password stopped working.")
@@ -175,7 +193,67 @@ else:
                          value="This call is about account access.")
     if st.button("Predict", key="r_predict"):
         try:
-            result = predict(production_model(model_name, str(current.version)), [text], [pair] if pair else None)
-            st.write(f"Version {current.version} says **{md(result['label'][0])}** (score {result['score'][0]:.3f}).")
+            result = predict(production_model(model_name, version), [text], [pair] if pair else None)
+            st.write(f"Version {version} says **{md(result['label'][0])}** (score {result['score'][0]:.3f}).")
         except Exception as exc:  # noqa: BLE001
             show_error(exc, "asking the model")
+
+
+def try_topics(version: str) -> None:
+    """Topic mode for an NLI model: a transcript, candidate topics, a template; a chart of each topic's score."""
+    st.caption("Each topic is scored on its own: how likely the call entails the template's sentence with the "
+               "topic in it. A call may be about several topics, or none.")
+    transcript = st.text_area("Transcript of a call", key="r_topic_text", height=150,
+                              value="hi, thanks for taking my call. I can't log in to my account, and my password "
+                                    "stopped working. Also, why was I charged this fee? thank you.")
+    c1, c2 = st.columns([1, 1])
+    typed = c1.text_area("Topics (one per line, or separated by commas)", key="r_topic_list", height=150,
+                         value="\n".join(sorted(TOPICS)))
+    template = c2.text_input("Hypothesis template ({} is where the topic goes)", key="r_topic_template",
+                             value=topics.DEFAULT_TEMPLATE)
+    threshold = c2.slider("Tag a topic when its probability is at least", min_value=0.0, max_value=1.0, step=0.01,
+                          value=topics.DEFAULT_THRESHOLD, key="r_topic_threshold")
+    asked = (version, transcript, typed, template)
+    if st.button("Tag topics", type="primary", key="r_tag"):
+        try:
+            scores = topics.call_topics(f"models:/{model_name}/{version}", transcript, topics.parse_topics(typed),
+                                        template)
+            st.session_state["r_topic_result"] = {"asked": asked, "scores": scores}
+        except Exception as exc:  # noqa: BLE001
+            st.session_state["r_topic_result"] = None
+            show_error(exc, "tagging the call's topics")
+    result = st.session_state.get("r_topic_result")
+    if not result or result["asked"][0] != version:
+        return
+    if result["asked"] != asked:
+        st.info("You changed the transcript, topics or template: click **Tag topics** again to score them.")
+    scores = result["scores"]
+    st.plotly_chart(charts.topic_scores_chart(scores, threshold), width="stretch", key="r_topic_chart")
+    (found,) = topics.tagged(scores.to_numpy(), list(scores.index), threshold)
+    if found:
+        st.success(f"Version {version} tags this call with: " + ", ".join(f"**{md(t)}**" for t in found)
+                   + f" (probability at least {threshold:.2f}).")
+    else:
+        top = scores.idxmax()
+        st.info(f"No topic reaches {threshold:.2f}. The most likely is **{md(top)}** ({scores[top]:.2f}): lower "
+                "the threshold to tag more.")
+
+
+st.subheader("Try it")
+if current is None:
+    st.write("Put a model into production to try it here.")
+else:
+    labels = version_labels(model_name, str(current.version))
+    if isinstance(labels, dict) and topics.is_nli(labels):
+        topic_tab, pair_tab = st.tabs(["Tag topics", "Premise and hypothesis"])
+        with topic_tab:
+            try_topics(str(current.version))
+        with pair_tab:
+            try_pair(str(current.version))
+    else:
+        if isinstance(labels, str):
+            st.caption(f"Topic tagging is not offered: {md(labels)}")
+        else:
+            st.caption("Topic tagging needs an NLI model (a label meaning entailment); this one's labels are "
+                       + ", ".join(md(v) for _, v in sorted(labels.items())) + ".")
+        try_pair(str(current.version))

@@ -276,3 +276,136 @@ def test_topic_chart_marks_the_threshold_and_colours_the_tagged_topics():
     assert tuple(fig.layout.xaxis.range) == (0, 1.08)
     assert "Nothing to show" in topic_scores_chart({}, 0.5).layout.title.text
     assert not topic_scores_chart({"fees": 0.4}, float("nan")).layout.shapes
+
+
+# -- the Registry's "Try it" box -------------------------------------------------------------------------------------
+def _register(name: str, path, labels: dict[int, str] | None = None) -> None:
+    """Log the demo model (with other labels, if given) in a run, register it and put it into production."""
+    import mlflow
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from core import runs as runs_mod
+    from core.model_transition import ModelTransition
+    from core.modelio import log_model
+    from core.settings import configure_mlflow, ensure_experiment
+
+    configure_mlflow()
+
+    extra = {"id2label": labels, "label2id": {v: k for k, v in labels.items()}} if labels else {}
+    model = AutoModelForSequenceClassification.from_pretrained(path, **extra)
+    mlflow.set_experiment(experiment_id=ensure_experiment("Topics_Try_It"))  # artifacts in the store's folder
+    with mlflow.start_run(run_name=f"{name}-run") as run:
+        info = log_model(model, AutoTokenizer.from_pretrained(path), pairs=True)
+    transition = ModelTransition(name)
+    version = transition.register_run(runs_mod.client().get_run(run.info.run_id), info.model_uri)
+    transition.promote(version.version, "Production", reason="for the Try it test", user="tester")
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, bert_model):
+    """A store with the demo BERT (an NLI head) and a non-NLI copy of it, each registered and in production."""
+    from conftest import use_store
+
+    with pytest.MonkeyPatch.context() as mp:
+        use_store(mp, tmp_path_factory.mktemp("topics") / "home")
+        _register("Topics_NLI", bert_model)
+        _register("Topics_Sentiment", bert_model, {0: "complaint", 1: "praise"})
+        yield
+
+
+@pytest.mark.slow
+def test_registry_try_it_tags_a_calls_topics_with_a_chart(registry):
+    from test_pages import app, texts
+
+    at = app("pages/registry.py")
+    at.selectbox(key="r_model").set_value("Topics_NLI").run()
+    assert [t.label for t in at.tabs] == ["Tag topics", "Premise and hypothesis"]  # topics first for NLI
+    assert at.text_input(key="r_topic_template").value == "This call is about {}."
+    assert "account access" in at.text_area(key="r_topic_list").value
+    at.text_area(key="r_topic_list").set_value("account access, fees\n<b>billing</b>\nrollover")
+    at.slider(key="r_topic_threshold").set_value(0.0)
+    at.button(key="r_tag").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (chart,) = at.get("plotly_chart")
+    import json
+
+    bars = json.loads(chart.proto.spec)["data"][0]
+    assert sorted(bars["y"]) == sorted(["account access", "fees", "&lt;b&gt;billing&lt;/b&gt;", "rollover"])
+    assert all(0.0 <= x <= 1.0 for x in bars["x"])
+    tagged = next(s.value for s in at.success if "tags this call with" in s.value)
+    assert tagged.startswith("Version 1 tags this call with: **") and "**&lt;b&gt;billing&lt;/b&gt;**" in tagged
+
+    at.slider(key="r_topic_threshold").set_value(1.0).run()  # no model run: the same scores, another threshold
+    assert "No topic reaches 1.00. The most likely is **" in texts(at)
+    at.text_input(key="r_topic_template").set_value("This call is about billing.").run()
+    assert "click **Tag topics** again" in texts(at)
+    at.button(key="r_tag").click().run()
+    assert any("must contain exactly one {}" in e.value for e in at.error)
+
+    at.button(key="r_predict").click().run()  # the plain pair mode is still there, in its tab
+    assert any("Version 1 says **" in m.value for m in at.markdown)
+
+
+@pytest.mark.slow
+def test_registry_try_it_offers_no_topics_for_a_model_that_is_not_nli(registry):
+    from test_pages import app, texts
+
+    at = app("pages/registry.py")
+    at.selectbox(key="r_model").set_value("Topics_Sentiment").run()
+    assert not at.tabs and not any(b.key == "r_tag" for b in at.button)
+    assert "this one's labels are complaint, praise" in texts(at)
+    at.button(key="r_predict").click().run()
+    assert any("Version 1 says **" in m.value for m in at.markdown)
+
+
+# -- evaluating topic tagging against true topics -------------------------------------------------------------------
+def test_topic_metrics_per_topic_and_averaged():
+    from core.scoring.topic_eval import split_topics, topic_metrics
+
+    assert split_topics("fees; Tax forms | rollover,") == ["fees", "Tax forms", "rollover"]
+    assert split_topics(float("nan")) == [] and split_topics(None) == [] and split_topics(["a", " "]) == ["a"]
+    truth = ["fees", "FEES; rollover", "", ["rollover"]]
+    scores = np.array([[0.9, 0.1, 0.2],   # fees right
+                       [0.3, 0.8, 0.1],   # fees missed, rollover right
+                       [0.7, 0.1, 0.1],   # fees wrong
+                       [0.1, 0.6, 0.9]])  # rollover right, loans wrong
+    table = topic_metrics(truth, scores, ["fees", "rollover", "loans"], 0.5).set_index("topic")
+    assert table.loc["fees", ["support", "tagged"]].tolist() == [2, 2]
+    assert table.loc["fees", "precision"] == 0.5 and table.loc["fees", "recall"] == 0.5
+    assert table.loc["rollover", ["precision", "recall", "f1"]].tolist() == [1.0, 1.0, 1.0]
+    assert table.loc["loans", ["support", "tagged", "precision", "recall", "f1"]].tolist() == [0, 1, 0.0, 0.0, 0.0]
+    # micro: 3 right of 5 tagged, 3 found of 4 true
+    assert table.loc["micro avg", "precision"] == pytest.approx(3 / 5)
+    assert table.loc["micro avg", "recall"] == pytest.approx(3 / 4)
+    assert table.loc["macro avg", "f1"] == pytest.approx((0.5 + 1.0 + 0.0) / 3)
+
+
+def test_true_topics_outside_the_candidates_are_refused_naming_the_row():
+    from core.errors import TopicError
+    from core.scoring.topic_eval import topic_metrics
+
+    with pytest.raises(TopicError, match="Row 2: its true topic 'billing' is not among the candidate topics"):
+        topic_metrics(["fees", "billing"], np.zeros((2, 1)), ["fees"])
+    with pytest.raises(TopicError, match="2 x 1 scores for 3 calls"):
+        topic_metrics(["fees", "fees", "fees"], np.zeros((2, 1)), ["fees"])
+
+
+def test_evaluate_topics_on_the_demo_validation_calls(loaded):
+    import pandas as pd
+    from conftest import DATA
+
+    from core.demo import TOPICS
+    from core.errors import TopicError
+    from core.scoring.topic_eval import evaluate_topics
+
+    model, tokenizer = loaded
+    calls = pd.read_csv(DATA / "test.csv").drop_duplicates("premise").head(12)  # one true topic per call
+    candidates = sorted(TOPICS)
+    scores, table = evaluate_topics(model, tokenizer, list(calls["premise"]), list(calls["topic"]), candidates,
+                                    threshold=0.5)
+    assert scores.shape == (12, len(candidates))
+    assert list(table["topic"]) == [*candidates, "micro avg", "macro avg"]
+    assert table["support"].iloc[:-2].sum() == 12 and table["tagged"].iloc[-2] == int((scores >= 0.5).sum())
+    assert table[["precision", "recall", "f1"]].apply(lambda c: c.between(0, 1)).all().all()
+    with pytest.raises(TopicError, match="Row 1: its true topic"):
+        evaluate_topics(model, tokenizer, ["a call"], ["not a topic"], candidates)

@@ -19,6 +19,7 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from core.errors import TopicError
 from core.scoring.infer import predict_proba
@@ -160,6 +161,25 @@ def topic_scores(model, tokenizer, transcripts: Sequence[str], topics: Sequence[
     probabilities = predict_proba(model, tokenizer, premises, said * len(transcripts), batch_size=batch_size,
                                   max_length=max_length, device=device, on_progress=on_progress)
     return entailment_scores(probabilities, id2label).reshape(len(transcripts), len(said))
+
+
+def model_labels(ref: str) -> dict[int, str]:
+    """The class labels of the model ``ref`` names (``models:/NAME/3``...), read from its loaded config."""
+    from core.scoring.models import load
+
+    return load(ref)[2]
+
+
+def call_topics(ref: str, transcript: str, topics: Sequence[str], template: str = DEFAULT_TEMPLATE) -> pd.Series:
+    """One call's topic probabilities (topic -> score, in the order given) from the model ``ref`` names."""
+    from core.scoring.models import load
+
+    if not isinstance(transcript, str) or not transcript.strip():
+        raise TopicError("The transcript is empty: paste the text of a call first.", key="transcripts")
+    topics = check_topics(topics)
+    template = check_template(template)
+    model, tokenizer, _ = load(ref)
+    return pd.Series(topic_scores(model, tokenizer, [transcript], topics, template)[0], index=topics, name="score")
 
 
 def check_threshold(threshold: float) -> float:
