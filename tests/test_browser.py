@@ -172,7 +172,7 @@ def test_score_a_file_and_download_it(dashboard):
         page.get_by_role("link", name="Score a file").first.click()
         expect(page.get_by_role("heading", name="Score a file")).to_be_visible()
         # whichever version the test above left in production
-        expect(page.get_by_text(re.compile(rf"{MODEL_NAME} version \d+ \(production\)"))).to_be_visible()
+        expect(page.get_by_text(re.compile(rf"{MODEL_NAME} version \d+ \(production\)")).first).to_be_visible()
         page.locator("input[type=file]").first.set_input_files(str(calls))
         expect(page.get_by_text("3 rows; the first 3")).to_be_visible()
         click_until(page, "Score this file", "3. The result")
