@@ -12,6 +12,7 @@ pages = [
     st.Page("pages/jobs.py", title="Jobs", icon=":material/pending_actions:"),
     st.Page("pages/compare.py", title="Compare", icon=":material/leaderboard:"),
     st.Page("pages/registry.py", title="Registry & promotion", icon=":material/rocket_launch:"),
+    st.Page("pages/score.py", title="Score a file", icon=":material/playlist_add_check:"),
 ]
 # Our own sidebar links: with a pages/ folder present, Streamlit can show its file-based page list on a
 # session's very first request (before this script has registered the pages), so that list is switched off.

@@ -58,3 +58,11 @@ class RegistryError(TuneboardError):
 
 class AuthError(TuneboardError):
     """Sign-in failed, or the server refused an action for the signed-in user."""
+
+
+class ScoreError(TuneboardError):
+    """A request to score a file is invalid; ``key`` names the field (``mode``, ``batch_size``...)."""
+
+    def __init__(self, problem: str, *, key: str):
+        self.key = key
+        super().__init__(f"{key}: {problem}")

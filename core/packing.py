@@ -23,6 +23,9 @@ RUN_ALONE_TAG = "run_alone"
 SHARED_TAG = "gpu_jobs_sharing"  # set by the worker: the most jobs that shared the run's GPU while it ran
 CONTEXT_BYTES = 700 * 2**20  # CUDA context and cuBLAS workspace of one process, outside the allocator's peak
 HEADROOM = 0.9  # of a GPU's memory that packed jobs may plan to use
+# A scoring job (core.scoring.job): inference only, no gradients or optimizer states. A base-sized DeBERTa in bf16
+# at batch 32 x 256 tokens needs well under this, beside its CUDA context; it packs beside training jobs.
+SCORE_BYTES = 2 * 2**30 + CONTEXT_BYTES
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
 
 

@@ -365,7 +365,8 @@ class Worker:
             return cpu[0]
         spec = json.loads(run.data.tags.get(jobs_mod.SPEC, "{}"))
         hyper, model = spec.get("hyperparameters", {}), spec.get("base_model", "")
-        need = packing.job_bytes(hyper, model, self._measured_peak(run.data.tags.get("base_model_name")))
+        need = packing.SCORE_BYTES if spec.get("kind") == "score" else \
+            packing.job_bytes(hyper, model, self._measured_peak(run.data.tags.get("base_model_name")))
         alone = packing.RUN_ALONE_TAG in run.data.tags
         for slot in free:
             busy = [s for s in self.slots if s.gpu == slot.gpu and s.job_id]

@@ -142,3 +142,54 @@ evalute_pretrained_model: true
     check = subprocess.run([sys.executable, "-m", "core.cli", "history", MODEL_NAME], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=120, check=True)
     assert "e2e-user promoted version 1 to production" in check.stdout
+
+
+def test_score_a_file_and_download_it(dashboard):
+    """After the test above (a model in production): score a small file by clicking, download the result."""
+    import csv
+    import re
+
+    from playwright.sync_api import expect, sync_playwright
+
+    url, tmp, _ = dashboard
+    shots = Path(os.environ.get("E2E_SCREENSHOTS") or tmp / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    calls = tmp / "calls.csv"
+    with open(calls, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([
+            ("call_id", "premise", "hypothesis"),
+            ("c1", "I can't log in to my account", "This call is about account access."),
+            ("c2", "I would like to borrow from my plan", "This call is about withdrawal."),
+            ("c3", "=1+1 roll my balance into an IRA", "This call is about rollover.")])
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+
+        page.goto(url)
+        page.get_by_role("link", name="Score a file").first.click()
+        expect(page.get_by_role("heading", name="Score a file")).to_be_visible()
+        # whichever version the test above left in production
+        expect(page.get_by_text(re.compile(rf"{MODEL_NAME} version \d+ \(production\)")).first).to_be_visible()
+        page.locator("input[type=file]").first.set_input_files(str(calls))
+        expect(page.get_by_text("3 rows; the first 3")).to_be_visible()
+        click_until(page, "Score this file", "3. The result")
+        expect(page.get_by_text("Scored 3 rows")).to_be_visible(timeout=180_000)
+        button = page.get_by_role("button", name="Download calls_scored.csv")
+        button.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "score.png"))  # Streamlit scrolls inside the page: the result in view
+        with page.expect_download() as download:
+            button.click()
+        saved = tmp / "downloaded.csv"
+        download.value.save_as(str(saved))
+        browser.close()
+
+    with open(saved, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["call_id", "premise", "hypothesis", "predicted_label", "score_entailment",
+                             "score_not_entailment"]
+    assert [r["call_id"] for r in rows] == ["c1", "c2", "c3"]
+    assert rows[2]["premise"] == "'=1+1 roll my balance into an IRA"  # neutralised for spreadsheets
+    assert all(r["predicted_label"] in ("entailment", "not_entailment") for r in rows)

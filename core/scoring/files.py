@@ -60,10 +60,13 @@ def max_mb() -> float:
 
 def read(path: str | Path) -> Table:
     """Read a file to score (inside the allowed folders where reads are confined); errors name the file and line."""
+    paths.check_data(path)
+    return _read_table(Path(path))
+
+
+def _read_table(path: Path) -> Table:
     from core.data import _read
 
-    paths.check_data(path)
-    path = Path(path)
     if path.is_file():
         size, limit = path.stat().st_size, max_mb()
         if size > limit * 2**20:
@@ -76,11 +79,12 @@ def read(path: str | Path) -> Table:
 
 
 def choose_columns(table: Table, text_column: str | None = None, pair_column: str | None = None, *,
-                   pairs: bool = False, transcripts: bool = False) -> tuple[str, str | None]:
+                   transcripts: bool = False) -> tuple[str, str | None]:
     """(text column, second text column or None). Named columns must exist; unnamed ones are guessed.
 
-    A pair model guesses ``premise``/``hypothesis`` or ``sentence1``/``sentence2``; topic mode a ``transcript``
-    column first, then ``text``; otherwise ``text``. The texts must not be blank: the row is named.
+    As for training (``core.data``): ``premise``/``hypothesis`` or ``sentence1``/``sentence2`` make pairs, else
+    ``text``. Topic mode takes a ``transcript`` column first, then ``text``, and no second column. The texts
+    must not be blank: the row is named.
     """
     columns = table.columns
     lower = {c.lower(): c for c in columns}
@@ -94,23 +98,19 @@ def choose_columns(table: Table, text_column: str | None = None, pair_column: st
                         hint="Choose one of those columns, or rename the column in the file.")
 
     first = named(text_column) if text_column else None
-    second = named(pair_column) if pair_column else None
+    second = named(pair_column) if pair_column and not transcripts else None
+    if first is None and second is None and not transcripts:
+        found = next(((lower[a], lower[b]) for a, b in PAIR_COLUMNS if a in lower and b in lower), None)
+        if found:
+            first, second = found
     if first is None:
-        if pairs and second is None:
-            found = next(((lower[a], lower[b]) for a, b in PAIR_COLUMNS if a in lower and b in lower), None)
-            if found:
-                first, second = found
         guesses = TRANSCRIPT_COLUMNS if transcripts else TEXT_COLUMNS
-        first = first or next((lower[c] for c in guesses if c in lower), None)
+        first = next((lower[c] for c in guesses if c in lower), None)
     if first is None:
         what = "a 'transcript' or 'text' column" if transcripts else \
             "a 'text' column (or 'premise' and 'hypothesis' for a sentence-pair model)"
         raise DataError(table.path, f"needs {what}; its columns are: {', '.join(columns)}.",
                         hint="Choose the column that holds the texts, or rename it in the file.")
-    if pairs and not transcripts and second is None:
-        raise DataError(table.path, f"this model compares two texts, so it needs a second text column "
-                        f"('hypothesis' or 'sentence2', or one you choose); its columns are: {', '.join(columns)}.",
-                        hint="Choose the second column, or use topic mode to score transcripts against topics.")
     for column in (first, second):
         if column is not None:
             _check_texts(table, column)
@@ -139,12 +139,14 @@ def classified(table: Table, probabilities, id2label: Mapping[int, str]):
 
 
 def tagged(table: Table, scores, topics: Sequence[str], threshold: float):
-    """The input's columns, ``score_<topic>`` per topic (entailment probability) and ``topics`` over the threshold."""
+    """The input's columns, ``score_<topic>`` per topic (entailment probability) and ``topics``: those at or over
+    the threshold, the likeliest first, separated by "; "."""
+    from core.scoring.topics import tagged as over_threshold
+
     frame = table.frame.copy()
     for j, topic in enumerate(topics):
         frame[_free(frame, f"score_{topic}")] = scores[:, j].round(6)
-    frame[_free(frame, "topics")] = ["; ".join(t for t, s in zip(topics, row, strict=True) if s >= threshold)
-                                     for row in scores]
+    frame[_free(frame, "topics")] = ["; ".join(found) for found in over_threshold(scores, list(topics), threshold)]
     return frame
 
 
@@ -192,3 +194,37 @@ def write(frame, output: str | Path, fmt: str | None = None) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return output
+
+
+def save_upload(name: str, content: bytes, folder: str | Path) -> Path:
+    """Keep an uploaded file to score in ``folder`` only if it is under the cap and reads cleanly; return its path.
+
+    Checked from a private staging copy, then moved in by a rename: a refused upload leaves nothing in ``folder``.
+    Messages name the upload, not the staging copy.
+    """
+    name = Path(name).name  # never a path: "../x.csv" is kept as "x.csv"
+    limit = max_mb()
+    if len(content) > limit * 2**20:
+        raise DataError(name, f"is {len(content) / 2**20:.1f} MB, over the limit of {limit:g} MB for scoring.",
+                        hint=f"Split it into smaller files, or raise {MAX_MB_VARIABLE}.")
+    if Path(name).suffix.lower() not in FORMATS:
+        raise DataError(name, "unsupported file type.", hint=f"Use one of: {', '.join(sorted(FORMATS))}.")
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / name
+        staged.write_bytes(content)
+        try:
+            _read_table(staged)  # the staging copy is ours; the kept file lands in ``folder``
+        except DataError as exc:
+            exc.path, exc.args = name, (str(exc).replace(str(staged), name),)
+            raise
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+            os.replace(partial, folder / name)
+        except BaseException:
+            Path(partial).unlink(missing_ok=True)
+            raise
+    return folder / name

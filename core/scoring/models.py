@@ -234,21 +234,26 @@ def _flavors(raw: Path) -> list[str]:
         return []
 
 
+def labels(source: ModelSource | str) -> dict[int, str]:
+    """The model's class names by id, from its config (downloads the model once, loads no weights)."""
+    folder = local_folder(source)
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelPathError(f"{folder / 'config.json'}: could not be read: {exc}") from None
+    return {int(i): str(name) for i, name in (config.get("id2label") or {}).items()}
+
+
 # -- loading ----------------------------------------------------------------------------------------------------
 _LOADED: dict[tuple[str, str], tuple] = {}
 _LOCK = threading.Lock()
-
-
-def default_device() -> str:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def load(source: ModelSource | str, device: str | None = None):
     """(model, tokenizer, id2label) on ``device`` (cuda where there is one), in eval mode; once per URI here."""
     from transformers import AutoModelForSequenceClassification
 
+    from core.scoring.infer import default_device
     from core.tokenizer import load_tokenizer
 
     if isinstance(source, str):
