@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
 
         def grid(base_name: str, sets: list[dict], validation: str, baseline: bool):
             manager = ExperimentManager(
-                base_name=base_name, data_src="Demo", dataset_versions=["train_sample.csv"], hyperparameters=sets,
+                base_name=base_name, data_src="Demo", dataset_versions=["full_dataset.csv"], hyperparameters=sets,
                 base_model_versions=[model], output_dir=str(tmp / "out" / base_name),
                 train_file=str(data / "{data_version}"), validation_file=str(data / validation),
                 evalute_pretrained_model=baseline, user_id="tester")
@@ -46,10 +46,12 @@ def trained(tmp_path_factory):
             assert not summary.failed, [r.error for r in summary.failed]
             return manager.experiment_name, summary
 
-        name, summary = grid("Examples", [{"n_epochs": 1, "max_steps": 30, "learning_rate": 1e-3, "seed": 1},
-                                          {"n_epochs": 1, "max_steps": 8, "learning_rate": 3e-4, "seed": 2}],
+        # the browser test's two sets (they learn the demo task, differently), on the full demo dataset
+        name, summary = grid("Examples", [{"n_epochs": 3, "learning_rate": 5e-4, "train_batch_size": 8, "seed": 1},
+                                          {"n_epochs": 1, "learning_rate": 2e-3, "train_batch_size": 16, "seed": 2}],
                              "test.csv", True)
-        other, other_summary = grid("OtherFile", [{"n_epochs": 1, "max_steps": 8, "seed": 3}], "test_other.csv", False)
+        other, other_summary = grid("OtherFile", [{"n_epochs": 1, "learning_rate": 1e-3, "seed": 3}],
+                                    "test_other.csv", False)
         mlflow.set_experiment(name)
         with mlflow.start_run(run_name="logged-elsewhere") as foreign:
             mlflow.log_metrics({"accuracy": 0.3, "f1": 0.2})
