@@ -8,6 +8,7 @@ plainly: these functions never raise on odd input.
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -295,15 +296,45 @@ def per_label(long: pd.DataFrame, metric: str = "f1", by: str = "run") -> go.Fig
     if metric not in long.columns or by not in long.columns:
         return nothing_to_show(f"no {metric} per label")
     labels = list(dict.fromkeys(long["label"]))
+    shown = [html.escape(str(label), quote=False) for label in labels]  # the user's words, never Plotly's tags
     fig = go.Figure()
     for name in list(dict.fromkeys(long[by].astype(str))):
         rows = long[long[by].astype(str) == name]
         means = rows.groupby("label", sort=False)[metric].mean().reindex(labels)
         counts = rows.groupby("label", sort=False)["run_id"].nunique().reindex(labels).fillna(0).astype(int)
-        fig.add_trace(go.Bar(x=labels, y=means.to_numpy(), name=name, customdata=counts.to_numpy(),
+        fig.add_trace(go.Bar(x=shown, y=means.to_numpy(), name=html.escape(name, quote=False),
+                             customdata=counts.to_numpy(),
                              hovertemplate=f"%{{fullData.name}}<br>%{{x}}: {metric} %{{y:.3f}} (mean of "
                                            "%{customdata} run(s))<extra></extra>"))
     fig.update_layout(title=f"{metric} per label, by {by}", template=TEMPLATE, barmode="group",
                       xaxis={"title": "true label", "type": "category"},
                       yaxis={"title": metric, "range": [0, 1.05]}, legend={"title": by})
+    return fig
+
+
+def topic_scores_chart(scores: pd.Series | dict[str, float], threshold: float) -> go.Figure:
+    """Horizontal bars of each topic's probability for one call (highest on top), the threshold a dashed line.
+
+    ``scores`` maps topic -> probability in [0, 1] (``core.scoring.topics.topic_scores``, one row). Bars at or
+    above ``threshold`` are green (tagged), the others grey. Topic names are the user's words: escaped, so
+    Plotly shows them as typed rather than reading tags in them.
+    """
+    series = pd.to_numeric(pd.Series(scores, dtype=object), errors="coerce").astype(float)
+    series = series[np.isfinite(series.to_numpy())]
+    if series.empty:
+        return nothing_to_show("no topic has a score")
+    order = np.argsort(series.to_numpy(), kind="stable")  # plotly draws the first bar at the bottom
+    values = series.to_numpy()[order]
+    labels = [html.escape(str(topic), quote=False) for topic in series.index[order]]
+    marked = isinstance(threshold, (int, float)) and math.isfinite(threshold)
+    colours = [GREEN if marked and v >= threshold else GREY for v in values]
+    fig = go.Figure(go.Bar(x=values, y=labels, orientation="h", marker_color=colours, name="probability",
+                           text=[f"{v:.2f}" for v in values], textposition="outside",
+                           hovertemplate="%{y}<br>probability %{x:.3f}<extra></extra>"))
+    if marked:
+        fig.add_vline(x=float(threshold), line_dash="dash", line_color=RED,
+                      annotation_text=f"threshold {threshold:.2f}", annotation_position="top")
+    fig.update_layout(title="How likely the call is about each topic (green: tagged)", template=TEMPLATE,
+                      xaxis={"title": "probability", "range": [0, 1.08]}, yaxis={"title": "topic", "type": "category"},
+                      height=max(300, 80 + 28 * len(values)), showlegend=False)
     return fig

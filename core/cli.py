@@ -9,6 +9,8 @@
     python -m core.cli repair MODEL               # finish a promotion whose process was killed
     python -m core.cli history MODEL
     python -m core.cli demo-grid grid.yaml       # write the demo grid, to edit and run
+    python -m core.cli score MODEL INPUT OUTPUT  # MODEL: models:/NAME@production, models:/NAME/3 or a run id
+                         [--topics "billing, fraud"] [--template "This call is about {}."] [--threshold 0.5]
 
 Background jobs (JOB_BACKEND=local, the default, or ray with RAY_ADDRESS):
 
@@ -108,6 +110,37 @@ def _told(summary) -> frozenset[str]:
     return frozenset({best[0].run_id} if best else ())
 
 
+def _score(args) -> int:
+    """Score a file in this process, with a progress bar; 0 when the file was written."""
+    from core.jobs import Progress
+    from core.progress import ProgressBar
+    from core.scoring import models
+    from core.scoring.job import ScoreSpec, score
+    from core.scoring.topics import parse_topics
+
+    spec = ScoreSpec(model=args.model, input_path=args.input, output_path=args.output,
+                     mode="topics" if args.topics else "classify", topics=tuple(parse_topics(args.topics or "")),
+                     template=args.template, threshold=args.threshold, batch_size=args.batch_size,
+                     max_length=args.max_length, text_column=args.text_column, pair_column=args.pair_column)
+    source = models.resolve(spec.model)  # a model that does not exist is refused before anything starts
+    bar = ProgressBar(f"{Path(args.input).name} with {source.label}", sys.stderr)
+    started = time.monotonic()
+
+    def on_progress(done: int, total: int) -> None:
+        seconds = time.monotonic() - started
+        speed = done / seconds if seconds > 0 else None
+        bar.update(Progress(stage="scoring", step=done, total_steps=total, samples_per_second=speed,
+                            eta_seconds=(total - done) / speed if speed else None))
+
+    result = score(spec, on_progress=on_progress, on_status=bar.stage)
+    if result.status != "FINISHED":
+        bar.close("failed")
+        raise TuneboardError(result.error or "scoring failed.")
+    bar.close(f"scored {result.rows} rows")
+    print(f"Wrote {result.output} ({result.rows} rows); recorded as MLflow run {result.run_id}.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -151,6 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_id")
     p.add_argument("-n", "--lines", type=int, default=40)
     p.add_argument("--follow", action="store_true")
+    p = sub.add_parser("score", help="score a file of texts with a model; write the scored file")
+    p.add_argument("model", help="models:/NAME@production, models:/NAME/3, or a run id")
+    p.add_argument("input", help="a CSV, TSV, JSONL or Parquet file of texts")
+    p.add_argument("output", help="where to write the result (its extension sets the format)")
+    p.add_argument("--topics", help="topic mode (NLI models): candidate topics separated by commas")
+    p.add_argument("--template", default="This call is about {}.", help="topic mode's hypothesis ({} = topic)")
+    p.add_argument("--threshold", type=float, default=0.5, help="topic mode: a topic is tagged at this score")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=256, help="longer texts are truncated to this many tokens")
+    p.add_argument("--text-column", help="the column holding the texts (default: text, or transcript)")
+    p.add_argument("--pair-column", help="a sentence-pair model's second text column (default: hypothesis)")
     p = sub.add_parser("server", help="run a team MLflow tracking server on PostgreSQL (see core/team.py)")
     p.add_argument("--db", required=True, help="postgresql://user@host:5432/database")
     p.add_argument("--artifacts", required=True, help="where the server keeps artifacts")
@@ -218,6 +262,8 @@ def _dispatch(args) -> int:
     if args.command == "best":
         _print_best(args.experiment, args.metric, args.by_tag, args.by_param)
         return 0
+    if args.command == "score":
+        return _score(args)
     if args.command in ("submit", "jobs", "cancel", "retry", "logs", "worker"):
         from core import jobs_cli
 

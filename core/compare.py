@@ -286,6 +286,11 @@ def safe_csv(df: pd.DataFrame) -> str:
     Only strings are touched (``"-cmd"`` becomes ``"'-cmd"``); numbers stay numbers, negative ones included.
     Lines end in CRLF (RFC 4180), so a cell holding a bare carriage return is quoted too.
     """
+    return neutralised(df).to_csv(index=False, lineterminator="\r\n")
+
+
+def neutralised(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy where text cells and column names a spreadsheet would run as a formula get a leading quote."""
     out = df.copy()
     for column in out.columns:
         series = out[column]
@@ -293,7 +298,7 @@ def safe_csv(df: pd.DataFrame) -> str:
             continue
         out[column] = series.map(_neutralise)
     out.columns = [_neutralise(c) for c in out.columns]
-    return out.to_csv(index=False, lineterminator="\r\n")
+    return out
 
 
 def display_name(metric: str) -> str:

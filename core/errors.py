@@ -37,6 +37,17 @@ class ModelPathError(TuneboardError):
     """A base model path or id does not point at a usable model."""
 
 
+class TopicError(TuneboardError):
+    """Topic tagging cannot run as asked: the template, the topic list or the model does not fit.
+
+    ``key`` names what is wrong: ``template``, ``topics``, ``threshold``, ``transcripts`` or ``model``.
+    """
+
+    def __init__(self, problem: str, *, key: str):
+        self.key = key
+        super().__init__(problem)
+
+
 class NotFoundError(TuneboardError):
     """An experiment, run, metric, registered model or version does not exist."""
 

@@ -30,6 +30,7 @@ from core import paths
 from core import runs as runs_mod
 from core.errors import NotFoundError, TuneboardError
 from core.grid import GridSpec, RunSpec
+from core.scoring.job import ScoreSpec
 from core.settings import Settings, configure_mlflow, current_user, ensure_experiment
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,8 @@ class JobQueue:
         from core.training import spec_tags
 
         queue = self.backend.queue_id()
-        tags = {**spec_tags(spec), BACKEND: self.backend.name, SUBMITTING: queue,
+        identity = spec_tags(spec) if isinstance(spec, RunSpec) else spec.tags  # a ScoreSpec: submit_score's
+        tags = {**identity, BACKEND: self.backend.name, SUBMITTING: queue,
                 PRIORITY: str(priority), QUEUED_AT: f"{time.time():.6f}", SPEC: spec.to_json(),
                 SUBMITTED_BY: current_user(), PROGRESS: Progress().to_json(), **(extra_tags or {})}
         run = self.client.create_run(experiment_id, run_name=spec.run_name, tags=tags)
@@ -253,6 +255,28 @@ class JobQueue:
                               tags=[RunTag("mlflow.runName", spec.run_name), RunTag(QUEUE, queue),
                                     RunTag(SUBMITTING, "done")])
         return self.get(run_id)
+
+    def submit_score(self, spec: ScoreSpec, *, priority: int = 0, start: bool = True) -> Job:
+        """Queue a scoring job (``core.scoring.job``): a job kind of its own, in ``Scoring - <model>``.
+
+        The model and the file are checked first (inside the allowed roots when the caller is confined or the
+        store confines jobs): nothing is created if either is bad. An alias is pinned to the version it points
+        at now, so the job scores with what the user chose.
+        """
+        from core.scoring import files, models
+        from core.scoring import job as score_job
+
+        confined = paths.is_confined() or paths.confines_jobs(self.settings.tracking_uri)
+        source = models.resolve(spec.model, self.client)
+        with paths.confined(confined):
+            files.choose_columns(files.read(spec.input_path), spec.text_column, spec.pair_column,
+                                 transcripts=spec.mode == "topics")
+        spec = replace(spec, confined=confined)
+        experiment_id = ensure_experiment(score_job.experiment_name(source), self.settings)
+        job = self._create(_Scoring(spec, score_job.run_tags(spec, source)), experiment_id, priority)
+        if start or self.backend.name != "local":
+            self.backend.launch([job])
+        return job
 
     # -- reading ---------------------------------------------------------------------------------
     def jobs(self, *, grid_id: str | None = None, statuses: set[JobStatus] | None = None,
@@ -301,13 +325,46 @@ class JobQueue:
         old = self.get(run_id)
         if not old.status.is_terminal():
             raise TuneboardError(f"job {old.run_name} is {old.status.value.lower()}; only an ended job can be retried.")
-        spec = RunSpec.from_json(self.client.get_run(run_id).data.tags[SPEC])
+        tags = self.client.get_run(run_id).data.tags
+        spec = job_spec(tags[SPEC])
+        if not isinstance(spec, RunSpec):  # a scoring job: the same model version and file, tagged as before
+            spec = _Scoring(spec, {**{k: v for k, v in tags.items() if k in _SCORE_TAGS},
+                                   "submitted_by": current_user()})
         job = self._create(spec, old.experiment_id, old.priority if priority is None else priority,
                            {RETRY_OF: run_id})
         self.client.set_tag(run_id, RETRIED_BY, job.run_id)
         if start or self.backend.name != "local":
             self.backend.launch([job])
         return job
+
+
+def job_spec(text: str):
+    """The spec in a job's ``job_spec`` tag: a training run's RunSpec, or a scoring job's ScoreSpec."""
+    from core.scoring.job import ScoreSpec, is_score_spec
+
+    return ScoreSpec.from_json(text) if is_score_spec(text) else RunSpec.from_json(text)
+
+
+_SCORE_TAGS = ("run_type", "mlflow.runName", "model_ref", "model_uri", "model_name", "model_label", "model_version",
+               "model_run_id", "score_mode", "input_file")
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """A ScoreSpec as ``_create`` writes it: its spec, run name and params, with the tags naming its model."""
+
+    spec: ScoreSpec
+    tags: dict
+
+    @property
+    def run_name(self) -> str:
+        return self.spec.run_name
+
+    def params(self) -> dict:
+        return self.spec.params()
+
+    def to_json(self) -> str:
+        return self.spec.to_json()
 
 
 def end_run(client, run_id: str, status: JobStatus, reason: str | None = None) -> None:
@@ -378,9 +435,8 @@ _hold_hits: dict[str, int] = {}
 def past_grid(client, experiment_id: str) -> dict:
     """The grid arguments of an experiment's queued runs, to start a new grid from (GridSpec.from_dict form)."""
     experiment = client.get_experiment(experiment_id)
-    specs = [RunSpec.from_json(r.data.tags[SPEC])
-             for r in runs_mod.search_all(client, [experiment_id], order_by=["attributes.start_time ASC"])
-             if SPEC in r.data.tags]
+    specs = [spec for r in runs_mod.search_all(client, [experiment_id], order_by=["attributes.start_time ASC"])
+             if SPEC in r.data.tags and isinstance(spec := job_spec(r.data.tags[SPEC]), RunSpec)]
     if not specs:
         raise NotFoundError(f"experiment {experiment.name!r} was not launched from the queue, so it holds no grid "
                             "to start from.")

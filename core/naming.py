@@ -23,7 +23,15 @@ def experiment_name(user_id: str, base_name: str, data_src: str,
 
 
 def base_model_name(path_or_id: str) -> str:
-    """Last path component of a model path or hub id (``org/deberta-v3-base`` -> ``deberta-v3-base``)."""
+    """Last path component of a model path or hub id (``org/deberta-v3-base`` -> ``deberta-v3-base``).
+
+    A registered model keeps its name: ``models:/Topic/3`` -> ``Topic-v3``, ``models:/Topic@production`` ->
+    ``Topic@production``.
+    """
+    text = str(path_or_id).strip()
+    if text.startswith("models:/"):
+        name, _, which = text[len("models:/"):].rstrip("/").rpartition("/")
+        return f"{name}-v{which}" if name and which.isdigit() else text[len("models:/"):].replace("/", "-")
     return PurePath(str(path_or_id).rstrip("/\\")).name
 
 

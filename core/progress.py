@@ -89,13 +89,14 @@ def duration_text(seconds: float) -> str:
 
 def progress_text(p: Progress, *, detail: bool = True) -> str:
     """" 45% step 45/100 epoch 2.25 loss 0.6733 120 samples/s ETA 12 s": what is known so far."""
-    text = f"{p.fraction:4.0%} step {p.step}/{p.total_steps}" if p.total_steps else ""
-    if detail and p.total_steps:
+    scoring = p.stage == "scoring"  # a scoring job (core.scoring.job) counts rows, not training steps
+    text = f"{p.fraction:4.0%} {'row' if scoring else 'step'} {p.step}/{p.total_steps}" if p.total_steps else ""
+    if detail and p.total_steps and not scoring:
         text += f" epoch {p.epoch:.2f}"
     if p.loss is not None:
         text += f" loss {p.loss:.4f}"
     if detail and p.samples_per_second:
-        text += f" {p.samples_per_second:.0f} samples/s"
+        text += f" {p.samples_per_second:.0f} {'rows' if scoring else 'samples'}/s"
     if p.eta_seconds is not None:
         text += f" ETA {duration_text(p.eta_seconds)}"
     return text.strip()
@@ -155,7 +156,7 @@ class ProgressBar:
         kept whole; the run's name is shortened in the middle, then the epoch and speed, then the bar, dropped."""
         width = max(40, shutil.get_terminal_size((120, 24)).columns - 1)
         p, tails = self.progress, [""]
-        if p is not None and p.total_steps and self.stage_name == "training":
+        if p is not None and p.total_steps and self.stage_name in ("training", "scoring"):
             filled = int(p.fraction * BAR_WIDTH)
             bar = f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] "
             tails = [bar + progress_text(p), bar + progress_text(p, detail=False), progress_text(p, detail=False)]

@@ -91,11 +91,15 @@ def run_job(run_id: str) -> int:
     from core import paths, tracking
     from core.grid import RunSpec
     from core.jobs import SPEC
+    from core.scoring.job import ScoreSpec, is_score_spec
     from core.settings import configure_mlflow
     from core.training import execute
 
     settings = configure_mlflow()
-    spec = RunSpec.from_json(MlflowClient().get_run(run_id).data.tags[SPEC])
+    text = MlflowClient().get_run(run_id).data.tags[SPEC]
+    if is_score_spec(text):
+        return run_score_job(run_id, ScoreSpec.from_json(text), settings)
+    spec = RunSpec.from_json(text)
     # The trust boundary (core.paths): a job from a page reads only inside the roots, checked again here since
     # files can change after submit; on a team's server every job does, whoever wrote its spec.
     spec = replace(spec, confined=spec.confined or paths.confines_jobs(settings.tracking_uri))
@@ -118,6 +122,58 @@ def run_job(run_id: str) -> int:
     reporter.push(force=True)
     tracking.flush()
     print(f"job {run_id}: {result.status}" + (f" — {result.error}" if result.error else ""), flush=True)
+    return 0 if result.status == "FINISHED" else 1
+
+
+def run_score_job(run_id: str, spec, settings) -> int:
+    """A scoring job (``core.scoring.job``): progress is rows done of the file's rows, stage "scoring"."""
+    from dataclasses import replace as with_changes
+
+    from core import paths, tracking
+    from core.jobs import PROGRESS, Progress, hold_for_test
+    from core.scoring.job import score
+
+    spec = with_changes(spec, confined=spec.confined or paths.confines_jobs(settings.tracking_uri))
+    reporter = ProgressReporter(run_id)
+    print(f"job {run_id}: scoring {spec.input_path} with {spec.model} ({spec.mode}) on "
+          f"{os.environ.get('CUDA_VISIBLE_DEVICES') or 'CPU'}"
+          + (", reading only inside the allowed folders" if spec.confined else ""), flush=True)
+    started = time.monotonic()
+    state = {"stage": "queued", "done": 0, "total": 0}
+
+    def snapshot() -> Progress:
+        seconds = time.monotonic() - started
+        speed = state["done"] / seconds if state["done"] and seconds > 0 else None
+        eta = (state["total"] - state["done"]) / speed if speed else None
+        return Progress(stage=state["stage"], step=state["done"], total_steps=state["total"],
+                        samples_per_second=speed, eta_seconds=eta, updated_at=time.time())
+
+    def push(force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - reporter._last < PROGRESS_SECONDS:
+            return
+        reporter._last = now
+        text = snapshot().to_json()
+        tracking.writer.submit(lambda: reporter.client.set_tag(run_id, PROGRESS, text), key="progress")
+
+    def on_status(stage: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {stage}", flush=True)
+        state["stage"] = stage
+        push(force=True)
+
+    def on_progress(done: int, total: int) -> None:
+        first = state["done"] == 0
+        state["done"], state["total"] = done, total
+        push()
+        if first:  # test hook: after the first batch
+            hold_for_test("scoring", before=lambda: (push(force=True), tracking.flush()))
+
+    result = score(spec, run_id, on_progress=on_progress, on_status=on_status)
+    state["stage"] = "finished" if result.status == "FINISHED" else "failed"
+    push(force=True)
+    tracking.flush()
+    print(f"job {run_id}: {result.status}" + (f", {result.rows} rows" if result.rows else "")
+          + (f" — {result.error}" if result.error else ""), flush=True)
     return 0 if result.status == "FINISHED" else 1
 
 

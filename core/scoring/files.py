@@ -1,0 +1,193 @@
+"""The user's file in, the scored file out.
+
+Reading goes through ``core.data`` (CSV, TSV, JSONL, Parquet; undecodable bytes, ragged rows and empty files
+are named there with their line). Here: the size cap, which columns hold the texts, blank texts, and writing
+the result: the input's columns, then ``predicted_label`` and ``score_<label>`` per class, or one
+``score_<topic>`` per topic and ``topics`` (those over the threshold). Text cells a spreadsheet would run as a
+formula are neutralised (``core.compare.neutralised``). The result is written to a temporary file beside the
+output and renamed into place, so a failure never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import paths
+from core.data import FORMATS, PAIR_COLUMNS
+from core.errors import DataError, TuneboardError
+
+MAX_MB_VARIABLE = "TUNEBOARD_SCORE_MAX_MB"
+DEFAULT_MAX_MB = 200.0
+TEXT_COLUMNS = ("text", "transcript", "premise", "sentence1", "sentence")
+TRANSCRIPT_COLUMNS = ("transcript", "text", "premise", "sentence1")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A file read for scoring: its frame, and where each row stands in the file ("line 7") for messages."""
+
+    path: str
+    frame: object  # pandas.DataFrame
+    rows: tuple[str, ...]
+    fmt: str
+
+    @property
+    def columns(self) -> list[str]:
+        return [str(c) for c in self.frame.columns]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+
+def max_mb() -> float:
+    """The largest file scored, in MB: ``TUNEBOARD_SCORE_MAX_MB``, else 200."""
+    raw = os.environ.get(MAX_MB_VARIABLE, "").strip()
+    if not raw:
+        return DEFAULT_MAX_MB
+    try:
+        limit = float(raw)
+    except ValueError:
+        limit = math.nan
+    if not math.isfinite(limit) or limit <= 0:
+        raise TuneboardError(f"{MAX_MB_VARIABLE}={raw!r} is not a size: set it to a number of MB above 0, e.g. 200.")
+    return limit
+
+
+def read(path: str | Path) -> Table:
+    """Read a file to score (inside the allowed folders where reads are confined); errors name the file and line."""
+    from core.data import _read
+
+    paths.check_data(path)
+    path = Path(path)
+    if path.is_file():
+        size, limit = path.stat().st_size, max_mb()
+        if size > limit * 2**20:
+            raise DataError(path, f"is {size / 2**20:.1f} MB, over the limit of {limit:g} MB for scoring.",
+                            hint=f"Split it into smaller files, or raise {MAX_MB_VARIABLE}.")
+    frame, rows = _read(path)
+    if len(frame) == 0:
+        raise DataError(path, "has a header but no rows.", hint="Add at least one text to score.")
+    return Table(str(path), frame, tuple(rows), FORMATS[path.suffix.lower()])
+
+
+def choose_columns(table: Table, text_column: str | None = None, pair_column: str | None = None, *,
+                   transcripts: bool = False) -> tuple[str, str | None]:
+    """(text column, second text column or None). Named columns must exist; unnamed ones are guessed.
+
+    As for training (``core.data``): ``premise``/``hypothesis`` or ``sentence1``/``sentence2`` make pairs, else
+    ``text``. Topic mode takes a ``transcript`` column first, then ``text``, and no second column. The texts
+    must not be blank: the row is named.
+    """
+    columns = table.columns
+    lower = {c.lower(): c for c in columns}
+
+    def named(column: str) -> str:
+        if column in columns:
+            return column
+        if column.lower() in lower:
+            return lower[column.lower()]
+        raise DataError(table.path, f"has no column {column!r}; its columns are: {', '.join(columns)}.",
+                        hint="Choose one of those columns, or rename the column in the file.")
+
+    first = named(text_column) if text_column else None
+    second = named(pair_column) if pair_column and not transcripts else None
+    if first is None and second is None and not transcripts:
+        found = next(((lower[a], lower[b]) for a, b in PAIR_COLUMNS if a in lower and b in lower), None)
+        if found:
+            first, second = found
+    if first is None:
+        guesses = TRANSCRIPT_COLUMNS if transcripts else TEXT_COLUMNS
+        first = next((lower[c] for c in guesses if c in lower), None)
+    if first is None:
+        what = "a 'transcript' or 'text' column" if transcripts else \
+            "a 'text' column (or 'premise' and 'hypothesis' for a sentence-pair model)"
+        raise DataError(table.path, f"needs {what}; its columns are: {', '.join(columns)}.",
+                        hint="Choose the column that holds the texts, or rename it in the file.")
+    for column in (first, second):
+        if column is not None:
+            _check_texts(table, column)
+    return first, second
+
+
+def _check_texts(table: Table, column: str) -> None:
+    for row, value in zip(table.rows, table.frame[column].tolist(), strict=True):
+        if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
+            raise DataError(table.path, f"the text in column {column!r} is empty.", row=row,
+                            hint="Fill it in or remove the row.")
+
+
+def texts(table: Table, column: str) -> list[str]:
+    return [str(v) for v in table.frame[column].tolist()]
+
+
+def classified(table: Table, probabilities, id2label: Mapping[int, str]):
+    """The input's columns, ``predicted_label`` and ``score_<label>`` for each class (rounded to 6 places)."""
+    frame = table.frame.copy()
+    names = [str(id2label[i]) for i in range(len(id2label))]
+    frame[_free(frame, "predicted_label")] = [names[i] for i in probabilities.argmax(axis=1)]
+    for i, name in enumerate(names):
+        frame[_free(frame, f"score_{name}")] = probabilities[:, i].round(6)
+    return frame
+
+
+def tagged(table: Table, scores, topics: Sequence[str], threshold: float):
+    """The input's columns, ``score_<topic>`` per topic (entailment probability) and ``topics``: those at or over
+    the threshold, the likeliest first, separated by "; "."""
+    from core.scoring.topics import tagged as over_threshold
+
+    frame = table.frame.copy()
+    for j, topic in enumerate(topics):
+        frame[_free(frame, f"score_{topic}")] = scores[:, j].round(6)
+    frame[_free(frame, "topics")] = ["; ".join(found) for found in over_threshold(scores, list(topics), threshold)]
+    return frame
+
+
+def _free(frame, name: str) -> str:
+    """``name``, or ``name_2``... when the input already has a column of that name."""
+    taken, candidate, n = {str(c) for c in frame.columns}, name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}_{n}"
+    return candidate
+
+
+def output_format(output: str | Path, input_path: str | Path | None = None) -> str:
+    """The output's format: from its extension when it has a known one, else the input's."""
+    fmt = FORMATS.get(Path(output).suffix.lower())
+    if fmt is None and input_path is not None:
+        fmt = FORMATS.get(Path(input_path).suffix.lower())
+    if fmt is None:
+        raise DataError(output, "the output needs a file type.", hint=f"End its name in one of: "
+                        f"{', '.join(sorted(FORMATS))}.")
+    return fmt
+
+
+def write(frame, output: str | Path, fmt: str | None = None) -> Path:
+    """Write ``frame`` as ``fmt`` (from the extension when None), neutralised, via a temporary file and a rename."""
+    from core.compare import neutralised
+
+    output = Path(output)
+    fmt = fmt or output_format(output)
+    safe = neutralised(frame)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent)
+    os.close(fd)
+    try:
+        if fmt == "csv":
+            safe.to_csv(tmp, index=False)
+        elif fmt == "tsv":
+            safe.to_csv(tmp, index=False, sep="\t")
+        elif fmt == "json":
+            safe.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            safe.to_parquet(tmp, index=False)
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return output

@@ -1,0 +1,309 @@
+"""A scoring job: one file through one model, recorded as an MLflow run of its own.
+
+:func:`score` reads top to bottom:
+
+1. resolve the model (``core.scoring.models``); a model that does not exist is refused before any run exists;
+2. open the run in experiment ``Scoring - <model name>``: tags ``run_type=score``, the model's name, version
+   and URI, who submitted it;
+3. read and check the file (inside the allowed folders when the spec is confined), tag its sha256 and rows;
+4. load the model once per process, score in batches on the job's device (``core.scoring.infer``), or tag
+   topics with an NLI model (``core.scoring.topics``), reporting rows done;
+5. write the result to a temporary folder, log it as the run's artifact (``scored/<output name>``), then write
+   ``output_path`` when the spec has one (the CLI), by a rename: nothing half-written anywhere;
+6. log rows, rows/s and label (or topic) counts; end FINISHED, or FAILED with a plain reason.
+
+The same spec runs from the CLI (in this process) and from the queue (``JobQueue.submit_score``, run by the
+worker through ``core.train_job``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core import paths
+from core.errors import TuneboardError
+
+log = logging.getLogger(__name__)
+
+KIND = "score"
+MODES = ("classify", "topics")
+ARTIFACT_FOLDER = "scored"
+DEFAULT_TEMPLATE = "This call is about {}."
+Progress = Callable[[int, int], None]
+
+
+class ScoreSpecError(TuneboardError):
+    """A scoring request is invalid; the message names the field."""
+
+    def __init__(self, problem: str, *, key: str):
+        self.key = key
+        super().__init__(f"{key}: {problem}")
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """What to score with what. ``output_name`` is the result's file name (its extension sets the format; the
+    run's artifact); ``output_path``, when given (the CLI), is where the result is written as well.
+    ``confined``: read the input only inside the allowed data folders (a page's upload; ``core.paths``)."""
+
+    model: str
+    input_path: str
+    output_name: str = ""
+    mode: str = "classify"
+    topics: tuple[str, ...] = ()
+    template: str = DEFAULT_TEMPLATE
+    threshold: float = 0.5
+    text_column: str | None = None
+    pair_column: str | None = None
+    batch_size: int = 32
+    max_length: int = 256
+    output_path: str | None = None
+    confined: bool = False
+    kind: str = field(default=KIND, init=False)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        for key in ("model", "input_path"):
+            if not isinstance(getattr(self, key), str) or not getattr(self, key).strip():
+                raise ScoreSpecError("must be a non-empty text.", key=key)
+            set_(self, key, getattr(self, key).strip())
+        if self.mode not in MODES:
+            raise ScoreSpecError(f"must be one of {', '.join(MODES)}, not {self.mode!r}.", key="mode")
+        if not self.output_name:
+            suffix = Path(self.output_path).suffix if self.output_path else Path(self.input_path).suffix
+            set_(self, "output_name", f"{Path(self.input_path).stem}_scored{suffix}")
+        if Path(self.output_name).name != self.output_name:
+            raise ScoreSpecError("must be a file name, not a path.", key="output_name")
+        from core.data import FORMATS
+
+        if Path(self.output_name).suffix.lower() not in FORMATS:
+            raise ScoreSpecError(f"must end in one of {', '.join(sorted(FORMATS))}.", key="output_name")
+        for key in ("batch_size", "max_length"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ScoreSpecError(f"must be a whole number, 1 or more, not {value!r}.", key=key)
+        for key in ("text_column", "pair_column", "output_path"):
+            if getattr(self, key) is not None and not str(getattr(self, key)).strip():
+                set_(self, key, None)
+        if self.confined and self.output_path:
+            raise ScoreSpecError("a job from the dashboard keeps its result in MLflow; it writes no server path.",
+                                 key="output_path")
+        topics = (self.topics,) if isinstance(self.topics, str) else tuple(self.topics or ())
+        set_(self, "topics", topics)
+        if self.mode == "topics":
+            from core.scoring import topics as topics_mod
+
+            set_(self, "topics", tuple(topics_mod.check_topics(list(topics))))
+            set_(self, "template", topics_mod.check_template(self.template))
+            set_(self, "threshold", topics_mod.check_threshold(self.threshold))
+        elif topics:
+            raise ScoreSpecError("topics are only used in topic mode (mode='topics').", key="topics")
+
+    @property
+    def run_name(self) -> str:
+        return f"score_{Path(self.input_path).stem}"
+
+    def params(self) -> dict[str, Any]:
+        """What the run logs as MLflow params."""
+        params = {"model": self.model, "input_file": self.input_path, "mode": self.mode,
+                  "batch_size": self.batch_size, "max_length": self.max_length, "output_name": self.output_name}
+        if self.text_column:
+            params["text_column"] = self.text_column
+        if self.pair_column:
+            params["pair_column"] = self.pair_column
+        if self.mode == "topics":
+            params.update(topics=", ".join(self.topics)[:6000], template=self.template, threshold=self.threshold)
+        return params
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["topics"] = list(self.topics)
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScoreSpec:
+        data = dict(data)
+        if data.pop("kind", KIND) != KIND:
+            raise ScoreSpecError("is not a scoring job.", key="kind")
+        return cls(**{**data, "topics": tuple(data.get("topics") or ())})
+
+    @classmethod
+    def from_json(cls, text: str) -> ScoreSpec:
+        return cls.from_dict(json.loads(text))
+
+
+def is_score_spec(text: str) -> bool:
+    """Whether a job's ``job_spec`` tag holds a scoring job (else it is a training run's spec)."""
+    try:
+        return json.loads(text).get("kind") == KIND
+    except (ValueError, AttributeError):
+        return False
+
+
+def experiment_name(source) -> str:
+    """``Scoring - <registered model name>``, or ``Scoring - run <id8>`` for a run's model."""
+    if source.version is None and source.run_id:
+        return f"Scoring - run {source.run_id[:8]}"
+    return f"Scoring - {source.name}"
+
+
+def run_tags(spec: ScoreSpec, source) -> dict[str, str]:
+    """The tags that say what was scored with which model, and by whom."""
+    from core.settings import current_user
+
+    tags = {"run_type": KIND, "mlflow.runName": spec.run_name, "model_ref": spec.model, "model_uri": source.uri,
+            "model_name": source.name, "model_label": source.label, "score_mode": spec.mode,
+            "input_file": Path(spec.input_path).name, "submitted_by": current_user()}
+    if source.version:
+        tags["model_version"] = source.version
+    if source.run_id:
+        tags["model_run_id"] = source.run_id
+    return tags
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    run_id: str
+    status: str  # FINISHED | FAILED
+    rows: int
+    output: Path | None
+    error: str | None = None
+
+
+def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress | None = None,
+          on_status: Callable[[str], None] | None = None, device: str | None = None) -> ScoreResult:
+    """Run ``spec`` as an MLflow run (a new one, or the queued run ``run_id``); never raises once the run exists.
+
+    Before the run exists (``run_id`` None), a bad spec or a model that does not exist raises a TuneboardError.
+    """
+    import mlflow
+
+    from core.scoring import models
+    from core.settings import configure_mlflow, ensure_experiment
+    from core.training import _explain, _record_failure
+
+    settings = configure_mlflow()
+    say = on_status or (lambda message: log.info(message))
+    # 1-2. the model, the run
+    if run_id is None:
+        source = models.resolve(spec.model)
+        experiment_id = ensure_experiment(experiment_name(source), settings)
+        active = mlflow.start_run(experiment_id=experiment_id, run_name=spec.run_name, tags=run_tags(spec, source))
+        mlflow.log_params(spec.params())
+        mlflow.log_text(spec.to_json(), "score_spec.json")
+    else:  # a queued job: the version pinned when it was submitted
+        active = mlflow.start_run(run_id=run_id)
+        source = None
+    run_id = active.info.run_id
+    try:
+        if source is None:
+            source = models.resolve(active.data.tags.get("model_uri") or spec.model)
+        with paths.confined(spec.confined):
+            rows, output = _score_body(spec, source, say, on_progress, device)
+        mlflow.end_run("FINISHED")
+    except Exception as exc:  # noqa: BLE001 - the run ends FAILED with the reason; the caller goes on
+        message = _explain(exc)
+        log.warning("scoring run %s failed: %s", run_id, message)
+        _record_failure(run_id, exc, message)
+        return ScoreResult(run_id, "FAILED", 0, None, message)
+    return ScoreResult(run_id, "FINISHED", rows, output)
+
+
+def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress: Progress | None,
+                device: str | None) -> tuple[int, Path | None]:
+    import mlflow
+
+    from core.data import file_digest
+    from core.scoring import files, models
+
+    # 3. the file
+    say("reading file")
+    table = files.read(spec.input_path)
+    first, second = files.choose_columns(table, spec.text_column, spec.pair_column,
+                                         transcripts=spec.mode == "topics")
+    mlflow.set_tags({"input_digest": file_digest(spec.input_path), "input_rows": str(len(table)),
+                     "text_column": first, **({"pair_column": second} if second else {})})
+    # 4. the model, the scores
+    say("loading model")
+    model, tokenizer, id2label = models.load(source, device)
+    say("scoring")
+    started = time.perf_counter()
+    per_row = len(spec.topics) if spec.mode == "topics" else 1  # topic mode scores one pair per topic
+
+    def rows_done(done: int, total: int) -> None:
+        if on_progress is not None:
+            on_progress(done // per_row, total // per_row)
+
+    options = {"batch_size": spec.batch_size, "max_length": spec.max_length, "device": device,
+               "on_progress": rows_done}
+    if spec.mode == "topics":
+        from core.scoring import topics
+
+        scores = topics.topic_scores(model, tokenizer, files.texts(table, first), list(spec.topics), spec.template,
+                                     **options)
+        frame = files.tagged(table, scores, spec.topics, spec.threshold)
+        counts = {f"topic_count.{_metric_key(t)}": float((scores[:, j] >= spec.threshold).sum())
+                  for j, t in enumerate(spec.topics)}
+    else:
+        from core.scoring.infer import predict_proba
+
+        probabilities = predict_proba(model, tokenizer, files.texts(table, first),
+                                      files.texts(table, second) if second else None, **options)
+        frame = files.classified(table, probabilities, id2label)
+        predicted = probabilities.argmax(axis=1)
+        counts = {f"label_count.{_metric_key(id2label[i])}": float((predicted == i).sum()) for i in sorted(id2label)}
+    seconds = max(time.perf_counter() - started, 1e-9)
+    # 5. the result: an artifact first, then the user's path
+    say("writing result")
+    fmt = files.output_format(spec.output_name, spec.input_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = files.write(frame, Path(tmp) / spec.output_name, fmt)
+        mlflow.log_artifact(str(staged), ARTIFACT_FOLDER)
+    output = files.write(frame, spec.output_path, files.output_format(spec.output_path, spec.input_path)) \
+        if spec.output_path else None
+    # 6. what it did
+    mlflow.log_metrics({"rows": float(len(table)), "rows_per_second": len(table) / seconds,
+                        "scoring_seconds": seconds, **counts})
+    return len(table), output
+
+
+def _metric_key(name: str) -> str:
+    return re.sub(r"[^\w\-. /]", "_", str(name))[:200] or "_"
+
+
+def result_artifact(spec: ScoreSpec) -> str:
+    """Where a scoring run keeps its result, relative to the run's artifacts."""
+    return f"{ARTIFACT_FOLDER}/{spec.output_name}"
+
+
+def download_result(run_id: str, client=None) -> tuple[str, bytes]:
+    """(file name, bytes) of a finished scoring run's result, for a download button."""
+    from core import runs as runs_mod
+    from core.errors import NotFoundError
+    from core.jobs import SPEC
+
+    client = client or runs_mod.client()
+    run = client.get_run(run_id)
+    spec = ScoreSpec.from_json(run.data.tags[SPEC]) if SPEC in run.data.tags else None
+    name = spec.output_name if spec else run.data.params.get("output_name")
+    if not name:
+        raise NotFoundError(f"run {run_id} is not a scoring run: it has no result file.")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(run_id, f"{ARTIFACT_FOLDER}/{name}", tmp)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises several types for a missing artifact
+            raise NotFoundError(f"the result of scoring run {run_id} is not stored ({type(exc).__name__}); it may "
+                                "have failed or been cancelled before it finished.") from None
+        return name, Path(local).read_bytes()

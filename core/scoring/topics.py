@@ -1,0 +1,183 @@
+"""Zero-shot topic tagging with an NLI model: does the call entail "This call is about {topic}."?
+
+For each transcript and each candidate topic the premise is the transcript and the hypothesis is
+``template.format(topic)``; the topic's score is the probability of entailment:
+
+- a head with an ``entailment`` and a ``contradiction`` label (MNLI's entailment / neutral / contradiction):
+  the softmax over those two alone, ``p(e) / (p(e) + p(c))``, as the zero-shot pipelines do when several
+  labels may be true; "neutral" then counts for neither side;
+- any other head with an entailment label (the zero-shot ``entailment`` / ``not_entailment`` models, the demo
+  models): the entailment column of the softmax over all its labels.
+
+Topics are scored independently (multi-label): scores are not normalised across topics, so a call may be
+about several topics, or none. ``tagged`` keeps those at or above a threshold.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from core.errors import TopicError
+from core.scoring.infer import predict_proba
+
+DEFAULT_TEMPLATE = "This call is about {}."
+DEFAULT_THRESHOLD = 0.5
+MAX_TOPICS = 50
+MAX_TOPIC_CHARS = 200
+
+
+def _normalised(label) -> str:
+    return str(label).strip().lower().replace("-", "_").replace(" ", "_")
+
+
+def _index_of(id2label: Mapping, accept: Callable[[str], bool]) -> int | None:
+    for key, label in (id2label or {}).items():
+        if accept(_normalised(label)):
+            return int(key)
+    return None
+
+
+def entailment_index(id2label: Mapping) -> int | None:
+    """The class index whose label means entailment ("entailment", "ENTAILMENT", "entail"...); None if none.
+
+    "not_entailment" and the like are the opposite, not a match.
+    """
+    return _index_of(id2label, lambda name: name.startswith("entail"))
+
+
+def contradiction_index(id2label: Mapping) -> int | None:
+    """The class index labelled contradiction ("contradiction", "CONTRADICTION", "contradict"); None if none."""
+    return _index_of(id2label, lambda name: name.startswith("contradict"))
+
+
+def is_nli(id2label: Mapping) -> bool:
+    """Whether a model with these labels can tag topics (one of its labels means entailment)."""
+    return entailment_index(id2label) is not None
+
+
+def check_template(template: str) -> str:
+    """The hypothesis template, stripped; it must hold exactly one ``{}`` where the topic goes."""
+    if not isinstance(template, str) or not template.strip():
+        raise TopicError(f"The hypothesis template is empty. Write a sentence with {{}} where the topic goes, "
+                         f"e.g. {DEFAULT_TEMPLATE!r}.", key="template")
+    template = template.strip()
+    try:
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError:
+        fields = None  # a lone "{" or "}"
+    if fields is None or len(fields) != 1 or fields[0] != ("", "", None):
+        found = "none" if fields == [] else "a stray or named brace" if fields is None or len(fields) == 1 \
+            else f"{len(fields)}"
+        raise TopicError(f"The hypothesis template {template!r} must contain exactly one {{}} where the topic "
+                         f"goes (found {found}), e.g. {DEFAULT_TEMPLATE!r}.", key="template")
+    return template
+
+
+def parse_topics(text: str) -> list[str]:
+    """Topics typed in a box: one per line or comma-separated; blanks dropped (not yet checked)."""
+    return [part.strip() for line in (text or "").splitlines() for part in line.split(",") if part.strip()]
+
+
+def check_topics(topics: Sequence[str]) -> list[str]:
+    """The candidate topics, stripped: at least one, at most MAX_TOPICS, no blank and no duplicate."""
+    if isinstance(topics, str):
+        topics = [topics]
+    cleaned, seen = [], {}
+    for position, topic in enumerate(topics or [], start=1):
+        if not isinstance(topic, str) or not topic.strip():
+            raise TopicError(f"Topic {position} is empty: give each topic a few words, e.g. 'account access'.",
+                             key="topics")
+        topic = topic.strip()
+        if len(topic) > MAX_TOPIC_CHARS:
+            raise TopicError(f"Topic {position} ({topic[:40]!r}...) is {len(topic)} characters long: keep a topic "
+                             f"under {MAX_TOPIC_CHARS}, a few words naming it.", key="topics")
+        if topic.casefold() in seen:
+            raise TopicError(f"Topic {topic!r} is listed twice (topics {seen[topic.casefold()]} and {position}): "
+                             f"keep it once.", key="topics")
+        seen[topic.casefold()] = position
+        cleaned.append(topic)
+    if not cleaned:
+        raise TopicError("No topics given: type the candidate topics, one per line or separated by commas.",
+                         key="topics")
+    if len(cleaned) > MAX_TOPICS:
+        raise TopicError(f"{len(cleaned)} topics given; at most {MAX_TOPICS} can be scored at once (each topic "
+                         f"is one more pass of the model over every call). Keep the ones that matter.",
+                         key="topics")
+    return cleaned
+
+
+def check_nli(id2label: Mapping) -> int:
+    """The entailment index of a model that can tag topics; a plain-language TopicError for one that cannot."""
+    index = entailment_index(id2label)
+    if index is None:
+        labels = ", ".join(repr(str(v)) for _, v in sorted((id2label or {}).items())) or "none"
+        raise TopicError(f"This model cannot tag topics: it is not an NLI (entailment) model. Its labels are "
+                         f"{labels}; topic tagging needs a model with an 'entailment' label, such as a zero-shot "
+                         f"NLI model. Use it to score texts instead.", key="model")
+    return index
+
+
+def hypotheses(topics: Sequence[str], template: str = DEFAULT_TEMPLATE) -> list[str]:
+    """The hypothesis for each topic: ``template`` with the topic in place of ``{}``."""
+    template = check_template(template)
+    return [template.format(topic) for topic in check_topics(topics)]
+
+
+def entailment_scores(probabilities: np.ndarray, id2label: Mapping) -> np.ndarray:
+    """Each row's entailment score from its class probabilities (the rule in the module docstring)."""
+    entail = check_nli(id2label)
+    contra = contradiction_index(id2label)
+    p_entail = probabilities[:, entail]
+    if contra is None or probabilities.shape[1] < 3:
+        return p_entail
+    both = p_entail + probabilities[:, contra]
+    # the two-way softmax of the logits equals the ratio of the full softmax's probabilities
+    return np.divide(p_entail, both, out=np.full_like(p_entail, 0.5), where=both > 0)
+
+
+def topic_scores(model, tokenizer, transcripts: Sequence[str], topics: Sequence[str],
+                 template: str = DEFAULT_TEMPLATE, *, batch_size: int = 32, max_length: int = 256,
+                 device: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Each topic's entailment probability for each transcript: n_transcripts x n_topics, in [0, 1].
+
+    The topic order is ``topics`` (stripped); the model is refused unless its labels include entailment.
+    Scores come from :func:`core.scoring.infer.predict_proba` over every (transcript, hypothesis) pair, so
+    ``on_progress(done, total)`` counts pairs. Transcripts longer than ``max_length`` tokens are truncated.
+    """
+    id2label = dict(getattr(model.config, "id2label", None) or {})
+    check_nli(id2label)
+    said = hypotheses(topics, template)
+    transcripts = list(transcripts)
+    for position, text in enumerate(transcripts, start=1):
+        if not isinstance(text, str):
+            raise TopicError(f"Transcript {position} is not text ({type(text).__name__}): give each call as text.",
+                             key="transcripts")
+    premises = [text for text in transcripts for _ in said]
+    probabilities = predict_proba(model, tokenizer, premises, said * len(transcripts), batch_size=batch_size,
+                                  max_length=max_length, device=device, on_progress=on_progress)
+    return entailment_scores(probabilities, id2label).reshape(len(transcripts), len(said))
+
+
+def check_threshold(threshold: float) -> float:
+    """The tagging threshold as a float in [0, 1]."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise TopicError(f"The threshold must be a number between 0 and 1, not {threshold!r}.", key="threshold")
+    return value
+
+
+def tagged(scores: np.ndarray, topics: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> list[list[str]]:
+    """For each transcript, the topics scored at or above ``threshold``, the most likely first."""
+    threshold = check_threshold(threshold)
+    scores = np.atleast_2d(np.asarray(scores, dtype=float))
+    topics = list(topics)
+    if scores.shape[1] != len(topics):
+        raise TopicError(f"{scores.shape[1]} scores per transcript but {len(topics)} topics.", key="topics")
+    return [[topics[j] for j in np.argsort(-row, kind="stable") if row[j] >= threshold] for row in scores]
