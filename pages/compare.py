@@ -74,9 +74,9 @@ if group_col:
             hide_index=True, width="stretch")
 chart_view = compare.with_metric(view, metric)  # charts read the metric as the lines above (eval_ where needed)
 
-tab_group, tab_parallel, tab_scatter, tab_curves, tab_cm, tab_gain, tab_table, tab_examples = st.tabs(
+tab_group, tab_parallel, tab_scatter, tab_curves, tab_cm, tab_gain, tab_examples, tab_table = st.tabs(
     ["By group", "Parallel coordinates", "Parameter vs metric", "Training curves", "Confusion matrices",
-     "Gain over baseline", "Table & export", "Examples"])
+     "Gain over baseline", "Examples", "Table & export"])
 with tab_group:
     if group_col:
         st.plotly_chart(charts.metric_by_group(chart_view, metric, group_col), width="stretch", key="cmp_chart_group")
