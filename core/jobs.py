@@ -330,8 +330,11 @@ class JobQueue:
         if not isinstance(spec, RunSpec):  # a scoring job: the same model version and file, tagged as before
             spec = _Scoring(spec, {**{k: v for k, v in tags.items() if k in _SCORE_TAGS},
                                    "submitted_by": current_user()})
+        from core.examples.evaluation import RUN_TAGS  # an evaluation of a registered version: found by these
+
+        kept = {k: v for k, v in tags.items() if k in RUN_TAGS}
         job = self._create(spec, old.experiment_id, old.priority if priority is None else priority,
-                           {RETRY_OF: run_id})
+                           {**kept, RETRY_OF: run_id})
         self.client.set_tag(run_id, RETRIED_BY, job.run_id)
         if start or self.backend.name != "local":
             self.backend.launch([job])

@@ -23,7 +23,6 @@ from core.metrics import headline
 from pages.common import client, fmt, jobs_changed, md, predictions, queue, show_error
 
 EACH_RUN = "(each run on its own)"
-ENDED = ("FINISHED", "FAILED", "KILLED")
 
 
 def _names(runs: pd.DataFrame) -> dict[str, str]:
@@ -68,9 +67,9 @@ def _no_table(name: str, row: pd.Series | None = None) -> None:
 # -- Compare: the Examples view -------------------------------------------------------------------------------
 def examples_view(frame: pd.DataFrame, groups: dict[str, str], group_label: str | None) -> None:
     """The Examples tab of Compare, over the runs in ``frame`` (the page's filtered runs)."""
-    ended = frame[frame["status"].isin(ENDED)]
+    ended = frame[frame["status"] == "FINISHED"]
     if ended.empty:
-        st.info("No run has ended yet; their validation examples show here once they have.")
+        st.info("No run has finished yet; their validation examples show here once they have.")
         return
     names = _names(ended)
     rows = ended.set_index("run_id")

@@ -19,6 +19,7 @@ EXPERIMENT_PREFIX = "Evaluations - "
 MODEL_TAG = "evaluates_model"
 VERSION_TAG = "evaluates_version"
 DIGEST_TAG = "evaluated_on_digest"
+RUN_TAGS = (MODEL_TAG, VERSION_TAG, DIGEST_TAG, "base_model_name")  # what a retry of the job keeps
 
 
 def experiment_name(model_name: str) -> str:
