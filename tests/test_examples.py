@@ -344,4 +344,12 @@ def test_promotion_across_validation_files_scores_production_on_the_candidates_f
     assert found.shared == TEST_ROWS
     assert found.sentence(f"version {version.version}") in body
     assert "scored on the candidate's validation file by the job" in body
+
+    # a retry of the job (from the Jobs page) is found by the same tags; the finished one still counts
+    retried = queue.retry(run.info.run_id, start=False)
+    assert {k: v for k, v in client.get_run(retried.run_id).data.tags.items() if k.startswith("evaluat")} == \
+        {"evaluates_model": "Other_File_Model", "evaluates_version": str(version.version),
+         "evaluated_on_digest": digest}
+    queue.cancel(retried.run_id)
+    assert find_evaluation(client, "Other_File_Model", version.version, digest).info.run_id == run.info.run_id
     at.button(key="r_cancel").click().run()

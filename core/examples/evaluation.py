@@ -47,7 +47,8 @@ def queue_evaluation(job_queue, model_name: str, version: str | int, validation_
 
 
 def find_evaluation(mlflow_client, model_name: str, version: str | int, digest: str):
-    """The latest evaluation run of that version on a file with that digest (any status), or None."""
+    """The evaluation run of that version on a file with that digest, or None: the latest that finished, else
+    the latest of any status (one queued, running or failed)."""
     experiment = mlflow_client.get_experiment_by_name(experiment_name(model_name))
     if experiment is None or experiment.lifecycle_stage == "deleted":
         return None
@@ -57,4 +58,4 @@ def find_evaluation(mlflow_client, model_name: str, version: str | int, digest: 
                                 f"tags.{VERSION_TAG} = '{version}' and tags.{DIGEST_TAG} = '{digest}'",
                                 order_by=["attributes.start_time DESC"])
     found = [r for r in found if r.data.tags.get(MODEL_TAG) == model_name]
-    return found[0] if found else None
+    return next((r for r in found if r.info.status == "FINISHED"), found[0] if found else None)
