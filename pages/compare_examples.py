@@ -12,6 +12,8 @@ Every text from a file or a run shows as text: tables through ``st.dataframe``, 
 
 from __future__ import annotations
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
@@ -46,7 +48,9 @@ def _full_text(rows: pd.DataFrame, key: str) -> None:
     """Pick one of ``rows`` and read its whole text (and hypothesis), as plain text."""
     if rows.empty:
         return
-    pick = st.selectbox("Read the full text of", options=list(range(len(rows))), key=key,
+    # a new widget whenever the listed rows change: a kept choice would name a row that is no longer listed
+    listed = hashlib.sha1("\n".join(rows["row"].astype(str)).encode()).hexdigest()[:12]
+    pick = st.selectbox("Read the full text of", options=list(range(len(rows))), key=f"{key}_{listed}",
                         format_func=lambda i: f"{rows.iloc[i]['row']}: {ex.shorten(rows.iloc[i]['text'], 70)}")
     chosen = rows.iloc[pick]
     st.code(chosen["text"], language=None, wrap_lines=True)
