@@ -285,6 +285,33 @@ def gain_chart(df: pd.DataFrame, metric: str) -> go.Figure:
     return fig
 
 
+def per_label(long: pd.DataFrame, metric: str = "f1", by: str = "run") -> go.Figure:
+    """Bars of each label's ``metric`` (precision, recall, f1) for each run or group (``by``: "run" or "group").
+
+    ``long`` is ``core.examples.per_label_by_run``'s frame; a group's bar is the mean over its runs (hover
+    says how many). Labels keep their order of first appearance (the model's).
+    """
+    if long is None or len(long) == 0:
+        return nothing_to_show("no run with a predictions table chosen")
+    if metric not in long.columns or by not in long.columns:
+        return nothing_to_show(f"no {metric} per label")
+    labels = list(dict.fromkeys(long["label"]))
+    shown = [html.escape(str(label), quote=False) for label in labels]  # the user's words, never Plotly's tags
+    fig = go.Figure()
+    for name in list(dict.fromkeys(long[by].astype(str))):
+        rows = long[long[by].astype(str) == name]
+        means = rows.groupby("label", sort=False)[metric].mean().reindex(labels)
+        counts = rows.groupby("label", sort=False)["run_id"].nunique().reindex(labels).fillna(0).astype(int)
+        fig.add_trace(go.Bar(x=shown, y=means.to_numpy(), name=html.escape(name, quote=False),
+                             customdata=counts.to_numpy(),
+                             hovertemplate=f"%{{fullData.name}}<br>%{{x}}: {metric} %{{y:.3f}} (mean of "
+                                           "%{customdata} run(s))<extra></extra>"))
+    fig.update_layout(title=f"{metric} per label, by {by}", template=TEMPLATE, barmode="group",
+                      xaxis={"title": "true label", "type": "category"},
+                      yaxis={"title": metric, "range": [0, 1.05]}, legend={"title": by})
+    return fig
+
+
 def topic_scores_chart(scores: pd.Series | dict[str, float], threshold: float) -> go.Figure:
     """Horizontal bars of each topic's probability for one call (highest on top), the threshold a dashed line.
 

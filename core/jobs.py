@@ -209,6 +209,27 @@ class JobQueue:
             self.backend.launch(jobs)
         return jobs
 
+    def submit_run(self, spec: RunSpec, *, tags: dict[str, str] | None = None, priority: int = 0,
+                   start: bool = True) -> Job:
+        """Queue one run outside a grid (an evaluation of a registered version: ``core.examples.evaluation``).
+
+        Its validation file and model are checked first, as a grid's are, inside the allowed roots when the
+        caller is confined (a page) or the store confines jobs; nothing is created if they are bad.
+        """
+        from core.data import align_labels, load_examples
+        from core.modelio import load_config
+
+        confined = paths.is_confined() or paths.confines_jobs(self.settings.tracking_uri)
+        with paths.confined(confined):
+            validation = load_examples(spec.validation_path)
+            config = load_config(spec.base_model)
+            align_labels(validation, validation, getattr(config, "label2id", None), getattr(config, "num_labels", 2))
+        experiment_id = ensure_experiment(spec.experiment_name, self.settings)
+        job = self._create(replace(spec, confined=confined), experiment_id, priority, tags)
+        if start or self.backend.name != "local":
+            self.backend.launch([job])
+        return job
+
     def _create(self, spec: RunSpec, experiment_id: str, priority: int, extra_tags: dict | None = None) -> Job:
         """One run, written so that a submit killed half way never leaves a job that looks alive.
 
@@ -309,8 +330,11 @@ class JobQueue:
         if not isinstance(spec, RunSpec):  # a scoring job: the same model version and file, tagged as before
             spec = _Scoring(spec, {**{k: v for k, v in tags.items() if k in _SCORE_TAGS},
                                    "submitted_by": current_user()})
+        from core.examples.evaluation import RUN_TAGS  # an evaluation of a registered version: found by these
+
+        kept = {k: v for k, v in tags.items() if k in RUN_TAGS}
         job = self._create(spec, old.experiment_id, old.priority if priority is None else priority,
-                           {RETRY_OF: run_id})
+                           {**kept, RETRY_OF: run_id})
         self.client.set_tag(run_id, RETRIED_BY, job.run_id)
         if start or self.backend.name != "local":
             self.backend.launch([job])

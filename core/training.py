@@ -10,7 +10,8 @@
 5. fine-tune with the Trainer (skipped for a baseline), logging loss and
    learning rate per logging step and eval metrics per epoch, asynchronously;
 6. evaluate on the validation file: accuracy, F1, precision, recall, ROC-AUC,
-   confusion matrix and ROC curve;
+   confusion matrix and ROC curve, and every example's prediction as a table
+   (``core.examples``; a seeded sample above ``TUNEBOARD_PREDICTIONS_MAX_ROWS``);
 7. save the model under ``output_dir`` and log it with
    ``mlflow.transformers.log_model``;
 8. end the run FINISHED, or FAILED with the error's message on it (a full
@@ -33,6 +34,7 @@ from typing import Any
 
 from core import modelio, paths, speed, tracking
 from core.data import Examples, LabelMapping, align_labels, load_examples
+from core.examples import table as predictions
 from core.grid import OWN_KEYS, RunSpec
 from core.metrics import classification_metrics, softmax
 from core.settings import Settings, configure_mlflow, ensure_experiment
@@ -224,6 +226,7 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     say("reading data")
     if spec.kind == "fine_tune":
         paths.check_output(spec.output_dir)
+    cap = predictions.max_rows()  # a mistyped cap stops the run here, not after training
     validation = load_examples(spec.validation_path)
     train = load_examples(spec.train_path) if spec.kind == "fine_tune" else None
     config = modelio.load_config(spec.base_model)
@@ -248,7 +251,7 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     mlflow.set_tags(plan.tags())
     trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set, train_set, run_id, callbacks, plan)
     try:
-        return _train_and_log(spec, trainer, tokenizer, train, eval_set, mapping, say)
+        return _train_and_log(spec, trainer, tokenizer, train, eval_set, mapping, say, validation, cap)
     except Exception as exc:
         if plan.compile_mode is None or not speed.is_compile_failure(exc):
             raise
@@ -260,13 +263,14 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
         eager = speed.Plan(None, [], {k: v for k, v in plan.arguments.items() if not k.startswith("torch_compile")})
         model, tokenizer = modelio.load_for_classification(spec.base_model, mapping)
         trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set, train_set, run_id, callbacks, eager)
-        return _train_and_log(spec, trainer, tokenizer, train, eval_set, mapping, say)
+        return _train_and_log(spec, trainer, tokenizer, train, eval_set, mapping, say, validation, cap)
     finally:
         shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # the Trainer's scratch folder
 
 
 def _train_and_log(spec: RunSpec, trainer, tokenizer, train: Examples | None, eval_set, mapping: LabelMapping,
-                   say: Callable[[str], None]) -> dict[str, float]:
+                   say: Callable[[str], None], validation: Examples, cap: int) -> dict[str, float]:
+    """Steps 5 to 7; ``cap``: the most rows the predictions table keeps."""
     import mlflow
 
     # 5. fine-tune
@@ -288,6 +292,7 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, train: Examples | None, ev
         mlflow.log_dict(details["roc"], "roc_curve.json")
     if "roc_auc_skipped" in details:
         mlflow.set_tag("roc_auc_skipped", details["roc_auc_skipped"])
+    predictions.log_predictions(validation, probs, output.label_ids, mapping.id2label, cap)
 
     # 7. keep the model
     if spec.kind == "fine_tune":

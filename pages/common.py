@@ -103,6 +103,23 @@ def confusion_matrix(run_id: str):
     return _confusion(settings().tracking_uri, run_id, _who())
 
 
+@st.cache_data(show_spinner="Reading the run's predictions...", max_entries=64)
+def _predictions(tracking_uri: str, run_id: str, who: str | None):
+    from core.examples import read_predictions
+
+    return read_predictions(client(), run_id)
+
+
+def predictions(run_id: str, status: str):
+    """A run's validation predictions table (``core.examples``), None when it has none. Cached per run once the
+    run has ended, as the table of an ended run never changes; read afresh while it is still going."""
+    if status in ("FINISHED", "FAILED", "KILLED"):
+        return _predictions(settings().tracking_uri, run_id, _who())
+    from core.examples import read_predictions
+
+    return read_predictions(client(), run_id)
+
+
 def jobs_changed() -> None:
     """After a submit, cancel or retry, the next listing reads MLflow again."""
     _jobs.clear()

@@ -8,6 +8,7 @@ import streamlit as st
 from core import charts, compare
 from core.runs import NO_MODEL
 from pages.common import confusion_matrix, experiments, fmt, load_runs, md, metric_histories, sign_in_gate
+from pages.compare_examples import examples_view
 
 sign_in_gate()
 NO_GROUPING = "(no grouping: nothing varies across these runs)"
@@ -73,9 +74,9 @@ if group_col:
             hide_index=True, width="stretch")
 chart_view = compare.with_metric(view, metric)  # charts read the metric as the lines above (eval_ where needed)
 
-tab_group, tab_parallel, tab_scatter, tab_curves, tab_cm, tab_gain, tab_table = st.tabs(
+tab_group, tab_parallel, tab_scatter, tab_curves, tab_cm, tab_gain, tab_examples, tab_table = st.tabs(
     ["By group", "Parallel coordinates", "Parameter vs metric", "Training curves", "Confusion matrices",
-     "Gain over baseline", "Table & export"])
+     "Gain over baseline", "Examples", "Table & export"])
 with tab_group:
     if group_col:
         st.plotly_chart(charts.metric_by_group(chart_view, metric, group_col), width="stretch", key="cmp_chart_group")
@@ -123,3 +124,5 @@ with tab_table:
     st.dataframe(table, hide_index=True, width="stretch")
     st.download_button("Export this table as CSV", compare.safe_csv(table), file_name="runs.csv", mime="text/csv",
                        key="cmp_export")
+with tab_examples:
+    examples_view(view, groups, group_label if group_col else None)

@@ -25,6 +25,7 @@ from pages.common import (
     sign_in_gate,
     user,
 )
+from pages.compare_examples import promotion_changes
 
 sign_in_gate()
 
@@ -76,6 +77,7 @@ if experiment and may_promote and st.button("Promote the best run", type="primar
             "run_id": best.info.run_id, "run_name": best.info.run_name, "metrics": dict(best.data.metrics),
             "model_uri": selector.model_uri(best), "dataset": best.data.tags.get("dataset_name"),
             "digest": best.data.params.get("validation_digest"), "experiment": experiment, "metric": metric,
+            "validation_file": best.data.params.get("validation_file"),
             "label": selector.metric_label,
             "passed_over": [(r.info.run_name, selector.value(r)) for r in selector.better_without_model(best)]}
     except TuneboardError as exc:
@@ -101,9 +103,8 @@ if pending and may_promote:
             compare.is_worse(pending["metrics"], now or {}, pending["metric"])
         if worse:
             box.warning(f"The candidate is worse than {label} on {md(pending['metric'])}.")
-        if current.tags.get("validation_digest") and current.tags.get("validation_digest") != pending["digest"]:
-            box.warning("The two were evaluated on different validation files, so their numbers are not "
-                        "directly comparable.")
+        with box:  # the examples it fixes and breaks; not like for like on different validation files
+            promotion_changes(pending, current, model_name, may_promote)
         box.write(f"Promoting replaces **{label}**; you can roll back afterwards.")
     else:
         box.write("Nothing is in production yet.")

@@ -1,4 +1,5 @@
-"""End to end in a real browser: compose a demo grid, launch, watch it finish, compare, promote.
+"""End to end in a real browser: compose a demo grid, launch, watch it finish, compare, read a run's mistakes,
+promote after seeing what the candidate fixes and breaks against production.
 
 Debian's chromium (/usr/bin/chromium) driven by Playwright; the dashboard is the real
 ``streamlit run app.py`` with a real local worker on a fresh store. Screenshots of each
@@ -8,6 +9,7 @@ page go to ``$E2E_SCREENSHOTS`` (default: the test's temporary folder).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,6 +24,19 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
          "--no-first-run", "--disable-component-update", "--disable-sync"]
 MODEL_NAME = "Consumer_Topic_Classifier"
+# Version 1: the fine-tune that is not the best, put into production from Python (as a team's script would)
+PROMOTE_THE_WEAKER = f"""
+from core import runs
+from core.model_selector import ModelSelector
+from core.model_transition import ModelTransition
+client = runs.client()
+experiment = runs.experiments(client)[0]
+best = ModelSelector(experiment.name, "accuracy").get_best_model().info.run_id
+weaker = next(r for r in runs.search_all(client, [experiment.experiment_id])
+              if r.data.tags.get("run_type") == "fine_tune" and r.info.run_id != best)
+transition = ModelTransition("{MODEL_NAME}")
+transition.promote(transition.register_run(weaker).version, "Production", reason="the weaker fine-tune")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -122,26 +137,53 @@ evalute_pretrained_model: true
         expect(page.locator(".js-plotly-plot").first).to_be_visible()
         page.screenshot(path=str(shots / "4-compare.png"), full_page=True)
 
+        # the transcripts behind the numbers: one run's mistakes
+        page.get_by_role("tab", name="Examples").click()
+        page.get_by_test_id("stSelectbox").filter(has=page.get_by_text("Run", exact=True)).click()
+        page.get_by_role("option", name="demo-bert-tiny_full_dataset_param_set1").click()
+        page.get_by_text("Wrong only").click()
+        # only the mistakes are listed: as many shown as the run gets wrong
+        expect(page.get_by_text(re.compile(r"^(\d+) of 400 examples shown; the run gets \1 of 400 wrong"))
+               ).to_be_visible()
+        expect(page.get_by_text("They disagree on")).to_be_visible()
+        # Streamlit scrolls inside its main block: bring the listed mistakes into the screenshot
+        page.get_by_text("Per label, on every example of this run").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "4b-examples.png"))
+
+        # the weaker fine-tune goes into production first, so the promotion has something to compare with
+        subprocess.run([sys.executable, "-c", PROMOTE_THE_WEAKER], cwd=ROOT, env=env, check=True, timeout=300,
+                       capture_output=True)
         page.get_by_role("link", name="Registry & promotion").first.click()
         expect(page.get_by_role("heading", name="Registry & promotion")).to_be_visible()
         page.get_by_role("button", name="Promote the best run").click()
-        expect(page.get_by_text("Nothing is in production yet.")).to_be_visible()
-        page.screenshot(path=str(shots / "5-registry-confirm.png"), full_page=True)
+        expect(page.get_by_text("Promoting replaces version 1 now in production")).to_be_visible()
+        expect(page.get_by_text("validation examples, the candidate fixes")).to_be_visible()
+        expect(page.get_by_text("it got right (net")).to_be_visible()
+        page.get_by_text("examples it fixes").click()
+        page.get_by_text("Per label (by true label), before and after").scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "5-registry-confirm.png"))
         page.get_by_role("button", name="Confirm: put it into production").click()
-        expect(page.get_by_text(f"Version 1 of {MODEL_NAME} is now in production.")).to_be_visible()
+        expect(page.get_by_text(f"Version 2 of {MODEL_NAME} is now in production.")).to_be_visible()
+        # try it: tag one call's topics (the NLI demo model opens on that tab), then the premise/hypothesis mode
+        page.get_by_role("button", name="Tag topics").click()
+        expect(page.locator(".js-plotly-plot").last).to_be_visible()
+        expect(page.get_by_text(re.compile(r"Version 2 tags this call with|No topic reaches"))).to_be_visible()
+        page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "6b-registry-topics.png"))
+        page.get_by_role("tab", name="Premise and hypothesis").click()
         page.get_by_role("button", name="Predict").click()
-        expect(page.get_by_text("Version 1 says")).to_be_visible()
+        expect(page.get_by_text("Version 2 says")).to_be_visible()
         page.screenshot(path=str(shots / "6-registry-promoted.png"), full_page=True)
 
         page.get_by_role("link", name="Home").first.click()
-        expect(page.get_by_text(f"{MODEL_NAME}: version 1")).to_be_visible()
+        expect(page.get_by_text(f"{MODEL_NAME}: version 2")).to_be_visible()
         page.screenshot(path=str(shots / "7-home.png"), full_page=True)
         browser.close()
 
     # the registry agrees with what the page said
     check = subprocess.run([sys.executable, "-m", "core.cli", "history", MODEL_NAME], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=120, check=True)
-    assert "e2e-user promoted version 1 to production" in check.stdout
+    assert "e2e-user promoted version 2 to production" in check.stdout
 
 
 def test_score_a_file_and_download_it(dashboard):

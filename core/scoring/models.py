@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -177,13 +178,13 @@ def local_folder(source: ModelSource | str) -> Path:
     """
     from core.settings import configure_mlflow
 
+    configure_mlflow()
     if isinstance(source, str):
         source = resolve(source)
     root = cache_root()
-    target = root / sha256(source.uri.encode()).hexdigest()[:24]
+    target = root / _identity(source)
     if (target / "config.json").is_file():
         return target
-    configure_mlflow()
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".part-", dir=root))
     try:
@@ -244,13 +245,23 @@ def labels(source: ModelSource | str) -> dict[int, str]:
     return {int(i): str(name) for i, name in (config.get("id2label") or {}).items()}
 
 
+def _identity(source: ModelSource) -> str:
+    """The cache key of a model: its URI in this registry, and the run it came from (a model deleted and
+    registered again under the same name and version is another model)."""
+    import mlflow
+
+    return sha256(f"{mlflow.get_registry_uri()}|{source.uri}|{source.run_id}".encode()).hexdigest()[:24]
+
+
 # -- loading ----------------------------------------------------------------------------------------------------
-_LOADED: dict[tuple[str, str], tuple] = {}
+_LOADED: OrderedDict[tuple[str, str], tuple] = OrderedDict()
 _LOCK = threading.Lock()
+KEEP_LOADED = 3  # models kept in memory by a process (the dashboard's: production, a version or two tried)
 
 
 def load(source: ModelSource | str, device: str | None = None):
-    """(model, tokenizer, id2label) on ``device`` (cuda where there is one), in eval mode; once per URI here."""
+    """(model, tokenizer, id2label) on ``device`` (cuda where there is one), in eval mode; the last
+    ``KEEP_LOADED`` models stay loaded in this process."""
     from transformers import AutoModelForSequenceClassification
 
     from core.scoring.infer import default_device
@@ -259,9 +270,11 @@ def load(source: ModelSource | str, device: str | None = None):
     if isinstance(source, str):
         source = resolve(source)
     device = device or default_device()
-    key = (source.uri, device)
+    key = (_identity(source), device)
     with _LOCK:
-        if key not in _LOADED:
+        if key in _LOADED:
+            _LOADED.move_to_end(key)
+        else:
             folder = local_folder(source)
             tokenizer = load_tokenizer(source.ref, str(folder))
             try:
@@ -271,4 +284,6 @@ def load(source: ModelSource | str, device: str | None = None):
             model.to(device).eval()
             id2label = {int(i): str(name) for i, name in model.config.id2label.items()}
             _LOADED[key] = (model, tokenizer, id2label)
+            while len(_LOADED) > KEEP_LOADED:
+                _LOADED.popitem(last=False)
         return _LOADED[key]

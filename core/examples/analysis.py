@@ -1,0 +1,159 @@
+"""What predictions tables tell: filtered examples, per-label numbers, disagreements, what a promotion changes.
+
+Pure functions over the tables ``core.examples.table`` logs and reads (one row per validation example). Two
+tables are matched example by example on the text, the hypothesis, the true label and, for an example that
+appears more than once, its occurrence: the same file gives the same matches, and two different files are
+compared on the examples they share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from core.examples.table import SCORE_PREFIX, score_columns
+from core.metrics import per_label_metrics
+
+SHORT = 120  # characters of a text shown in a table cell; the full text on demand
+
+
+def labels_of(frame: pd.DataFrame) -> list[str]:
+    """The classes of a table, in the model's order (its ``score: <label>`` columns)."""
+    return [c[len(SCORE_PREFIX):] for c in score_columns(frame)]
+
+
+def shorten(text: str, limit: int = SHORT) -> str:
+    """``text`` on one line, cut at ``limit`` characters with an ellipsis."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def filter_examples(frame: pd.DataFrame, *, true_labels: Sequence[str] | None = None,
+                    predicted_labels: Sequence[str] | None = None, wrong_only: bool = False,
+                    confidence: tuple[float, float] = (0.0, 1.0), search: str = "") -> pd.DataFrame:
+    """The examples that pass every filter given: true label in ``true_labels``, predicted label in
+    ``predicted_labels`` (None or empty: any), wrongly predicted, a confidence within the band (ends
+    included), ``search`` found in the text or the hypothesis (ignoring case, as plain text, not a pattern)."""
+    keep = pd.Series(True, index=frame.index)
+    if true_labels:
+        keep &= frame["true_label"].isin(list(true_labels))
+    if predicted_labels:
+        keep &= frame["predicted_label"].isin(list(predicted_labels))
+    if wrong_only:
+        keep &= ~frame["correct"].astype(bool)
+    low, high = confidence
+    keep &= frame["confidence"].between(low, high)
+    if search:
+        found = frame["text"].str.contains(search, case=False, regex=False)
+        if "hypothesis" in frame.columns:
+            found |= frame["hypothesis"].str.contains(search, case=False, regex=False)
+        keep &= found
+    return frame[keep]
+
+
+def per_label(frame: pd.DataFrame) -> pd.DataFrame:
+    """Precision, recall, F1 and support of each class (the model's order), from one table."""
+    return pd.DataFrame(per_label_metrics(frame["true_label"], frame["predicted_label"], labels_of(frame)))
+
+
+def per_label_by_run(tables: Mapping[str, pd.DataFrame], runs: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
+    """Per-label numbers of several runs, one row per run and label: ``run_id``, ``run``, ``group``, ``label``,
+    ``precision``, ``recall``, ``f1``, ``support``. ``runs`` maps each run id to (its name, its group)."""
+    parts = []
+    for run_id, table in tables.items():
+        name, group = runs[run_id]
+        parts.append(per_label(table).assign(run_id=run_id, run=name, group=group))
+    if not parts:
+        return pd.DataFrame(columns=["run_id", "run", "group", "label", "precision", "recall", "f1", "support"])
+    long = pd.concat(parts, ignore_index=True)
+    return long[["run_id", "run", "group", "label", "precision", "recall", "f1", "support"]]
+
+
+def _keyed(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` indexed by the example it holds (text, hypothesis, true label, occurrence)."""
+    hypothesis = frame["hypothesis"] if "hypothesis" in frame.columns else pd.Series("", index=frame.index)
+    parts = pd.DataFrame({"text": frame["text"], "hypothesis": hypothesis.fillna(""),
+                          "true_label": frame["true_label"]})
+    occurrence = parts.groupby(["text", "hypothesis", "true_label"], sort=False).cumcount()
+    keyed = frame.copy()
+    keyed.index = pd.MultiIndex.from_arrays([parts["text"], parts["hypothesis"], parts["true_label"], occurrence],
+                                            names=["_text", "_hypothesis", "_true", "_n"])
+    return keyed
+
+
+def _matched(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of ``a`` and ``b`` holding the same examples, in ``a``'s order, aligned row by row."""
+    ka, kb = _keyed(a), _keyed(b)
+    shared = ka.index[ka.index.isin(kb.index)]
+    return ka.loc[shared].reset_index(drop=True), kb.loc[shared].reset_index(drop=True)
+
+
+def _example_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[[c for c in ("row", "text", "hypothesis", "true_label") if c in rows.columns]]
+
+
+def disagreements(a: pd.DataFrame, b: pd.DataFrame, name_a: str, name_b: str) -> tuple[int, pd.DataFrame]:
+    """(examples the two tables share, those on which their predicted labels differ).
+
+    The frame holds the example, each run's prediction (columns named after the runs) and which one is right.
+    """
+    if name_a == name_b:
+        name_a, name_b = f"{name_a} (first)", f"{name_b} (second)"
+    left, right = _matched(a, b)
+    differ = left["predicted_label"] != right["predicted_label"]
+    out = _example_columns(left[differ]).copy()
+    out[name_a] = left.loc[differ, "predicted_label"]
+    out[name_b] = right.loc[differ, "predicted_label"]
+    a_right, b_right = left.loc[differ, "correct"].astype(bool), right.loc[differ, "correct"].astype(bool)
+    out["right"] = [name_a if x else name_b if y else "neither" for x, y in zip(a_right, b_right, strict=True)]
+    return len(left), out.reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What a candidate changes against the current model on the examples both were evaluated on."""
+
+    shared: int  # examples in both tables
+    fixes: pd.DataFrame  # the current model got them wrong, the candidate right
+    breaks: pd.DataFrame  # the current model got them right, the candidate wrong
+    by_label: pd.DataFrame  # per true label: support, right before and after, fixes, breaks, F1 before and after
+
+    def sentence(self, current: str = "production") -> str:
+        """"On the same 400 validation examples, the candidate fixes 23 that production gets wrong and breaks 5
+        that it got right (net +18).\""""
+        if not self.shared:
+            return (f"The candidate and {current} share no validation examples, so there is nothing to compare "
+                    "example by example.")
+        fixed, broken = len(self.fixes), len(self.breaks)
+        return (f"On the same {self.shared} validation examples, the candidate fixes {fixed} "
+                f"{'example' if fixed == 1 else 'examples'} {current} gets wrong and breaks {broken} it got right "
+                f"(net {fixed - broken:+d}).")
+
+
+def changes(candidate: pd.DataFrame, current: pd.DataFrame) -> Changes:
+    """Example by example, what replacing ``current`` with ``candidate`` fixes and breaks, overall and per label."""
+    new, old = _matched(candidate, current)
+    fixed = ~old["correct"].astype(bool) & new["correct"].astype(bool)
+    broken = old["correct"].astype(bool) & ~new["correct"].astype(bool)
+
+    def listed(mask: pd.Series) -> pd.DataFrame:
+        rows = _example_columns(new[mask]).copy()
+        rows["production said"] = old.loc[mask, "predicted_label"]
+        rows["candidate says"] = new.loc[mask, "predicted_label"]
+        return rows.reset_index(drop=True)
+
+    labels = list(dict.fromkeys([*labels_of(candidate), *labels_of(current)]))
+    labels = [label for label in labels if (new["true_label"] == label).any()] if len(new) else []
+    before = per_label_metrics(old["true_label"], old["predicted_label"], labels)
+    after = per_label_metrics(new["true_label"], new["predicted_label"], labels)
+    by_label = pd.DataFrame({
+        "label": labels, "support": before["support"],
+        "right before": [int((old["correct"] & (old["true_label"] == lab)).sum()) for lab in labels],
+        "right after": [int((new["correct"] & (new["true_label"] == lab)).sum()) for lab in labels],
+        "fixes": [int((fixed & (new["true_label"] == lab)).sum()) for lab in labels],
+        "breaks": [int((broken & (new["true_label"] == lab)).sum()) for lab in labels],
+        "F1 before": before["f1"], "F1 after": after["f1"]})
+    by_label["F1 change"] = by_label["F1 after"] - by_label["F1 before"]
+    return Changes(len(new), listed(fixed), listed(broken), by_label)
