@@ -61,18 +61,35 @@ def _who() -> str | None:
     return creds.username if creds else None
 
 
-def runs_and_version(experiment_ids: list[str]) -> tuple:
-    """(all runs of the experiments, a number that changes whenever they do): key what is built from the runs
-    (figures, tables) on the number, not on the frame. The frame is shared between sessions: never change it
-    in place."""
+def runs_snapshot(experiment_ids: list[str]):
+    """All runs of the experiments (at most POLL_TTL old; only the runs that changed are read again) with the
+    numbers that change when they do (core.runs_cache.Snapshot: ``frame``, ``version``, ``ended_version``).
+    The frame is shared between sessions: derive new frames from it, never change it in place."""
     uri = settings().tracking_uri
     with st.spinner("Reading runs from MLflow..."):
         return _runs_loader().load(client(), experiment_ids, key=(uri, _who()), max_age=POLL_TTL)
 
 
 def load_runs(experiment_ids: list[str]):
-    """All runs of the experiments, at most POLL_TTL old; only the runs that changed are read again."""
-    return runs_and_version(experiment_ids)[0].copy(deep=False)
+    """All runs of the experiments, at most POLL_TTL old (a copy the caller may change)."""
+    return runs_snapshot(experiment_ids).frame.copy(deep=False)
+
+
+def runs_key(experiment_ids: list[str], version: int) -> tuple:
+    """What identifies a view of runs for :func:`built`: store, user, experiments and a version of their runs."""
+    return settings().tracking_uri, _who(), tuple(sorted(experiment_ids)), version
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _built(name: str, key: tuple, args: tuple, _make, _frame):
+    return _make(_frame, *args)
+
+
+def built(make, frame, key: tuple, *args):
+    """``make(frame, *args)``, made once per ``key`` (:func:`runs_key` and whatever else chose ``frame``'s rows)
+    and ``args``, and shared by the sessions: figures and tables rebuild only when their inputs changed, keyed
+    on the runs' version rather than on hashing the frame. Never change what it returns in place."""
+    return _built(f"{make.__module__}.{make.__qualname__}", key, args, make, frame)
 
 
 @st.cache_data(ttl=POLL_TTL, show_spinner=False, max_entries=64)

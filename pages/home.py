@@ -9,7 +9,19 @@ from core import compare
 from core.jobs import JobStatus
 from core.model_transition import ModelTransition, registered_model_names
 from core.runs import NO_MODEL
-from pages.common import client, experiments, fmt, list_jobs, load_runs, md, show_error, sign_in_gate, user
+from pages.common import (
+    built,
+    client,
+    experiments,
+    fmt,
+    list_jobs,
+    md,
+    runs_key,
+    runs_snapshot,
+    show_error,
+    sign_in_gate,
+    user,
+)
 
 sign_in_gate()
 
@@ -42,7 +54,8 @@ exps = experiments()[:10]
 rows = []
 finished = with_model = 0
 for exp in exps:
-    summary = compare.experiment_summary(load_runs([exp.experiment_id]))
+    runs = runs_snapshot([exp.experiment_id])
+    summary = built(compare.experiment_summary, runs.frame, runs_key([exp.experiment_id], runs.version))
     if summary is None:
         continue
     finished += summary["finished"]
