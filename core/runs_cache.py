@@ -4,8 +4,8 @@
 polls needs that frame every couple of seconds while one run in a hundred moves. An :class:`ExperimentRuns`
 keeps one experiment's rows (exactly as ``load_frame`` builds them) and a refresh asks MLflow only for:
 
-1. the deleted runs (``ViewType.DELETED_ONLY``; few, MLflow's gc purges them): those newly there leave the
-   frame; those gone from there were restored (or purged) and are read again by id (step 5);
+1. the deleted runs (``ViewType.DELETED_ONLY``): those newly there leave the frame; every ``DELETED_EVERY``
+   seconds all of them, and those gone from there were restored (or purged) and are read again by id (step 5);
 2. the RUNNING runs: what trains logs all the time;
 3. the SCHEDULED runs not seen yet: a queued run changes when it starts (step 2) or ends (step 4), so the known
    ones are left out of the query (``attributes.run_id NOT IN (...)``);
@@ -45,6 +45,7 @@ from core import runs as runs_mod
 
 FULL_EVERY = 300.0  # seconds between full reads (what a refresh cannot see shows within this); = LISTING_TTL
 MARGIN_MS = 5_000  # runs that ended up to this long before the newest end seen are looked for again
+DELETED_EVERY = 30.0  # seconds between reads of every deleted run (restores show within this); else new ones only
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
 _IN_CHUNK = 500  # run ids per ``attributes.run_id IN (...)`` filter
 _MAX_EXCLUDED = 5_000  # run ids at most in one ``NOT IN (...)``; beyond, they are read again instead
@@ -62,9 +63,11 @@ class Snapshot(NamedTuple):
 class ExperimentRuns:
     """One experiment's runs, as :func:`core.runs.load_frame` reads them, kept up to date by :meth:`refresh`."""
 
-    def __init__(self, experiment_id: str, full_every: float = FULL_EVERY, margin_ms: int = MARGIN_MS):
+    def __init__(self, experiment_id: str, full_every: float = FULL_EVERY, margin_ms: int = MARGIN_MS,
+                 deleted_every: float = DELETED_EVERY):
         self.experiment_id = experiment_id
-        self.full_every, self.margin_ms = full_every, margin_ms
+        self.full_every, self.margin_ms, self.deleted_every = full_every, margin_ms, deleted_every
+        self.last_deleted = -math.inf  # time.monotonic() of the last read of every deleted run
         self.lock = threading.Lock()
         self.rows: dict[str, dict] = {}  # run_id -> its row of runs_frame
         self.times: dict[str, tuple[int | None, int | None]] = {}  # run_id -> (start, end) in ms, as MLflow has them
@@ -120,6 +123,7 @@ class ExperimentRuns:
         self.runs_read += len(found) + len(deleted)
         self.full_reads += 1
         self.deleted = {r.info.run_id for r in deleted}
+        self.last_deleted = time.monotonic()
         self._read_order = [r.info.run_id for r in found]
         self._stale.clear()
         self._full_due = False
@@ -130,8 +134,15 @@ class ExperimentRuns:
         from mlflow.entities import ViewType
 
         ids = [self.experiment_id]
-        deleted = {r.info.run_id for r in runs_mod.search_all(mlflow_client, ids, view_type=ViewType.DELETED_ONLY)}
-        self.runs_read += len(deleted)
+        if time.monotonic() - self.last_deleted >= self.deleted_every:  # all of them: a restored one is missing
+            self.last_deleted = time.monotonic()
+            read = runs_mod.search_all(mlflow_client, ids, view_type=ViewType.DELETED_ONLY)
+            deleted = {r.info.run_id for r in read}
+        else:  # only those deleted since (reading every deleted run each time costs ~1 ms a run)
+            read = runs_mod.search_all(mlflow_client, ids, _excluding("", sorted(self.deleted)),
+                                       view_type=ViewType.DELETED_ONLY)
+            deleted = self.deleted | {r.info.run_id for r in read}
+        self.runs_read += len(read)
         restored, self.deleted = self.deleted - deleted, deleted
         status = {i: row["status"] for i, row in self.rows.items()}
         ends = {i: end for i, (_, end) in self.times.items() if end and status[i] in TERMINAL}
@@ -185,7 +196,8 @@ def _excluding(filter_string: str, run_ids: Sequence[str]) -> str:
     """``filter_string`` for runs other than ``run_ids`` (all of them again when there are too many to name)."""
     if not run_ids or len(run_ids) > _MAX_EXCLUDED:
         return filter_string
-    return filter_string + " and attributes.run_id NOT IN (" + ", ".join(f"'{i}'" for i in run_ids) + ")"
+    excluded = "attributes.run_id NOT IN (" + ", ".join(f"'{i}'" for i in run_ids) + ")"
+    return f"{filter_string} and {excluded}" if filter_string else excluded
 
 
 def _same(old: dict | None, new: dict) -> bool:
@@ -209,8 +221,9 @@ class RunsLoader:
 
     MAX_EXPERIMENTS = 256
 
-    def __init__(self, full_every: float = FULL_EVERY, margin_ms: int = MARGIN_MS):
-        self.full_every, self.margin_ms = full_every, margin_ms
+    def __init__(self, full_every: float = FULL_EVERY, margin_ms: int = MARGIN_MS,
+                 deleted_every: float = DELETED_EVERY):
+        self.full_every, self.margin_ms, self.deleted_every = full_every, margin_ms, deleted_every
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
         self._experiments: dict[tuple, ExperimentRuns] = {}
@@ -224,8 +237,8 @@ class RunsLoader:
                 if len(self._experiments) >= self.MAX_EXPERIMENTS:  # a long-lived server: forget, read again
                     self._experiments.clear()
                     self._frames.clear()
-                found = self._experiments[(key, experiment_id)] = ExperimentRuns(experiment_id, self.full_every,
-                                                                                  self.margin_ms)
+                found = self._experiments[(key, experiment_id)] = ExperimentRuns(
+                    experiment_id, self.full_every, self.margin_ms, self.deleted_every)
             return found
 
     def load(self, mlflow_client, experiment_ids: Sequence[str], key: tuple = (), max_age: float = 0.0) -> Snapshot:

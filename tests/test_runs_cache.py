@@ -64,7 +64,8 @@ def test_incremental_refresh_matches_full_read_through_a_runs_life(client):
 
     exp = client.create_experiment("life")
     history(client, exp, 6)
-    loader = RunsLoader(full_every=math.inf)  # never a full read after the first: every step below is incremental
+    # never a full read after the first: every step below is incremental; every deleted run read each time
+    loader = RunsLoader(full_every=math.inf, deleted_every=0)
     v = same_as_full(loader, client, [exp])
 
     # added: a queued job, a running one, a foreign script's run that started and ended between two refreshes
@@ -102,6 +103,15 @@ def test_incremental_refresh_matches_full_read_through_a_runs_life(client):
     v, before = same_as_full(loader, client, [exp]), v
     assert v > before
     client.restore_run(old)
+    v, before = same_as_full(loader, client, [exp]), v
+    assert v > before
+    # reading only the runs deleted since (between reads of all, DELETED_EVERY): a deletion shows at once
+    loader.experiment((), exp).deleted_every = math.inf
+    client.delete_run(old)
+    same_as_full(loader, client, [exp])
+    client.restore_run(old)
+    assert old not in set(loader.load(client, [exp]).frame["run_id"])  # a restore waits for the read of all
+    loader.experiment((), exp).deleted_every = 0
     v, before = same_as_full(loader, client, [exp]), v
     assert v > before
 
