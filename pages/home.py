@@ -55,7 +55,10 @@ rows = []
 finished = with_model = 0
 for exp in exps:
     runs = runs_snapshot([exp.experiment_id])
-    summary = built(compare.experiment_summary, runs.frame, runs_key([exp.experiment_id], runs.version))
+    # the summary reads the ended runs and which metrics exist: a running job's progress does not rebuild it
+    metric_columns = tuple(c for c in runs.frame.columns if c.startswith("metrics."))
+    summary = built(compare.experiment_summary, runs.frame,
+                    (*runs_key([exp.experiment_id], runs.ended_version), metric_columns))
     if summary is None:
         continue
     finished += summary["finished"]
