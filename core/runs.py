@@ -37,12 +37,16 @@ def get_experiment(mlflow_client, name: str):
 
 
 def search_all(mlflow_client, experiment_ids: Sequence[str], filter_string: str = "",
-               order_by: Sequence[str] | None = None) -> list:
-    """Every matching run: ``search_runs`` stops at one page, so follow the tokens."""
+               order_by: Sequence[str] | None = None, view_type: int | None = None) -> list:
+    """Every matching run (live ones unless ``view_type`` says otherwise): ``search_runs`` stops at one page,
+    so follow the tokens."""
+    from mlflow.entities import ViewType
+
     runs: list = []
     token = None
     while True:
         page = mlflow_client.search_runs(list(experiment_ids), filter_string=filter_string, max_results=PAGE,
+                                         run_view_type=view_type or ViewType.ACTIVE_ONLY,
                                          order_by=list(order_by or []), page_token=token)
         runs.extend(page)
         token = page.token
@@ -56,18 +60,22 @@ def runs_frame(runs: Iterable, models: Mapping[str, str] | None = None):
     import pandas as pd
 
     models = models or {}
-    rows = []
-    for run in runs:
-        info, data = run.info, run.data
-        row = {"run_id": info.run_id, "experiment_id": info.experiment_id, "run_name": info.run_name,
-               "status": info.status, "start_time": pd.to_datetime(info.start_time, unit="ms"),
-               "end_time": pd.to_datetime(info.end_time, unit="ms") if info.end_time else pd.NaT,
-               "model_uri": models.get(info.run_id)}
-        row.update({f"metrics.{k}": v for k, v in data.metrics.items()})
-        row.update({f"params.{k}": v for k, v in data.params.items()})
-        row.update({f"tags.{k}": v for k, v in data.tags.items()})
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame([run_row(run, models.get(run.info.run_id)) for run in runs])
+
+
+def run_row(run, model: str | None) -> dict:
+    """One run's row of :func:`runs_frame` (kept per run by ``core.runs_cache``)."""
+    import pandas as pd
+
+    info, data = run.info, run.data
+    row = {"run_id": info.run_id, "experiment_id": info.experiment_id, "run_name": info.run_name,
+           "status": info.status, "start_time": pd.to_datetime(info.start_time, unit="ms"),
+           "end_time": pd.to_datetime(info.end_time, unit="ms") if info.end_time else pd.NaT,
+           "model_uri": model}
+    row.update({f"metrics.{k}": v for k, v in data.metrics.items()})
+    row.update({f"params.{k}": v for k, v in data.params.items()})
+    row.update({f"tags.{k}": v for k, v in data.tags.items()})
+    return row
 
 
 # -- a run's model, through MLflow's own links ---------------------------------------------------------------
@@ -259,27 +267,26 @@ def _all_experiments(mlflow_client) -> list:
             return found
 
 
-def change_token(mlflow_client, experiment_ids: Sequence[str]) -> tuple:
-    """A cheap fingerprint that changes when runs are added, start or end: keys the pages' cache."""
-    if not experiment_ids:
-        return ()
-    ids = list(experiment_ids)
-    newest = mlflow_client.search_runs(ids, max_results=1, order_by=["attributes.start_time DESC"])
-    ended = mlflow_client.search_runs(ids, max_results=1, order_by=["attributes.end_time DESC"])
-    active = mlflow_client.search_runs(ids, "attributes.status != 'FINISHED'", max_results=PAGE)
-    return (newest[0].info.run_id if newest else None, ended[0].info.end_time if ended else None,
-            tuple(sorted((r.info.run_id, r.info.status) for r in active)))
-
-
 def load_frame(mlflow_client, experiment_ids: Sequence[str]):
     """All runs of the experiments as one DataFrame (with the experiment's name in a column).
 
     ``model_uri`` is filled for the finished candidates that logged a metric (:func:`find_models`).
+    ``core.runs_cache`` returns the same frame, re-reading only the runs that changed.
     """
     found = search_all(mlflow_client, experiment_ids)
-    frame = runs_frame(found, find_models(mlflow_client, [r for r in found if is_candidate(r) and r.data.metrics]))
+    frame = runs_frame(found, find_models(mlflow_client, model_holders(found)))
+    return with_experiment_names(frame, {i: mlflow_client.get_experiment(i).name
+                                         for i in {r.info.experiment_id for r in found}})
+
+
+def model_holders(runs: Sequence) -> list:
+    """The runs whose model :func:`load_frame` looks for: finished candidates that logged a metric."""
+    return [r for r in runs if is_candidate(r) and r.data.metrics]
+
+
+def with_experiment_names(frame, names: Mapping[str, str]):
+    """``frame`` with an ``experiment`` column (the name, from ``names`` by experiment id) as its third."""
     if len(frame):
-        names = {i: mlflow_client.get_experiment(i).name for i in set(frame["experiment_id"])}
         frame.insert(2, "experiment", frame["experiment_id"].map(names))
     return frame
 

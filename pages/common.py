@@ -43,19 +43,17 @@ def queue():
     return _queue(s.tracking_uri, str(s.home), os.environ.get("JOB_BACKEND", "local"))
 
 
-@st.cache_data(show_spinner="Reading runs from MLflow...", max_entries=32)
-def _frame(tracking_uri: str, experiment_ids: tuple[str, ...], token: tuple, who: str | None):
-    return runs_mod.load_frame(client(), list(experiment_ids))
-
-
-# Polling coalesced: every open session re-reads the queue and the runs' fingerprint every couple of seconds;
-# within POLL_TTL they share one MLflow query (bench/bench_load.py: 10 sessions over 200 queued jobs).
+# Polling coalesced: every open session re-reads the queue and the runs every couple of seconds; within
+# POLL_TTL they share one MLflow query (bench/bench_load.py: 10 sessions over 200 queued jobs).
 POLL_TTL = 1.0
 
 
-@st.cache_data(ttl=POLL_TTL, show_spinner=False, max_entries=64)
-def _token(tracking_uri: str, experiment_ids: tuple[str, ...], who: str | None) -> tuple:
-    return runs_mod.change_token(client(), list(experiment_ids))
+@st.cache_resource(show_spinner=False)
+def _runs_loader():
+    """One for the whole server: each experiment's runs read once, then only what changed (core.runs_cache)."""
+    from core.runs_cache import RunsLoader
+
+    return RunsLoader()
 
 
 def _who() -> str | None:
@@ -63,11 +61,35 @@ def _who() -> str | None:
     return creds.username if creds else None
 
 
-def load_runs(experiment_ids: list[str]):
-    """All runs of the experiments; cached per store and experiments until a run starts, ends or appears."""
-    ids = tuple(sorted(experiment_ids))
+def runs_snapshot(experiment_ids: list[str]):
+    """All runs of the experiments (at most POLL_TTL old; only the runs that changed are read again) with the
+    numbers that change when they do (core.runs_cache.Snapshot: ``frame``, ``version``, ``ended_version``).
+    The frame is shared between sessions: derive new frames from it, never change it in place."""
     uri = settings().tracking_uri
-    return _frame(uri, ids, _token(uri, ids, _who()), _who())
+    with st.spinner("Reading runs from MLflow..."):
+        return _runs_loader().load(client(), experiment_ids, key=(uri, _who()), max_age=POLL_TTL)
+
+
+def load_runs(experiment_ids: list[str]):
+    """All runs of the experiments, at most POLL_TTL old (a copy the caller may change)."""
+    return runs_snapshot(experiment_ids).frame.copy(deep=False)
+
+
+def runs_key(experiment_ids: list[str], version: int) -> tuple:
+    """What identifies a view of runs for :func:`built`: store, user, experiments and a version of their runs."""
+    return settings().tracking_uri, _who(), tuple(sorted(experiment_ids)), version
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _built(name: str, key: tuple, args: tuple, _make, _frame):
+    return _make(_frame, *args)
+
+
+def built(make, frame, key: tuple, *args):
+    """``make(frame, *args)``, made once per ``key`` (:func:`runs_key` and whatever else chose ``frame``'s rows)
+    and ``args``, and shared by the sessions: figures and tables rebuild only when their inputs changed, keyed
+    on the runs' version rather than on hashing the frame. Never change what it returns in place."""
+    return _built(f"{make.__module__}.{make.__qualname__}", key, args, make, frame)
 
 
 @st.cache_data(ttl=POLL_TTL, show_spinner=False, max_entries=64)
@@ -120,10 +142,11 @@ def predictions(run_id: str, status: str):
     return read_predictions(client(), run_id)
 
 
-def jobs_changed() -> None:
-    """After a submit, cancel or retry, the next listing reads MLflow again."""
+def jobs_changed(*run_ids: str) -> None:
+    """After a submit, cancel or retry, the next listing reads MLflow again (and ``run_ids``, ended runs this
+    page changed, e.g. the job a retry tags, are read again in full)."""
     _jobs.clear()
-    _token.clear()
+    _runs_loader().invalidate(run_ids)
 
 
 def experiments() -> list:

@@ -9,7 +9,19 @@ from core import compare
 from core.jobs import JobStatus
 from core.model_transition import ModelTransition, registered_model_names
 from core.runs import NO_MODEL
-from pages.common import client, experiments, fmt, list_jobs, load_runs, md, show_error, sign_in_gate, user
+from pages.common import (
+    built,
+    client,
+    experiments,
+    fmt,
+    list_jobs,
+    md,
+    runs_key,
+    runs_snapshot,
+    show_error,
+    sign_in_gate,
+    user,
+)
 
 sign_in_gate()
 
@@ -42,7 +54,11 @@ exps = experiments()[:10]
 rows = []
 finished = with_model = 0
 for exp in exps:
-    summary = compare.experiment_summary(load_runs([exp.experiment_id]))
+    runs = runs_snapshot([exp.experiment_id])
+    # the summary reads the ended runs and which metrics exist: a running job's progress does not rebuild it
+    metric_columns = tuple(c for c in runs.frame.columns if c.startswith("metrics."))
+    summary = built(compare.experiment_summary, runs.frame,
+                    (*runs_key([exp.experiment_id], runs.ended_version), metric_columns))
     if summary is None:
         continue
     finished += summary["finished"]

@@ -98,7 +98,7 @@ def job_details(jobs: dict[str, Job]) -> None:
     if job.status.is_terminal() and b2.button("Retry this job", key="j_retry"):
         try:
             again = q.retry(job.run_id)
-            jobs_changed()
+            jobs_changed(job.run_id)  # the old job now names its retry (a tag set after it ended)
             st.toast(f"Queued again as {again.run_id[:8]}.")
             st.rerun()
         except Exception as exc:  # noqa: BLE001
