@@ -209,15 +209,20 @@ def _examples(path: Path) -> Examples:
 
 def upload_limit_mb() -> float:
     """The largest upload kept, in MB: ``TUNEBOARD_MAX_UPLOAD_MB``, else 200 (Streamlit's own limit)."""
-    raw = os.environ.get(UPLOAD_LIMIT, "").strip()
+    return megabytes_from_env(UPLOAD_LIMIT, DEFAULT_UPLOAD_MB)
+
+
+def megabytes_from_env(variable: str, default: float) -> float:
+    """A size limit in MB from ``variable``, else ``default``; a value that is not a size above 0 is refused."""
+    raw = os.environ.get(variable, "").strip()
     if not raw:
-        return DEFAULT_UPLOAD_MB
+        return default
     try:
         limit = float(raw)
     except ValueError:
         limit = math.nan
     if not math.isfinite(limit) or limit <= 0:
-        raise TuneboardError(f"{UPLOAD_LIMIT}={raw!r} is not a size: set it to a number of MB above 0, e.g. 200.")
+        raise TuneboardError(f"{variable}={raw!r} is not a size: set it to a number of MB above 0, e.g. 200.")
     return limit
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import paths
-from core.data import FORMATS, PAIR_COLUMNS
-from core.errors import DataError, TuneboardError
+from core.data import FORMATS, PAIR_COLUMNS, megabytes_from_env
+from core.errors import DataError
 
 MAX_MB_VARIABLE = "TUNEBOARD_SCORE_MAX_MB"
 DEFAULT_MAX_MB = 200.0
@@ -46,16 +46,7 @@ class Table:
 
 def max_mb() -> float:
     """The largest file scored, in MB: ``TUNEBOARD_SCORE_MAX_MB``, else 200."""
-    raw = os.environ.get(MAX_MB_VARIABLE, "").strip()
-    if not raw:
-        return DEFAULT_MAX_MB
-    try:
-        limit = float(raw)
-    except ValueError:
-        limit = math.nan
-    if not math.isfinite(limit) or limit <= 0:
-        raise TuneboardError(f"{MAX_MB_VARIABLE}={raw!r} is not a size: set it to a number of MB above 0, e.g. 200.")
-    return limit
+    return megabytes_from_env(MAX_MB_VARIABLE, DEFAULT_MAX_MB)
 
 
 def read(path: str | Path) -> Table:
