@@ -103,7 +103,7 @@ hyperparameters:
   - {{n_epochs: 1, learning_rate: 0.002, train_batch_size: 16, eval_batch_size: 64}}
 train_file: "{tmp / 'data'}/{{data_version}}"
 validation_file: "{tmp / 'data' / 'test.csv'}"
-output_dir: "{tmp / 'out'}"
+output_dir: "{tmp / 'home' / 'out'}"
 evalute_pretrained_model: true
 """, encoding="utf-8")
 
