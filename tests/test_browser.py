@@ -170,7 +170,9 @@ evalute_pretrained_model: true
         expect(page.get_by_text(re.compile(r"Version 2 tags this call with|No topic reaches"))).to_be_visible()
         page.locator(".js-plotly-plot").last.scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "6b-registry-topics.png"))
-        page.get_by_role("tab", name="Premise and hypothesis").click()
+        pair_tab = page.get_by_role("tab", name="Premise and hypothesis")
+        expect(pair_tab).to_have_count(1)  # while the page reruns, the old tabs can still be in the page
+        pair_tab.click()
         page.get_by_role("button", name="Predict").click()
         expect(page.get_by_text("Version 2 says")).to_be_visible()
         page.screenshot(path=str(shots / "6-registry-promoted.png"), full_page=True)
