@@ -124,12 +124,12 @@ evalute_pretrained_model: true
         page.locator("input[type=file]").first.set_input_files(str(grid))
         expect(page.get_by_text("tiny_grid.yaml").first).to_be_visible()
         click_until(page, "Load this file", "Loaded tiny_grid.yaml.")
-        expect(page.get_by_text("3 runs")).to_be_visible()
+        expect(page.get_by_text("3 runs").first).to_be_visible()  # .first: a rerun may briefly show it twice
         page.screenshot(path=str(shots / "2-compose.png"), full_page=True)
 
         page.get_by_role("button", name="Launch").click()
-        expect(page.get_by_text("Queued 3 runs")).to_be_visible()
-        expect(page.get_by_text("3 finished")).to_be_visible(timeout=240_000)
+        expect(page.get_by_text("Queued 3 runs").first).to_be_visible()
+        expect(page.get_by_text("3 finished").first).to_be_visible(timeout=240_000)
         page.screenshot(path=str(shots / "3-jobs.png"), full_page=True)
 
         page.get_by_role("link", name="Compare").first.click()
