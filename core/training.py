@@ -222,14 +222,14 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     mlflow.log_params(spec.params())
     mlflow.log_text(spec.to_json(), "run_spec.json")
 
-    # 3. data and labels (and, confined, where the model may be saved: checked before any work is done)
+    # 3. data and labels (and, confined, where the model may be saved: checked before any training)
     say("reading data")
-    if spec.kind == "fine_tune":
-        paths.check_output(spec.output_dir)
     cap = predictions.max_rows()  # a mistyped cap stops the run here, not after training
     validation = load_examples(spec.validation_path)
     train = load_examples(spec.train_path) if spec.kind == "fine_tune" else None
     config = modelio.load_config(spec.base_model)
+    if spec.kind == "fine_tune":
+        paths.check_output(spec.output_dir)
     mapping = align_labels(train or validation, validation, getattr(config, "label2id", None),
                            getattr(config, "num_labels", 2))
     _log_dataset(validation, "validation")

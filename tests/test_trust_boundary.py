@@ -304,7 +304,7 @@ def test_a_teams_worker_confines_a_job_whatever_its_spec_says(server, no_roots, 
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
     settings = Settings.from_env()
-    arguments = {**seed_arguments(user_files, tmp_path), "dataset_versions": ["train_sample.csv"],
+    arguments = {**seed_arguments(user_files, no_roots.home), "dataset_versions": ["train_sample.csv"],
                  "hyperparameters": TINY[:1], "evalute_pretrained_model": False}
     assert len(ExperimentManager(**arguments).validate()) == 1  # the API, in the user's process: not confined
     queue = JobQueue(settings)
