@@ -244,12 +244,18 @@ def save_upload(name: str, content: bytes, folder: str | Path) -> Path:
                              f"{UPLOAD_LIMIT}.")
     if Path(name).suffix.lower() not in FORMATS:
         raise DataError(name, "unsupported file type.", hint=f"Use one of: {', '.join(sorted(FORMATS))}.")
+    return keep_checked(name, content, folder, _examples)
+
+
+def keep_checked(name: str, content: bytes, folder: str | Path, check) -> Path:
+    """Write ``content`` to a private staging copy, ``check`` it there, then move it into ``folder`` as ``name``
+    by a rename: a refused or interrupted upload leaves nothing in ``folder``. Errors name the upload."""
     folder = Path(folder)
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / name
         staged.write_bytes(content)
         try:
-            _examples(staged)
+            check(staged)
         except DataError as exc:  # name the upload, not the staging copy
             exc.path, exc.args = name, (str(exc).replace(str(staged), name),)
             raise

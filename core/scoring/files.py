@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import paths
-from core.data import FORMATS, PAIR_COLUMNS, megabytes_from_env
+from core.data import FORMATS, PAIR_COLUMNS, keep_checked, megabytes_from_env
 from core.errors import DataError
 
 MAX_MB_VARIABLE = "TUNEBOARD_SCORE_MAX_MB"
@@ -200,22 +200,4 @@ def save_upload(name: str, content: bytes, folder: str | Path) -> Path:
                         hint=f"Split it into smaller files, or raise {MAX_MB_VARIABLE}.")
     if Path(name).suffix.lower() not in FORMATS:
         raise DataError(name, "unsupported file type.", hint=f"Use one of: {', '.join(sorted(FORMATS))}.")
-    folder = Path(folder)
-    with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / name
-        staged.write_bytes(content)
-        try:
-            _read_table(staged)  # the staging copy is ours; the kept file lands in ``folder``
-        except DataError as exc:
-            exc.path, exc.args = name, (str(exc).replace(str(staged), name),)
-            raise
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, partial = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(content)
-            os.replace(partial, folder / name)
-        except BaseException:
-            Path(partial).unlink(missing_ok=True)
-            raise
-    return folder / name
+    return keep_checked(name, content, folder, _read_table)
