@@ -133,6 +133,25 @@ class Job:
             progress=Progress.from_json(tags.get(PROGRESS)), reason=tags.get(REASON),
             retry_of=tags.get(RETRY_OF), slot=tags.get(SLOT), kind=tags.get("run_type", "fine_tune"))
 
+    @classmethod
+    def from_row(cls, row: dict) -> Job:
+        """The same job from its row of ``core.runs.runs_frame`` (as ``core.runs_cache`` keeps it)."""
+        def tag(name: str) -> str | None:
+            value = row.get(f"tags.{name}")
+            return value if isinstance(value, str) else None  # a tag the run lacks is NaN in the frame
+
+        import pandas as pd
+
+        end = row.get("end_time")
+        return cls(
+            run_id=row["run_id"], run_name=row.get("run_name") or "", experiment_id=row["experiment_id"],
+            status=JobStatus(row["status"]), backend=tag(BACKEND) or "?", grid_id=tag("grid_id"),
+            priority=int(tag(PRIORITY) or 0), queued_at=float(tag(QUEUED_AT) or 0),
+            start_time=float(tag(STARTED_AT)) if tag(STARTED_AT) else None,
+            end_time=end.value // 1_000_000 / 1000 if isinstance(end, pd.Timestamp) else None,  # not NaT
+            progress=Progress.from_json(tag(PROGRESS)), reason=tag(REASON), retry_of=tag(RETRY_OF),
+            slot=tag(SLOT), kind=tag("run_type") or "fine_tune")
+
     def spec_order(self) -> tuple:
         """Queue order: higher priority first, then first come first served."""
         return (-self.priority, self.queued_at, self.run_id)
@@ -180,6 +199,7 @@ class JobQueue:
         self.settings = configure_mlflow(settings)
         self.backend = backend or backend_from_env(self.settings)
         self.client = runs_mod.client(self.settings.tracking_uri, self.settings.registry_uri)
+        self._jobs_memo: tuple | None = None  # (what it was built from, the jobs): see _from_loader
 
     @property
     def backend_name(self) -> str:
@@ -280,22 +300,46 @@ class JobQueue:
 
     # -- reading ---------------------------------------------------------------------------------
     def jobs(self, *, grid_id: str | None = None, statuses: set[JobStatus] | None = None,
-             experiment_ids: list[str] | None = None) -> list[Job]:
-        """Jobs of this backend's queue, in queue order; optionally one grid or some statuses."""
-        filters = [f"tags.{QUEUE} = '{self.backend.queue_id()}'"]
-        if grid_id:
-            filters.append(f"tags.grid_id = '{grid_id}'")
+             experiment_ids: list[str] | None = None, loader=None, loader_key: tuple = (),
+             max_age: float = 0.0) -> list[Job]:
+        """Jobs of this backend's queue, in queue order; optionally one grid or some statuses.
+
+        With ``loader`` (a ``core.runs_cache.RunsLoader``, shared with the pages that show runs), the runs
+        come from its frames, so a poll reads again only what changed since its last refresh (under
+        ``max_age`` seconds old: not at all); ``loader_key`` is its key (what one identity may see)."""
+        queue = self.backend.queue_id()
         ids = experiment_ids or runs_mod.experiment_ids(self.client)
         try:
-            end_half_submitted(self.client, self.backend.queue_id(), ids)
+            end_half_submitted(self.client, queue, ids)
         except Exception as exc:  # noqa: BLE001 - e.g. a reader may not end others' runs: the worker does it too
             log.info("could not end half-submitted runs: %s", exc)
-        found = [Job.from_run(r) for r in runs_mod.search_all(self.client, ids, " and ".join(filters))]
+        if loader is None:
+            filters = [f"tags.{QUEUE} = '{queue}'"] + ([f"tags.grid_id = '{grid_id}'"] if grid_id else [])
+            found = [Job.from_run(r) for r in runs_mod.search_all(self.client, ids, " and ".join(filters))]
+        else:
+            found = [j for j in self._from_loader(loader, ids, loader_key, max_age, queue)
+                     if not grid_id or j.grid_id == grid_id]
         ended = set(self.backend.reconcile([j for j in found if not j.status.is_terminal()]))
+        if ended and loader is not None:
+            loader.invalidate(ended)
         found = [self.get(j.run_id) if j.run_id in ended else j for j in found]
         if statuses:
             found = [j for j in found if j.status in statuses]
         return sorted(found, key=Job.spec_order)
+
+    def _from_loader(self, loader, ids: list[str], key: tuple, max_age: float, queue: str) -> list[Job]:
+        """The queue's jobs from the loader's frame, built again only when its version moved."""
+        snapshot = loader.load(self.client, ids, key=key, max_age=max_age)
+        memo = (key, tuple(sorted(ids)), queue, snapshot.version)
+        kept = self._jobs_memo
+        if kept is not None and kept[0] == memo:
+            return kept[1]
+        frame = snapshot.frame
+        column = f"tags.{QUEUE}"
+        rows = frame[frame[column] == queue].to_dict("records") if column in frame.columns else []
+        jobs = [Job.from_row(row) for row in rows]
+        self._jobs_memo = (memo, jobs)
+        return jobs
 
     def get(self, run_id: str) -> Job:
         try:
@@ -303,8 +347,9 @@ class JobQueue:
         except Exception as exc:
             raise NotFoundError(f"there is no job with run id {run_id!r}.") from exc
 
-    def log_tail(self, run_id: str, lines: int = 50) -> str:
-        return self.backend.log_tail(self.get(run_id), lines)
+    def log_tail(self, job: str | Job, lines: int = 50) -> str:
+        """The last lines of a job's log; ``job``: its run id, or the Job just listed (no read of the run)."""
+        return self.backend.log_tail(job if isinstance(job, Job) else self.get(job), lines)
 
     # -- changing --------------------------------------------------------------------------------
     def cancel(self, run_id: str, *, user: str | None = None) -> Job:

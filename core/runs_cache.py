@@ -8,7 +8,8 @@ keeps one experiment's rows (exactly as ``load_frame`` builds them) and a refres
    seconds all of them, and those gone from there were restored (or purged) and are read again by id (step 5);
 2. the RUNNING runs: what trains logs all the time;
 3. the SCHEDULED runs not seen yet: a queued run changes when it starts (step 2) or ends (step 4), so the known
-   ones are left out of the query (``attributes.run_id NOT IN (...)``);
+   ones are left out of the query (``attributes.run_id NOT IN (...)``), except those a job submit was still
+   writing at the last read (``core.jobs`` tags a job's queue last);
 4. the runs that ended since: ``attributes.end_time`` after the newest end seen, less ``MARGIN_MS`` (writers'
    clocks differ a little, and a run's end time is taken before its write commits), less those read since;
 5. the runs that started after the newest start seen and are neither RUNNING nor SCHEDULED (created and ended
@@ -47,6 +48,7 @@ FULL_EVERY = 300.0  # seconds between full reads (what a refresh cannot see show
 MARGIN_MS = 5_000  # runs that ended up to this long before the newest end seen are looked for again
 DELETED_EVERY = 30.0  # seconds between reads of every deleted run (restores show within this); else new ones only
 TERMINAL = ("FINISHED", "FAILED", "KILLED")
+SUBMITTING = "tags.job_submitting"  # core.jobs.SUBMITTING: the queue id while a submit writes the run, then "done"
 _IN_CHUNK = 500  # run ids per ``attributes.run_id IN (...)`` filter
 _MAX_EXCLUDED = 5_000  # run ids at most in one ``NOT IN (...)``; beyond, they are read again instead
 
@@ -152,8 +154,10 @@ class ExperimentRuns:
         ended_only = "attributes.status != 'RUNNING' and attributes.status != 'SCHEDULED'"
         for filter_string in (
                 "attributes.status = 'RUNNING'",  # what trains changes all the time: read again each time
-                # queued runs change when they start or end (the queries above and below): only new ones
-                _excluding("attributes.status = 'SCHEDULED'", [i for i, s in status.items() if s == "SCHEDULED"]),
+                # queued runs change when they start or end (the queries above and below): only new ones, and
+                # those a submit was still writing at the last read (core.jobs tags the queue last)
+                _excluding("attributes.status = 'SCHEDULED'", [i for i, s in status.items() if s == "SCHEDULED"
+                                                               and self.rows[i].get(SUBMITTING, "done") == "done"]),
                 # ended since the last read; those ended within the margin and read since are not read again
                 _excluding(f"attributes.end_time > {since}", [i for i, end in ends.items() if end > since]),
                 # created and ended between two reads, with no end time

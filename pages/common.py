@@ -94,7 +94,9 @@ def built(make, frame, key: tuple, *args):
 
 @st.cache_data(ttl=POLL_TTL, show_spinner=False, max_entries=64)
 def _jobs(tracking_uri: str, home: str, backend: str, grid_id: str | None, who: str | None) -> list:
-    return queue().jobs(grid_id=grid_id)
+    # through the server's runs loader: a poll reads again only the jobs that moved (RUNNING ones, those
+    # started or ended since), not the whole queue
+    return queue().jobs(grid_id=grid_id, loader=_runs_loader(), loader_key=(tracking_uri, who), max_age=POLL_TTL)
 
 
 def list_jobs(grid_id: str | None = None) -> list:

@@ -43,14 +43,13 @@ def _matrices(_view, runs: tuple) -> tuple:
     return matrices, charts.confusion_matrices(matrices) if matrices else None
 
 
-def _table(view: pd.DataFrame, metrics: tuple, params: tuple) -> tuple:
+def _table(view: pd.DataFrame, metrics: tuple, params: tuple) -> pd.DataFrame:
     view = view.assign(**{"holds a model": compare.holds_model(view)})
     columns = ["experiment", "run_name", "status", "holds a model", *[f"metrics.{m}" for m in metrics],
                *[f"params.{p}" for p in params],
                *[c for c in view.columns if c.startswith("tags.") and c.removeprefix("tags.")
                  in compare.tag_names(view)]]
-    table = view[[c for c in columns if c in view.columns]]
-    return table, compare.safe_csv(table)
+    return view[[c for c in columns if c in view.columns]]
 
 
 st.title("Compare runs")
@@ -157,9 +156,10 @@ with tab_cm:
 with tab_gain:
     st.plotly_chart(built(charts.gain_chart, chart_view, ended, metric), width="stretch", key="cmp_chart_gain")
 with tab_table:
-    table, csv = built(_table, view, (*runs_key(chosen, runs.version), tuple(keep), text), tuple(metrics),
-                       tuple(params))
+    table = built(_table, view, (*runs_key(chosen, runs.version), tuple(keep), text), tuple(metrics), tuple(params))
     st.dataframe(table, hide_index=True, width="stretch")
-    st.download_button("Export this table as CSV", csv, file_name="runs.csv", mime="text/csv", key="cmp_export")
+    # made when clicked, not on every poll (the table changes while jobs run)
+    st.download_button("Export this table as CSV", lambda: compare.safe_csv(table), file_name="runs.csv",
+                       mime="text/csv", key="cmp_export")
 with tab_examples:
     examples_view(view, groups, group_label if group_col else None)

@@ -104,7 +104,7 @@ def job_details(jobs: dict[str, Job]) -> None:
         except Exception as exc:  # noqa: BLE001
             show_error(exc, "retrying the job")
     st.caption("Last lines of its log")
-    st.code(q.log_tail(job.run_id, 40) or "(nothing written yet)", language=None)
+    st.code(q.log_tail(job, 40) or "(nothing written yet)", language=None)
 
 
 live_table()

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import psutil
 import pytest
@@ -135,6 +136,42 @@ def test_kill_9_of_the_worker_fails_the_running_job_and_the_queue_resumes(queue,
     wait_for(lambda: status(queue, long_job.run_id) == JobStatus.FAILED, timeout=30, what="the orphan reaped")
     assert "the worker stopped while this job was running" in queue.get(long_job.run_id).reason
     wait_for(lambda: status(queue, short_job.run_id) == JobStatus.FINISHED, what="the queue to resume")
+
+
+def test_the_pages_listing_through_the_runs_loader_matches_a_full_read_through_the_queues_life(
+        queue, bert_model, tmp_path):
+    """The Jobs page lists the queue through the server's runs loader (only what moved is read again): at every
+    step of the queue's life it lists what a full read of the queue lists."""
+    from core.runs_cache import RunsLoader
+
+    loader = RunsLoader()
+
+    def same() -> list:
+        through_loader, full = queue.jobs(loader=loader), queue.jobs()
+        assert [j.run_id for j in through_loader] == [j.run_id for j in full]
+        for mine, expected in zip(through_loader, full, strict=True):
+            if mine.status == JobStatus.RUNNING:  # its progress moves between the two reads
+                mine, expected = replace(mine, progress=None), replace(expected, progress=None)
+            assert mine == expected
+        return full
+
+    assert same() == []
+    short, cancelled = queue.submit(grid(bert_model, tmp_path, SHORT, {**SHORT, "seed": 7}), start=False)
+    (long,) = queue.submit(grid(bert_model, tmp_path, LONG, name="Long"), priority=5)
+    same()
+    queue.cancel(cancelled.run_id)
+    assert {j.run_id: j.status for j in same()}[cancelled.run_id] == JobStatus.KILLED
+    wait_for(lambda: (p := queue.get(long.run_id).progress) and p.step > 0, what="the long job training")
+    listed = {j.run_id: j for j in same()}
+    assert listed[long.run_id].status == JobStatus.RUNNING and listed[long.run_id].slot
+    queue.cancel(long.run_id)
+    wait_for(lambda: status(queue, long.run_id) == JobStatus.KILLED, timeout=15, what="KILLED")
+    again = queue.retry(cancelled.run_id, start=False)
+    listed = {j.run_id: j for j in same()}
+    assert listed[long.run_id].status == JobStatus.KILLED and listed[again.run_id].retry_of == cancelled.run_id
+    wait_for(lambda: all(status(queue, j.run_id).is_terminal() for j in (short, again)), timeout=300,
+             what="the short jobs to end")
+    assert {j.run_id: j.status for j in same()}[again.run_id] == JobStatus.FINISHED
 
 
 def test_listing_with_no_worker_ends_runs_left_running(queue, store, bert_model, tmp_path):

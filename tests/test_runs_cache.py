@@ -128,6 +128,26 @@ def test_incremental_refresh_matches_full_read_through_a_runs_life(client):
     assert loader.experiment((), exp).full_reads == 1
 
 
+def test_a_job_whose_submit_was_still_writing_it_is_read_again_once_queued(client):
+    """core.jobs writes a job in steps: created, SCHEDULED, and only then tagged with its queue. A refresh
+    between the steps must not leave the job without its queue tag (the Jobs page lists jobs by that tag)."""
+    exp = client.create_experiment("submitting")
+    loader = RunsLoader(full_every=math.inf)
+    same_as_full(loader, client, [exp])
+    job = make_run(client, exp, "job", tags={"job_submitting": "local-q"}, status=None)
+    client.update_run(job, status="SCHEDULED")
+    same_as_full(loader, client, [exp])  # the refresh reads it half written: no queue tag yet
+    client.set_tag(job, "job_queue", "local-q")
+    client.set_tag(job, "job_submitting", "done")
+    same_as_full(loader, client, [exp])
+    assert loader.load(client, [exp]).frame.set_index("run_id").loc[job, "tags.job_queue"] == "local-q"
+    # once written, a queued run is no longer read again on each refresh
+    before = loader.runs_read
+    loader.invalidate()
+    same_as_full(loader, client, [exp])
+    assert loader.runs_read == before
+
+
 def test_refresh_with_nothing_changed_reads_no_finished_run(client):
     exp = client.create_experiment("quiet")
     history(client, exp, 40)
