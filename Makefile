@@ -36,7 +36,7 @@ services:
 
 test: setup browser services
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .
-	$(PY) -m pytest -p no:cacheprovider --timeout 900 tests
+	$(PY) -m pytest -p no:cacheprovider --timeout 900 --durations=25 tests
 
 lint: setup
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .

@@ -2,13 +2,16 @@
 # The GPU check, run once on a lent GPU machine (the device tool) from the repo root, in about 7 minutes:
 #   carry [".whl"] (made by ../shared/device/wheels.sh); figures and logs land in $OUT (8 files at most).
 # Each step has a time limit and runs even if an earlier one failed; every JSON is rewritten as soon as a
-# figure is known, so a step cut off by its limit still leaves what it measured.
+# figure is known, so a step cut off by its limit still leaves what it measured. STEPS picks the steps
+# (default "b32 b128 grid"; all: "b32 b128 grid ro32 score").
 #   $OUT/gpu.txt          card, driver, versions
 #   $OUT/b32.json         bench_pipeline, DeBERTa-v3-base shape, batch 32: plain Trainer (2 seeds) vs the pipeline
 #                         eager (TUNEBOARD_COMPILE=off, buckets off), compiled (default mode, 64-token buckets),
 #                         then compiled with CUDA graphs (reduce-overhead) if time allows ($B32_VARIANTS)
 #   $OUT/b128.json        the same at batch 128, compiled (variants: $B128_VARIANTS)
 #   $OUT/grid.json        bench_grid: 8 runs through the queue and worker vs a plain script, one after another
+#   $OUT/ro32.json        CUDA graphs alone at batch 32 (reduce-overhead, static bucket shapes), 8,192 examples
+#   $OUT/score.json       bench_score: scoring a 20,000-call file and tagging 2,000 calls' topics on the GPU
 #   $OUT/logs/*.log       each step's output;  $OUT/summary.txt  the figures that matter, also printed at the end
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   && export PYTHONPATH=$PWD:/tmp/site || exit 1
@@ -17,10 +20,12 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OUT=${OU
 export TORCHINDUCTOR_CACHE_DIR=/tmp/inductor-cache TORCHINDUCTOR_FX_GRAPH_CACHE=1 TORCHINDUCTOR_AUTOGRAD_CACHE=1
 B32_VARIANTS=${B32_VARIANTS:-off,default,reduce-overhead}
 B128_VARIANTS=${B128_VARIANTS:-default}
+STEPS=" ${STEPS:-b32 b128 grid} "
 mkdir -p "$OUT/logs"
 t0=$(date +%s)
 step() {  # NAME LIMIT_S COMMAND...: run it within LIMIT_S, its output to logs/NAME.log; never stops the script
   local name=$1 limit=$2; shift 2
+  case "$STEPS" in *" $name "*) ;; *) return 0 ;; esac
   echo "== $name (limit ${limit} s; started at +$(( $(date +%s) - t0 )) s)"
   timeout -k 10 "$limit" "$@" > "$OUT/logs/$name.log" 2>&1
   echo "   exit $? at +$(( $(date +%s) - t0 )) s"
@@ -39,11 +44,16 @@ step b128 90 python3 bench/bench_pipeline.py --shape base --examples 4096 --epoc
 # per grid: 8 short fine-tunes (load, train, evaluate, save and log the model)
 step grid 115 python3 bench/bench_grid.py --shape base --examples 256 --epochs 1 --batch 32 --timeout 55 \
   --json "$OUT/grid.json"
+# CUDA graphs at batch 32: one graph per bucket (static shapes), enough steps that the steady rate shows
+TUNEBOARD_COMPILE_DYNAMIC=0 step ro32 330 python3 bench/bench_pipeline.py --shape base --examples 8192 --epochs 1 \
+  --batch 32 --repeats 1 --seeds 1 --variants reduce-overhead --json "$OUT/ro32.json"
+# file scoring and topic tagging (core/scoring) on the GPU: rows/s end to end, and bf16 autocast vs CPU fp32
+step score 170 python3 bench/bench_score.py --shape base --json "$OUT/score.json"
 python3 - "$OUT" <<'EOF' 2>&1 | tee "$OUT/summary.txt"
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
-for name in ("b32", "b128"):
+for name in ("b32", "b128", "ro32"):
     try:
         s = json.loads((out / f"{name}.json").read_text())["summary"]
     except (OSError, ValueError, KeyError) as exc:
@@ -66,5 +76,9 @@ try:
           f"{sorted({str(r.get('compile')) for r in queue.get('runs', [])})}")
 except (OSError, ValueError) as exc:
     print(f"grid: no figures ({exc})")
+try:
+    print("score:", json.dumps(json.loads((out / "score.json").read_text()))[:1500])
+except (OSError, ValueError) as exc:
+    print(f"score: no figures ({exc})")
 EOF
 echo "total $(( $(date +%s) - t0 )) s"
