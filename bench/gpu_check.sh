@@ -44,11 +44,11 @@ step b128 90 python3 bench/bench_pipeline.py --shape base --examples 4096 --epoc
 # per grid: 8 short fine-tunes (load, train, evaluate, save and log the model)
 step grid 115 python3 bench/bench_grid.py --shape base --examples 256 --epochs 1 --batch 32 --timeout 55 \
   --json "$OUT/grid.json"
+# file scoring and topic tagging (core/scoring) on the GPU: rows/s end to end, and bf16 autocast vs CPU fp32
+step score 170 python3 bench/bench_score.py --shape base --json "$OUT/score.json"
 # CUDA graphs at batch 32: one graph per bucket (static shapes), enough steps that the steady rate shows
 TUNEBOARD_COMPILE_DYNAMIC=0 step ro32 330 python3 bench/bench_pipeline.py --shape base --examples 8192 --epochs 1 \
   --batch 32 --repeats 1 --seeds 1 --variants reduce-overhead --json "$OUT/ro32.json"
-# file scoring and topic tagging (core/scoring) on the GPU: rows/s end to end, and bf16 autocast vs CPU fp32
-step score 170 python3 bench/bench_score.py --shape base --json "$OUT/score.json"
 python3 - "$OUT" <<'EOF' 2>&1 | tee "$OUT/summary.txt"
 import json, sys
 from pathlib import Path
