@@ -202,7 +202,7 @@ def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress |
     try:
         if source is None:
             source = models.resolve(active.data.tags.get("model_uri") or spec.model)
-        else:  # a queued job logged these when it was submitted
+        else:  # a new run (a queued job's were logged when it was submitted)
             mlflow.log_params(spec.params())
             mlflow.log_text(spec.to_json(), "score_spec.json")
         with paths.confined(spec.confined):
