@@ -5,7 +5,9 @@ One call scores a whole list of texts (or text pairs, for an NLI model):
 1. the model goes to ``device`` (CUDA when there is one, else the CPU), in eval mode;
 2. rows are sorted by length so that each batch pads to about its own longest row, not the file's;
 3. each batch is tokenized (truncated to ``max_length``), run under ``torch.inference_mode()`` (bf16
-   autocast on a GPU that has it, fp16 otherwise), and turned into probabilities with a float32 softmax;
+   autocast on a GPU that has it, fp16 otherwise), and turned into probabilities with a float32 softmax; the
+   next batch is tokenized while the GPU runs the current one (the GPU waited on the tokenizer before:
+   ``bench/bench_score.py``);
 4. the rows are put back in the caller's order; ``on_progress(done, total)`` after each batch.
 """
 
@@ -75,16 +77,24 @@ def predict_proba(model, tokenizer, texts: list[str], pairs: list[str] | None = 
     order = _by_length(texts, pairs)
     autocast = _autocast(device)
     done = 0
+
+    def encode(start: int):
+        rows = order[start:start + batch_size]
+        first = [texts[i] for i in rows]
+        second = [pairs[i] for i in rows] if pairs is not None else None
+        return rows, tokenizer(first, second, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+
     with torch.inference_mode():
+        following = encode(0)
         for start in range(0, total, batch_size):
-            rows = order[start:start + batch_size]
-            first = [texts[i] for i in rows]
-            second = [pairs[i] for i in rows] if pairs is not None else None
-            batch = tokenizer(first, second, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+            rows, batch = following
             inputs = {k: v.to(device) for k, v in batch.items()}
             with autocast:
                 logits = model(**inputs).logits
-            out[rows] = logits.float().softmax(dim=-1).cpu().numpy()
+            probs = logits.float().softmax(dim=-1)
+            if start + batch_size < total:  # on a GPU, the CPU tokenizes the next batch while this one runs
+                following = encode(start + batch_size)
+            out[rows] = probs.cpu().numpy()
             done += len(rows)
             if on_progress is not None:
                 on_progress(done, total)
