@@ -626,21 +626,31 @@ def test_compare_page_export_neutralises_formula_cells(env, monkeypatch):
     import csv
     import io
 
+    from streamlit.runtime.media_file_manager import MediaFileManager
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
     from streamlit.testing.v1 import app_test
 
     made: list[MemoryMediaFileStorage] = []
+    managers: list[MediaFileManager] = []
 
     class Kept(MemoryMediaFileStorage):  # AppTest's own storage, kept so the exported file can be read back
         def __init__(self, endpoint: str):
             super().__init__(endpoint)
             made.append(self)
 
+    class Manager(MediaFileManager):  # and its file manager, which makes the file when the button is clicked
+        def __init__(self, storage):
+            super().__init__(storage)
+            managers.append(self)
+
     monkeypatch.setattr(app_test, "MemoryMediaFileStorage", Kept)
+    monkeypatch.setattr(app_test, "MediaFileManager", Manager)
     seed(env)
     at = page("compare")
     (button,) = [b for b in at.get("download_button") if b.proto.label == "Export this table as CSV"]
-    exported = made[-1].get_file(button.proto.url.rsplit("/", 1)[-1]).content.decode("utf-8")
+    assert button.proto.deferred_file_id  # made on click, not on every rerun of the page
+    url = managers[-1].execute_deferred(button.proto.deferred_file_id)  # what a click asks the server for
+    exported = made[-1].get_file(url.rsplit("/", 1)[-1]).content.decode("utf-8")
     (row,) = [r for r in csv.DictReader(io.StringIO(exported)) if r["status"] == "FINISHED"]
     assert row["tags.note"] == f"'{FORMULAS['csv-equals']}"
     assert [row[f"params.{k}"] for k in "abc"] == [f"'{FORMULAS[c]}" for c in ("csv-plus", "csv-minus", "csv-at")]
