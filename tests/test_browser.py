@@ -8,6 +8,7 @@ page go to ``$E2E_SCREENSHOTS`` (default: the test's temporary folder).
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import subprocess
@@ -136,6 +137,15 @@ evalute_pretrained_model: true
         expect(page.get_by_text("Best run overall by accuracy")).to_be_visible()
         expect(page.locator(".js-plotly-plot").first).to_be_visible()
         page.screenshot(path=str(shots / "4-compare.png"), full_page=True)
+        # the runs table's export is made when clicked (deferred): the browser gets the file
+        page.get_by_role("tab", name="Table & export").click()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Export this table as CSV").click()
+        exported = tmp / "runs.csv"
+        download.value.save_as(str(exported))
+        with open(exported, newline="", encoding="utf-8") as f:
+            runs = list(csv.DictReader(f))
+        assert len(runs) == 3 and {r["status"] for r in runs} == {"FINISHED"} and "run_name" in runs[0]
 
         # the transcripts behind the numbers: one run's mistakes
         page.get_by_role("tab", name="Examples").click()
@@ -190,7 +200,6 @@ evalute_pretrained_model: true
 
 def test_score_a_file_and_download_it(dashboard):
     """After the test above (a model in production): score a small file by clicking, download the result."""
-    import csv
     import re
 
     from playwright.sync_api import expect, sync_playwright
