@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check, run once on a lent GPU machine (the device tool) from the repo root, in about 7 minutes:
-#   carry [".whl"] (made by ../shared/device/wheels.sh); figures and logs land in $OUT (8 files at most).
+#   carry [".whl"] (made by ../shared/device/wheels.sh, plus the v3 tokenizer's two, which the GPU image lacks:
+#   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp
+#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl sentencepiece==0.2.3 protobuf==7.36.2);
+#   figures and logs land in $OUT (8 files at most).
 # Each step has a time limit and runs even if an earlier one failed; every JSON is rewritten as soon as a
 # figure is known, so a step cut off by its limit still leaves what it measured. STEPS picks the steps
 # (default "b32 b128 grid"; all: "b32 b128 grid ro32 score").
