@@ -280,14 +280,18 @@ class JobQueue:
         """Queue a scoring job (``core.scoring.job``): a job kind of its own, in ``Scoring - <model>``.
 
         The model and the file are checked first (inside the allowed roots when the caller is confined or the
-        store confines jobs): nothing is created if either is bad. An alias is pinned to the version it points
-        at now, so the job scores with what the user chose.
+        store confines jobs), and for topic tagging that the model is NLI: nothing is created if any is bad. An
+        alias is pinned to the version it points at now, so the job scores with what the user chose.
         """
         from core.scoring import files, models
         from core.scoring import job as score_job
 
         confined = paths.is_confined() or paths.confines_jobs(self.settings.tracking_uri)
         source = models.resolve(spec.model, self.client)
+        if spec.mode == "topics":  # a model that is not NLI is refused now, not minutes later in the job
+            from core.scoring.topics import check_nli
+
+            check_nli(models.labels(source))  # its config only (the download is the one the job then uses)
         with paths.confined(confined):
             files.choose_columns(files.read(spec.input_path), spec.text_column, spec.pair_column,
                                  transcripts=spec.mode == "topics")

@@ -314,6 +314,25 @@ def registry(tmp_path_factory, bert_model):
         yield
 
 
+def test_a_topic_job_on_a_model_that_is_not_nli_is_refused_before_anything_is_queued(registry, tmp_path):
+    from core import runs as runs_mod
+    from core.errors import TopicError
+    from core.jobs import JobQueue
+    from core.scoring.job import ScoreSpec
+
+    calls = tmp_path / "calls.csv"
+    calls.write_text("call_id,transcript\nc1,I want to roll my balance into an IRA\n", encoding="utf-8")
+    before = {e.name for e in runs_mod.experiments(runs_mod.client())}
+    spec = ScoreSpec("models:/Topics_Sentiment@production", str(calls), mode="topics", topics=("rollover", "fees"))
+    with pytest.raises(TopicError, match="not an NLI \\(entailment\\) model. Its labels are 'complaint', 'praise'"):
+        JobQueue().submit_score(spec, start=False)
+    assert {e.name for e in runs_mod.experiments(runs_mod.client())} == before  # no scoring experiment, no run
+    # an NLI model is queued
+    job = JobQueue().submit_score(ScoreSpec("models:/Topics_NLI@production", str(calls), mode="topics",
+                                            topics=("rollover", "fees")), start=False)
+    assert job.status.value == "SCHEDULED" and job.kind == "score"
+
+
 @pytest.mark.slow
 def test_registry_try_it_tags_a_calls_topics_with_a_chart(registry):
     from test_pages import app, texts
