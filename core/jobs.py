@@ -123,34 +123,30 @@ class Job:
 
     @classmethod
     def from_run(cls, run) -> Job:
-        tags = run.data.tags
-        return cls(
-            run_id=run.info.run_id, run_name=run.info.run_name or "", experiment_id=run.info.experiment_id,
-            status=JobStatus(run.info.status), backend=tags.get(BACKEND, "?"), grid_id=tags.get("grid_id"),
-            priority=int(tags.get(PRIORITY, "0") or 0), queued_at=float(tags.get(QUEUED_AT, "0") or 0),
-            start_time=float(tags[STARTED_AT]) if tags.get(STARTED_AT) else None,
-            end_time=run.info.end_time / 1000 if run.info.end_time else None,
-            progress=Progress.from_json(tags.get(PROGRESS)), reason=tags.get(REASON),
-            retry_of=tags.get(RETRY_OF), slot=tags.get(SLOT), kind=tags.get("run_type", "fine_tune"))
+        info = run.info
+        return cls._of(info.run_id, info.run_name, info.experiment_id, info.status, info.end_time, run.data.tags)
 
     @classmethod
     def from_row(cls, row: dict) -> Job:
         """The same job from its row of ``core.runs.runs_frame`` (as ``core.runs_cache`` keeps it)."""
-        def tag(name: str) -> str | None:
-            value = row.get(f"tags.{name}")
-            return value if isinstance(value, str) else None  # a tag the run lacks is NaN in the frame
-
         import pandas as pd
 
         end = row.get("end_time")
+        tags = {k[5:]: v for k, v in row.items() if k.startswith("tags.") and isinstance(v, str)}  # lacking: NaN
+        return cls._of(row["run_id"], row.get("run_name"), row["experiment_id"], row["status"],
+                       end.value // 1_000_000 if isinstance(end, pd.Timestamp) else None, tags)  # NaT: none
+
+    @classmethod
+    def _of(cls, run_id: str, run_name: str | None, experiment_id: str, status: str, end_ms: int | None,
+            tags: dict) -> Job:
         return cls(
-            run_id=row["run_id"], run_name=row.get("run_name") or "", experiment_id=row["experiment_id"],
-            status=JobStatus(row["status"]), backend=tag(BACKEND) or "?", grid_id=tag("grid_id"),
-            priority=int(tag(PRIORITY) or 0), queued_at=float(tag(QUEUED_AT) or 0),
-            start_time=float(tag(STARTED_AT)) if tag(STARTED_AT) else None,
-            end_time=end.value // 1_000_000 / 1000 if isinstance(end, pd.Timestamp) else None,  # not NaT
-            progress=Progress.from_json(tag(PROGRESS)), reason=tag(REASON), retry_of=tag(RETRY_OF),
-            slot=tag(SLOT), kind=tag("run_type") or "fine_tune")
+            run_id=run_id, run_name=run_name or "", experiment_id=experiment_id, status=JobStatus(status),
+            backend=tags.get(BACKEND, "?"), grid_id=tags.get("grid_id"),
+            priority=int(tags.get(PRIORITY, "0") or 0), queued_at=float(tags.get(QUEUED_AT, "0") or 0),
+            start_time=float(tags[STARTED_AT]) if tags.get(STARTED_AT) else None,
+            end_time=end_ms / 1000 if end_ms else None,
+            progress=Progress.from_json(tags.get(PROGRESS)), reason=tags.get(REASON),
+            retry_of=tags.get(RETRY_OF), slot=tags.get(SLOT), kind=tags.get("run_type", "fine_tune"))
 
     def spec_order(self) -> tuple:
         """Queue order: higher priority first, then first come first served."""
@@ -199,7 +195,6 @@ class JobQueue:
         self.settings = configure_mlflow(settings)
         self.backend = backend or backend_from_env(self.settings)
         self.client = runs_mod.client(self.settings.tracking_uri, self.settings.registry_uri)
-        self._jobs_memo: tuple | None = None  # (what it was built from, the jobs): see _from_loader
 
     @property
     def backend_name(self) -> str:
@@ -332,18 +327,11 @@ class JobQueue:
         return sorted(found, key=Job.spec_order)
 
     def _from_loader(self, loader, ids: list[str], key: tuple, max_age: float, queue: str) -> list[Job]:
-        """The queue's jobs from the loader's frame, built again only when its version moved."""
-        snapshot = loader.load(self.client, ids, key=key, max_age=max_age)
-        memo = (key, tuple(sorted(ids)), queue, snapshot.version)
-        kept = self._jobs_memo
-        if kept is not None and kept[0] == memo:
-            return kept[1]
-        frame = snapshot.frame
+        """The queue's jobs, from the loader's frame."""
+        frame = loader.load(self.client, ids, key=key, max_age=max_age).frame
         column = f"tags.{QUEUE}"
         rows = frame[frame[column] == queue].to_dict("records") if column in frame.columns else []
-        jobs = [Job.from_row(row) for row in rows]
-        self._jobs_memo = (memo, jobs)
-        return jobs
+        return [Job.from_row(row) for row in rows]
 
     def get(self, run_id: str) -> Job:
         try:
