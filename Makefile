@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup browser services run demo test lint bench clean
+.PHONY: setup browser services run demo test check lint bench clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -34,9 +34,16 @@ services:
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; \
 	  echo "PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1
 
+# Both cores: pytest-xdist, one torch thread per process (tests/conftest.py). --dist loadgroup keeps the tests
+# of one xdist_group (a module's shared store, a server) on one worker and spreads the rest test by test.
 test: setup browser services
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .
-	$(PY) -m pytest -p no:cacheprovider --timeout 900 --durations=25 tests
+	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadgroup --timeout 900 --durations=25 tests
+
+# The inner loop: lint, then the tests that start no browser, no PostgreSQL and no training process.
+check: setup
+	$(PY) -m ruff check --line-length 120 --extend-select E501 .
+	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadgroup --timeout 300 -m "not slow" -q tests
 
 lint: setup
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .

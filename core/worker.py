@@ -243,7 +243,11 @@ class Worker:
         self.to_finalize: dict[str, int] = {}  # ended jobs whose end MLflow has not recorded yet: run id -> code
         self.gpu_bytes = gpu_memory() if any(s.gpu for s in self.slots) else {}
         self._measured: dict[str, tuple[float, int]] = {}  # base model -> (peak bytes, batch x max_length)
+        # CPU jobs share the cores; an OMP_NUM_THREADS the worker was given (a machine shared with other work, the
+        # tests) is kept as the most each job takes
         threads = max(1, (os.cpu_count() or 1) // len(self.slots))
+        if os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
+            threads = max(1, min(threads, int(os.environ["OMP_NUM_THREADS"])))
         for slot in self.slots:
             slot.env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot.gpu or "", "TUNEBOARD_WORKER_PID": str(os.getpid()),
                         "TUNEBOARD_HOME": str(self.settings.home), "MLFLOW_TRACKING_URI": self.settings.tracking_uri,

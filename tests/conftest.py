@@ -20,6 +20,10 @@ sys.path.insert(0, str(ROOT))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# One intra-op thread in every torch process the tests start (this one, training subprocesses, the worker's jobs,
+# which keep an OMP_NUM_THREADS they are given): two xdist workers on two cores never oversubscribe them.
+for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_threads] = "1"
 
 DATA = ROOT / "data"
 
