@@ -14,15 +14,14 @@ between every two jobs.
 from __future__ import annotations
 
 import logging
-import math
 import queue
+import shutil
+import sys
+import tempfile
 import threading
-import time
 from collections.abc import Callable
+from pathlib import Path
 
-from transformers import TrainerCallback
-
-SKIP = {"total_flos"}
 log = logging.getLogger(__name__)
 
 
@@ -93,44 +92,25 @@ class BackgroundWriter:
 writer = BackgroundWriter()
 
 
+def attach_log(client, run_id: str, path: str | Path, name: str = "job.log") -> bool:
+    """Attach a job's log file to its run as ``name``; False (and a line on stderr) when it cannot be.
+
+    Best effort: a full artifact disk or an unreachable store must not change how the job ends.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / name
+            shutil.copyfile(path, copy)
+            client.log_artifact(run_id, str(copy))
+    except Exception as exc:  # noqa: BLE001 - see above
+        print(f"could not attach the log of {run_id}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
 def flush() -> None:
     """Wait for every background MLflow write of this process."""
     writer.flush()
-
-
-class MlflowMetricsCallback(TrainerCallback):
-    """Log loss, learning rate and eval metrics per step to one MLflow run, in the background."""
-
-    def __init__(self, run_id: str, flush_seconds: float = 2.0):
-        from mlflow.tracking import MlflowClient
-
-        self.run_id = run_id
-        self.flush_seconds = flush_seconds
-        self._client = MlflowClient()
-        self._pending: list = []
-        self._last_flush = time.monotonic()
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        from mlflow.entities import Metric
-
-        now_ms = int(time.time() * 1000)
-        for key, value in (logs or {}).items():
-            if key in SKIP or isinstance(value, bool) or not isinstance(value, (int, float)):
-                continue
-            if math.isfinite(value):
-                self._pending.append(Metric(key, float(value), now_ms, state.global_step))
-        if time.monotonic() - self._last_flush >= self.flush_seconds:
-            self.flush()
-
-    def on_evaluate(self, args, state, control, **kwargs):
-        self.flush()
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.flush()
-
-    def flush(self) -> None:
-        # MLflow caps one batch at 1000 metrics
-        while self._pending:
-            chunk, self._pending = self._pending[:1000], self._pending[1000:]
-            writer.submit(lambda chunk=chunk: self._client.log_batch(self.run_id, metrics=chunk))
-        self._last_flush = time.monotonic()

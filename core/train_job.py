@@ -4,7 +4,8 @@ It reads the job's spec from its MLflow run (tag ``job_spec``), runs it with
 :func:`core.training.execute` on that run, and reports progress (stage, step
 of total, epoch, loss, samples/s, ETA) into the run's ``job_progress`` tag at
 most every ``PROGRESS_SECONDS``, from a background thread, so training never waits on it.
-The exit code is 0 when the run finished, 1 when it failed.
+The exit code is 0 when the run finished, 1 when it failed. With ``--log LOG_PATH`` (the file the worker
+sends its output to) the log is attached to the run (``job.log``) before the run ends.
 
 ``--wait`` starts a warm spare for the local worker: it imports everything,
 then waits on stdin for ``RUN_ID<TAB>LOG_PATH``, so the next job starts with no
@@ -84,8 +85,27 @@ def _hold(stage: str, reporter: ProgressReporter) -> None:
     hold_for_test(stage, before=lambda: (reporter.push(force=True), tracking.flush()))
 
 
-def run_job(run_id: str) -> int:
-    """Execute the job whose MLflow run is ``run_id``; returns the process exit code."""
+def _log_attacher(run_id: str, log_path: str | None):
+    """What a job does just before its run ends: attach its log so far (``job.log``), so a run that reads
+    FINISHED or FAILED already holds it; the worker attaches the whole log again once the process exits."""
+    if not log_path:
+        return None
+
+    def attach() -> None:
+        from mlflow.tracking import MlflowClient
+
+        from core import tracking
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        tracking.attach_log(MlflowClient(), run_id, log_path)
+
+    return attach
+
+
+def run_job(run_id: str, log_path: str | None = None) -> int:
+    """Execute the job whose MLflow run is ``run_id``; returns the process exit code. ``log_path``: the file
+    this process writes its output to (the worker's job log), attached to the run before it ends."""
     from mlflow.tracking import MlflowClient
 
     from core import paths, tracking
@@ -98,7 +118,7 @@ def run_job(run_id: str) -> int:
     settings = configure_mlflow()
     text = MlflowClient().get_run(run_id).data.tags[SPEC]
     if is_score_spec(text):
-        return run_score_job(run_id, ScoreSpec.from_json(text), settings)
+        return run_score_job(run_id, ScoreSpec.from_json(text), settings, log_path)
     spec = RunSpec.from_json(text)
     # The trust boundary (core.paths): a job from a page reads only inside the roots, checked again here since
     # files can change after submit; on a team's server every job does, whoever wrote its spec.
@@ -114,7 +134,8 @@ def run_job(run_id: str) -> int:
             _hold(stage, reporter)
 
     result = execute(spec, run_id=run_id, settings=settings, callbacks=[reporter.callback()], on_status=on_status,
-                     requeue=lambda exc: _packed_out_of_memory(run_id, exc))
+                     requeue=lambda exc: _packed_out_of_memory(run_id, exc),
+                     before_end=_log_attacher(run_id, log_path))
     if result.status == "REQUEUED":
         _queue_alone(run_id, result.error or "")
         return REQUEUED_CODE
@@ -125,7 +146,7 @@ def run_job(run_id: str) -> int:
     return 0 if result.status == "FINISHED" else 1
 
 
-def run_score_job(run_id: str, spec, settings) -> int:
+def run_score_job(run_id: str, spec, settings, log_path: str | None = None) -> int:
     """A scoring job (``core.scoring.job``): progress is rows done of the file's rows, stage "scoring"."""
     from dataclasses import replace as with_changes
 
@@ -168,7 +189,8 @@ def run_score_job(run_id: str, spec, settings) -> int:
         if first:  # test hook: after the first batch
             hold_for_test("scoring", before=lambda: (push(force=True), tracking.flush()))
 
-    result = score(spec, run_id, on_progress=on_progress, on_status=on_status)
+    result = score(spec, run_id, on_progress=on_progress, on_status=on_status,
+                   before_end=_log_attacher(run_id, log_path))
     state["stage"] = "finished" if result.status == "FINISHED" else "failed"
     push(force=True)
     tracking.flush()
@@ -234,7 +256,7 @@ def _warm_spare() -> int:
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    return run_job(run_id)
+    return run_job(run_id, log_path)
 
 
 def _yield_cpu() -> None:
@@ -258,8 +280,10 @@ def main(argv: list[str]) -> int:
     _yield_cpu()
     if argv and argv[0] == "--wait":
         return _warm_spare()
+    if len(argv) == 3 and argv[1] == "--log":
+        return run_job(argv[0], argv[2])
     if len(argv) != 1:
-        print("usage: python -m core.train_job RUN_ID | --wait", file=sys.stderr)
+        print("usage: python -m core.train_job RUN_ID [--log LOG_PATH] | --wait", file=sys.stderr)
         return 2
     return run_job(argv[0])
 

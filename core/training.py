@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -31,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from transformers import TrainerCallback
 
 from core import modelio, paths, speed, tracking
 from core.data import Examples, LabelMapping, align_labels, load_examples
@@ -70,11 +73,14 @@ def spec_tags(spec: RunSpec) -> dict[str, str]:
 
 def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | None = None,
             callbacks: list | None = None, on_status: Callable[[str], None] | None = None,
-            requeue: Callable[[Exception], bool] | None = None) -> RunResult:
+            requeue: Callable[[Exception], bool] | None = None,
+            before_end: Callable[[], None] | None = None) -> RunResult:
     """Run one spec end to end; never raises for a failure inside the run (it ends FAILED).
 
     ``requeue``: asked about a failure; when it answers True the run is left open (status "REQUEUED") for
-    the caller to queue again (the worker's packed jobs that ran out of GPU memory).
+    the caller to queue again (the worker's packed jobs that ran out of GPU memory). ``before_end``: called
+    while the run is still open, just before it ends FINISHED or FAILED (a job attaches its log there, so
+    a run that reads as ended already holds it).
     """
     import mlflow
 
@@ -99,10 +105,12 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
         except Exception:  # noqa: BLE001 - explaining must never stop the run from ending FAILED
             message = f"{type(exc).__name__}: {exc}"
         log.warning("run %s failed: %s", spec.run_name, message)
-        _record_failure(run_id, exc, message)
+        _record_failure(run_id, exc, message, before_end)
         return RunResult(run_id, spec.run_name, "FAILED", {}, message)
     try:
         tracking.flush()
+        if before_end is not None:
+            before_end()
         mlflow.end_run("FINISHED")
     except Exception as exc:  # noqa: BLE001 - MLflow went away at the very end; say so, the worker records it
         message = f"the run trained and logged, but MLflow could not record its end: {_explain(exc)}"
@@ -112,9 +120,9 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
     return RunResult(run_id, spec.run_name, "FINISHED", metrics)
 
 
-def _record_failure(run_id: str, exc: Exception, message: str) -> None:
+def _record_failure(run_id: str, exc: Exception, message: str, before_end: Callable[[], None] | None = None) -> None:
     """End the run FAILED with its reason, best effort: each write is tried on its own, so one that fails
-    too (a full disk, MLflow unreachable) does not skip the others."""
+    too (a full disk, MLflow unreachable) does not skip the others. ``before_end`` runs just before the end."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -130,7 +138,7 @@ def _record_failure(run_id: str, exc: Exception, message: str) -> None:
 
     writes = (tracking.flush, lambda: client.set_tag(run_id, ERROR_TAG, message[:4000]),
               lambda: client.set_tag(run_id, "error_type", type(exc).__name__),
-              lambda: client.log_text(run_id, details, "error.txt"), end)
+              lambda: client.log_text(run_id, details, "error.txt"), before_end or (lambda: None), end)
     for write in writes:
         try:
             write()
@@ -383,7 +391,7 @@ def _make_trainer(spec: RunSpec, model, tokenizer, mapping: LabelMapping, eval_s
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
         data_collator=speed.BucketCollator(tokenizer, plan.edges, pad),
         processing_class=tokenizer, compute_metrics=_trainer_metrics(mapping),
-        callbacks=[tracking.MlflowMetricsCallback(run_id), speed.CostCallback(), *callbacks],
+        callbacks=[MlflowMetricsCallback(run_id), speed.CostCallback(), *callbacks],
     )
     # With tqdm off (our default) the Trainer prints every log as a raw dict; the numbers go to MLflow, and
     # progress to the callbacks the caller passed (core.progress), so drop the printer, in notebooks too.
@@ -416,3 +424,44 @@ def describe(result: RunResult) -> str:
         shown = ", ".join(f"{k} {v:.3f}" for k, v in result.metrics.items())
         return f"{result.run_name}: finished ({shown})"
     return f"{result.run_name}: FAILED — {result.error}"
+
+
+class MlflowMetricsCallback(TrainerCallback):
+    """Log loss, learning rate and eval metrics per step to one MLflow run, in the background
+    (``core.tracking.writer``), so no training step waits for a round trip to the store."""
+
+    SKIP = frozenset({"total_flos"})
+
+    def __init__(self, run_id: str, flush_seconds: float = 2.0):
+        from mlflow.tracking import MlflowClient
+
+        self.run_id = run_id
+        self.flush_seconds = flush_seconds
+        self._client = MlflowClient()
+        self._pending: list = []
+        self._last_flush = time.monotonic()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        from mlflow.entities import Metric
+
+        now_ms = int(time.time() * 1000)
+        for key, value in (logs or {}).items():
+            if key in self.SKIP or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if math.isfinite(value):
+                self._pending.append(Metric(key, float(value), now_ms, state.global_step))
+        if time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.flush()
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.flush()
+
+    def flush(self) -> None:
+        # MLflow caps one batch at 1000 metrics
+        while self._pending:
+            chunk, self._pending = self._pending[:1000], self._pending[1000:]
+            tracking.writer.submit(lambda chunk=chunk: self._client.log_batch(self.run_id, metrics=chunk))
+        self._last_flush = time.monotonic()

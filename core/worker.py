@@ -29,14 +29,13 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import jobs as jobs_mod
-from core import packing, paths
+from core import packing, paths, tracking
 from core import runs as runs_mod
 from core.jobs import CANCEL, PID, QUEUE, SLOT, STARTED_AT, Job, JobStatus, end_run
 from core.packing import SHARED_TAG
@@ -418,7 +417,8 @@ class Worker:
             proc = spare
         else:
             with open(log, "ab") as out:
-                proc = subprocess.Popen([sys.executable, "-m", "core.train_job", job.run_id], cwd=REPO_ROOT,
+                proc = subprocess.Popen([sys.executable, "-m", "core.train_job", job.run_id, "--log", str(log)],
+                                        cwd=REPO_ROOT,
                                         env=slot.env, stdout=out, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
             slot.job_id, slot.proc, slot.killing_since = job.run_id, proc, None
@@ -493,8 +493,10 @@ class Worker:
             del self.to_finalize[run_id]
 
     def finalize(self, run_id: str, code: int) -> None:
-        """Give the run its true final state and attach the job's log."""
+        """Attach the job's whole log, then give the run its true final state (a run that reads as ended holds
+        its log; one its process ended itself got it from the process, and gets the last lines here)."""
         run = self.client.get_run(run_id)
+        self._attach_log(run_id)
         cancelled_by = run.data.tags.get(CANCEL)
         if cancelled_by:
             end_run(self.client, run_id, JobStatus.KILLED, f"cancelled by {cancelled_by} while it was running")
@@ -509,20 +511,11 @@ class Worker:
             end_run(self.client, run_id, JobStatus.FAILED, f"{why}. Last log line: {last[:500]}" if last else why)
         else:
             end_run(self.client, run_id, JobStatus.FAILED, "the training process ended without reporting a result")
-        self._attach_log(run_id)
         say(f"ended {run_id}: {self.client.get_run(run_id).info.status}")
 
     def _attach_log(self, run_id: str) -> None:
-        path = log_path(self.settings, run_id)
-        if not path.is_file():
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            copy = Path(tmp) / "job.log"
-            shutil.copyfile(path, copy)
-            try:
-                self.client.log_artifact(run_id, str(copy))
-            except OSError as exc:  # a full artifact disk must not stop the queue
-                say(f"could not attach the log of {run_id}: {exc}")
+        """The whole log, its last lines included (the job's process attached it before its run ended)."""
+        tracking.attach_log(self.client, run_id, log_path(self.settings, run_id))
 
     def shutdown(self) -> None:
         """Stop: running jobs end KILLED (retry them to run again); spares are let go."""

@@ -87,6 +87,23 @@ def click_until(page, button: str, shows: str, tries: int = 6) -> None:
     raise AssertionError(f"clicking {button!r} never showed {shows!r}")
 
 
+def download_by_clicking(page, button, tries: int = 4):
+    """Click ``button`` (a locator) until the browser gets a download: a click that lands while the page reruns
+    (Streamlit replaces the button) is lost, and a deferred download is made only by a click the server saw."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(tries - 1):
+        try:
+            with page.expect_download(timeout=20_000) as download:
+                button.click()
+            return download.value
+        except PlaywrightTimeout:
+            continue
+    with page.expect_download(timeout=20_000) as download:
+        button.click()
+    return download.value
+
+
 def test_from_an_empty_store_to_a_model_in_production_by_clicking(dashboard):
     from playwright.sync_api import expect, sync_playwright
 
@@ -139,10 +156,8 @@ evalute_pretrained_model: true
         page.screenshot(path=str(shots / "4-compare.png"), full_page=True)
         # the runs table's export is made when clicked (deferred): the browser gets the file
         page.get_by_role("tab", name="Table & export").click()
-        with page.expect_download() as download:
-            page.get_by_role("button", name="Export this table as CSV").click()
         exported = tmp / "runs.csv"
-        download.value.save_as(str(exported))
+        download_by_clicking(page, page.get_by_role("button", name="Export this table as CSV")).save_as(str(exported))
         with open(exported, newline="", encoding="utf-8") as f:
             runs = list(csv.DictReader(f))
         assert len(runs) == 3 and {r["status"] for r in runs} == {"FINISHED"} and "run_name" in runs[0]
@@ -233,10 +248,8 @@ def test_score_a_file_and_download_it(dashboard):
         button = page.get_by_role("button", name="Download calls_scored.csv")
         button.scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "score.png"))  # Streamlit scrolls inside the page: the result in view
-        with page.expect_download() as download:
-            button.click()
         saved = tmp / "downloaded.csv"
-        download.value.save_as(str(saved))
+        download_by_clicking(page, button).save_as(str(saved))
         browser.close()
 
     with open(saved, newline="", encoding="utf-8") as f:

@@ -85,6 +85,22 @@ def test_submit_queues_every_run_with_its_spec_and_the_worker_runs_them(queue, b
     assert float(finished[0].start_time) < float(finished[1].start_time)
 
 
+def test_a_run_that_reads_finished_already_holds_its_log(queue, bert_model, tmp_path):
+    """The job's process attaches its log before it ends its run: no worker here could attach it later."""
+    import mlflow
+
+    (job,) = queue.submit(grid(bert_model, tmp_path, SHORT), start=False)
+    log = tmp_path / "job-process.log"
+    with open(log, "wb") as out:
+        done = subprocess.run([sys.executable, "-m", "core.train_job", job.run_id, "--log", str(log)], cwd=ROOT,
+                              env=os.environ, stdout=out, stderr=subprocess.STDOUT, timeout=600, check=False)
+    assert done.returncode == 0, log.read_text()[-3000:]
+    assert queue.client.get_run(job.run_id).info.status == "FINISHED"
+    attached = mlflow.artifacts.download_artifacts(run_id=job.run_id, artifact_path="job.log", dst_path=str(tmp_path))
+    text = open(attached, encoding="utf-8").read()
+    assert f"job {job.run_id}: " in text and "logging model" in text
+
+
 def test_priority_jumps_the_queue(queue, bert_model, tmp_path):
     low = queue.submit(grid(bert_model, tmp_path, SHORT, name="Low"), start=False)
     high = queue.submit(grid(bert_model, tmp_path, SHORT, name="High"), priority=5, start=False)
@@ -118,7 +134,7 @@ def test_cancel_a_running_job_stops_it_within_seconds(queue, bert_model, tmp_pat
     assert time.monotonic() - started < 10
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert "cancelled by bob while it was running" in queue.get(job.run_id).reason
-    wait_for(lambda: "job.log" in {a.path for a in queue.client.list_artifacts(job.run_id)}, what="the log")
+    assert "job.log" in {a.path for a in queue.client.list_artifacts(job.run_id)}  # attached before it ended
 
 
 def test_kill_9_of_the_worker_fails_the_running_job_and_the_queue_resumes(queue, store, bert_model, tmp_path):
@@ -196,6 +212,8 @@ def test_a_broken_dataset_fails_its_job_with_a_reason_and_the_next_job_succeeds(
     assert failed.status == JobStatus.FAILED
     assert "full_dataset.csv, line 2: byte 25 is not valid UTF-8" in failed.reason
     assert status(queue, good.run_id) == JobStatus.FINISHED
+    for job in (broken, good):  # an ended run holds its log, whoever ended it
+        assert "job.log" in {a.path for a in queue.client.list_artifacts(job.run_id)}
 
 
 def test_retry_queues_a_linked_run_with_the_same_spec(queue, bert_model, tmp_path):

@@ -177,10 +177,12 @@ class ScoreResult:
 
 
 def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress | None = None,
-          on_status: Callable[[str], None] | None = None, device: str | None = None) -> ScoreResult:
+          on_status: Callable[[str], None] | None = None, device: str | None = None,
+          before_end: Callable[[], None] | None = None) -> ScoreResult:
     """Run ``spec`` as an MLflow run (a new one, or the queued run ``run_id``); never raises once the run exists.
 
     Before the run exists (``run_id`` None), a bad spec or a model that does not exist raises a TuneboardError.
+    ``before_end`` is called while the run is open, just before it ends (a job attaches its log there).
     """
     import mlflow
 
@@ -207,11 +209,13 @@ def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress |
             mlflow.log_text(spec.to_json(), "score_spec.json")
         with paths.confined(spec.confined):
             rows, output = _score_body(spec, source, say, on_progress, device)
+        if before_end is not None:
+            before_end()
         mlflow.end_run("FINISHED")
     except Exception as exc:  # noqa: BLE001 - the run ends FAILED with the reason; the caller goes on
         message = _explain(exc)
         log.warning("scoring run %s failed: %s", run_id, message)
-        _record_failure(run_id, exc, message)
+        _record_failure(run_id, exc, message, before_end)
         return ScoreResult(run_id, "FAILED", 0, None, message)
     return ScoreResult(run_id, "FINISHED", rows, output)
 
