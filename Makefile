@@ -35,15 +35,16 @@ services:
 	  echo "PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1
 
 # Both cores: pytest-xdist, one torch thread per process (tests/conftest.py). --dist loadgroup keeps the tests
-# of one xdist_group (a module's shared store, a server) on one worker and spreads the rest test by test.
+# of one xdist_group (a module's shared store, a server) on one worker and spreads the rest test by test, in the
+# order tests/conftest.py gives (the slowest modules first).
 test: setup browser services
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .
-	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadgroup --timeout 900 --durations=25 tests
+	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadgroup --no-loadscope-reorder --timeout 900 --durations=25 tests
 
 # The inner loop: lint, then the tests that start no browser, no PostgreSQL and no training process.
 check: setup
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .
-	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadgroup --timeout 300 -m "not slow" -q tests
+	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadgroup --no-loadscope-reorder --timeout 300 -m "not slow" -q tests
 
 lint: setup
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .

@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from core.auth import Credentials, acting_as, may_promote, model_permission, server_auth, sign_in
 from core.errors import AuthError
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("auth_server")]  # one worker builds its fixture
 PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 MODEL = "Topic_Model"
 ADMIN = Credentials("admin", "admin-" + secrets.token_hex(8))

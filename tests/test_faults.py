@@ -309,6 +309,7 @@ def log_has(settings, run_id: str, text: str) -> bool:
     return log.exists() and text in log.read_text()
 
 
+@pytest.mark.xdist_group("faults_server")  # one worker starts the module's server
 @pytest.mark.parametrize("fault", ["mlflow-server", "postgresql"])
 def test_a_restart_under_a_running_job_ends_it_finished(team_faults, server, tmp_path, monkeypatch, fault):
     """The server is killed -9 (or PostgreSQL stopped) mid-training, the job trains on and its writes fail while
@@ -350,6 +351,7 @@ def test_a_restart_under_a_running_job_ends_it_finished(team_faults, server, tmp
     stop_and_check_nothing_left(settings)
 
 
+@pytest.mark.xdist_group("faults_server")  # one worker starts the module's server
 def test_mlflow_down_longer_than_its_retries_fails_the_job_plainly_and_the_worker_survives(
         team_faults, server, tmp_path, monkeypatch):
     """With no client retries left (as after minutes of outage), the job fails; the worker keeps going."""

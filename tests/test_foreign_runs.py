@@ -21,7 +21,7 @@ import pytest
 from conftest import DATA, ROOT, child_env, use_store
 from test_pages import app, texts  # the same AppTest helpers the other page tests use
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("foreign_store")]  # one worker builds its fixture
 
 SCRIPT = ROOT / "tests" / "foreign_trainer_script.py"
 HF = "team-hf-trainer"

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import psutil
 import pytest
@@ -97,7 +98,7 @@ def test_a_run_that_reads_finished_already_holds_its_log(queue, bert_model, tmp_
     assert done.returncode == 0, log.read_text()[-3000:]
     assert queue.client.get_run(job.run_id).info.status == "FINISHED"
     attached = mlflow.artifacts.download_artifacts(run_id=job.run_id, artifact_path="job.log", dst_path=str(tmp_path))
-    text = open(attached, encoding="utf-8").read()
+    text = Path(attached).read_text(encoding="utf-8")
     assert f"job {job.run_id}: " in text and "logging model" in text
 
 

@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 from conftest import DATA, child_env, free_port, use_store
 
+pytestmark = pytest.mark.xdist_group("pyfunc_models")  # one worker builds its module fixtures
+
 TEXTS = ["hi, I can't log in to my account, my password stopped working.", "what are the fees on my plan?"]
 PAIRS = ["This call is about account access.", "This call is about fees."]
 

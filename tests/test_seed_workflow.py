@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA, copy_data, use_store
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("seed_run")]  # one worker builds its fixture
 
 SEED_USER = "santhosh.kumar3@voya.com"
 MODEL_NAME = "Topic_Modeling_Consumer_Topic"

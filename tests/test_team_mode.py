@@ -10,7 +10,7 @@ from conftest import copy_data
 
 from core.grid import GridSpec
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("team_server")]  # one worker builds its fixture
 
 
 @pytest.fixture

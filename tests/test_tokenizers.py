@@ -22,6 +22,8 @@ from conftest import ROOT, child_env, use_store
 
 from core.errors import ModelPathError
 
+pytestmark = pytest.mark.xdist_group("v3_runs")  # one worker builds its module fixtures
+
 V3_FILES = {"config.json", "model.safetensors", "spm.model", "tokenizer_config.json"}
 
 

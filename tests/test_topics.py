@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.xdist_group("topic_models")  # one worker builds its module fixtures
+
 MIXED = [
     "hi",
     "I can't log in to my account, my password stopped working and the website locked me out. " * 12,
