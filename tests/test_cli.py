@@ -42,6 +42,7 @@ def test_demo_runs_the_grid_beats_the_baseline_and_promotes(tmp_path):
     assert unknown.returncode == 2 and "Metrics logged:" in unknown.stderr and "accuracy" in unknown.stderr
 
 
+@pytest.mark.slow  # a training subprocess: not in `make check`
 def test_a_grid_file_runs_and_bad_ones_are_refused(tmp_path, bert_model):
     grid = tmp_path / "grid.yaml"
     grid.write_text(f"""
