@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from core import faults
 from core.errors import TuneboardError
 
 DEMO_MODEL_NAME = "Demo_Consumer_Topic"
@@ -112,8 +113,7 @@ def _told(summary) -> frozenset[str]:
 
 def _score(args) -> int:
     """Score a file in this process, with a progress bar; 0 when the file was written."""
-    from core.jobs import Progress
-    from core.progress import ProgressBar
+    from core.progress import Progress, ProgressBar
     from core.scoring import models
     from core.scoring.job import ScoreSpec, score
     from core.scoring.topics import parse_topics
@@ -129,7 +129,7 @@ def _score(args) -> int:
     def on_progress(done: int, total: int) -> None:
         seconds = time.monotonic() - started
         speed = done / seconds if seconds > 0 else None
-        bar.update(Progress(stage="scoring", step=done, total_steps=total, samples_per_second=speed,
+        bar.update(Progress(stage="scoring", unit="row", step=done, total_steps=total, samples_per_second=speed,
                             eta_seconds=(total - done) / speed if speed else None))
 
     result = score(spec, on_progress=on_progress, on_status=bar.stage)
@@ -268,7 +268,7 @@ def _dispatch(args) -> int:
         from core import jobs_cli
 
         return jobs_cli.dispatch(args)
-    transition = ModelTransition(args.model)
+    transition = ModelTransition(args.model, checkpoint=faults.checkpoint())
     if args.command == "promote":
         version = transition.transition_model(args.stage, args.experiment, args.metric, args.version,
                                               reason=args.reason)

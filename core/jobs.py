@@ -17,7 +17,6 @@ own UI included, sees the queue.
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import os
 import time
@@ -30,6 +29,8 @@ from core import paths
 from core import runs as runs_mod
 from core.errors import NotFoundError, TuneboardError
 from core.grid import GridSpec, RunSpec
+from core.naming import ERROR_TAG, RUN_TYPE_TAG
+from core.progress import Progress
 from core.scoring.job import ScoreSpec
 from core.settings import Settings, configure_mlflow, current_user, ensure_experiment
 
@@ -43,7 +44,7 @@ QUEUED_AT = "job_queued_at"
 SPEC = "job_spec"
 PROGRESS = "job_progress"
 CANCEL = "job_cancel"
-REASON = "error"  # the same tag a failed run carries in-process
+REASON = ERROR_TAG  # the same tag a failed run carries in-process
 RETRY_OF = "job_retry_of"
 RETRIED_BY = "job_retried_by"
 PID = "job_pid"
@@ -68,37 +69,6 @@ class JobStatus(str, enum.Enum):
 
     def is_terminal(self) -> bool:
         return self in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.KILLED)
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What a running job last reported: stage, step of total, epoch, loss, speed and ETA."""
-
-    stage: str = "queued"
-    step: int = 0
-    total_steps: int = 0
-    epoch: float = 0.0
-    loss: float | None = None
-    samples_per_second: float | None = None
-    eta_seconds: float | None = None
-    updated_at: float = 0.0
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str | None) -> Progress | None:
-        if not text:
-            return None
-        try:
-            data = json.loads(text)
-            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
-        except (ValueError, TypeError):
-            return None
 
 
 @dataclass(frozen=True)
@@ -146,7 +116,7 @@ class Job:
             start_time=float(tags[STARTED_AT]) if tags.get(STARTED_AT) else None,
             end_time=end_ms / 1000 if end_ms else None,
             progress=Progress.from_json(tags.get(PROGRESS)), reason=tags.get(REASON),
-            retry_of=tags.get(RETRY_OF), slot=tags.get(SLOT), kind=tags.get("run_type", "fine_tune"))
+            retry_of=tags.get(RETRY_OF), slot=tags.get(SLOT), kind=tags.get(RUN_TYPE_TAG, "fine_tune"))
 
     def spec_order(self) -> tuple:
         """Queue order: higher priority first, then first come first served."""
@@ -191,8 +161,11 @@ def backend_from_env(settings: Settings | None = None) -> JobBackend:
 class JobQueue:
     """Submit, list, cancel and retry background training jobs."""
 
-    def __init__(self, settings: Settings | None = None, backend: JobBackend | None = None):
+    def __init__(self, settings: Settings | None = None, backend: JobBackend | None = None, *,
+                 checkpoint: Callable[[str], None] | None = None):
+        """``checkpoint``: called with "submitting" while a submit writes a run (a test seam: ``core.faults``)."""
         self.settings = configure_mlflow(settings)
+        self.checkpoint = checkpoint or (lambda stage: None)
         self.backend = backend or backend_from_env(self.settings)
         self.client = runs_mod.client(self.settings.tracking_uri, self.settings.registry_uri)
 
@@ -263,7 +236,7 @@ class JobQueue:
                 SUBMITTED_BY: current_user(), PROGRESS: Progress().to_json(), **(extra_tags or {})}
         run = self.client.create_run(experiment_id, run_name=spec.run_name, tags=tags)
         run_id = run.info.run_id
-        hold_for_test("submitting")
+        self.checkpoint("submitting")
         self.client.update_run(run_id, status=JobStatus.SCHEDULED.value)
         self.client.log_text(run_id, spec.to_json(), "run_spec.json")
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in spec.params().items()],
@@ -438,38 +411,6 @@ def end_half_submitted(client, queue: str, experiment_ids: list[str] | None = No
                 "run), so it was never queued and never ran. Submit the grid again to run it.")
         ended.append(run.info.run_id)
     return ended
-
-
-def hold_for_test(stage: str, before: Callable[[], object] | None = None) -> None:
-    """Fault-injection hook for tests/test_faults.py; does nothing unless TUNEBOARD_TEST_HOLD_AT is set.
-
-    ``TUNEBOARD_TEST_HOLD_AT=<stage>`` (or ``<stage>#<n>``: the n-th time this process gets there) and
-    ``TUNEBOARD_TEST_HOLD_FILE=<path>``: a process reaching that stage while <path> exists runs ``before``
-    (e.g. reports its progress), writes "<pid> <stage>" into the file and waits until the file is deleted,
-    so a test can kill something at a known point. Stages: "submitting" (a run created, not yet a job),
-    "claimed" (the worker took a job, its process not yet started) and the training process's "reading
-    data", "loading model", "training" (after the first step), "evaluating", "saving model", "logging model".
-    """
-    wanted = os.environ.get("TUNEBOARD_TEST_HOLD_AT")
-    if not wanted or wanted.split("#")[0] != stage:
-        return
-    _hold_hits[stage] = _hold_hits.get(stage, 0) + 1
-    path = os.environ.get("TUNEBOARD_TEST_HOLD_FILE", "")
-    if _hold_hits[stage] != int(wanted.partition("#")[2] or 1) or not os.path.exists(path):
-        return
-    if before is not None:
-        before()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC)  # never creates it: no file, no hold
-    except OSError:
-        return
-    os.write(fd, f"{os.getpid()} {stage}\n".encode())
-    os.close(fd)
-    while os.path.exists(path):
-        time.sleep(0.05)
-
-
-_hold_hits: dict[str, int] = {}
 
 
 def past_grid(client, experiment_id: str) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from core import faults
 from core.jobs import Job, JobQueue, JobStatus
 from core.progress import progress_text
 
@@ -52,7 +53,7 @@ def dispatch(args) -> int:
             info = worker_info(settings)
             print(f"worker pid {info['pid']}, slots {', '.join(info['slots'])}" if info else "no worker running")
         return 0
-    queue = JobQueue()
+    queue = JobQueue(checkpoint=faults.checkpoint())  # a test may hold a submit half-written
     if args.command == "submit":
         jobs = queue.submit(GridSpec.from_file(args.grid), priority=args.priority)
         print(f"queued {len(jobs)} job(s) on the {queue.backend_name} backend, grid {jobs[0].grid_id}:")

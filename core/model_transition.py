@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import re
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
@@ -22,10 +22,9 @@ from mlflow.exceptions import MlflowException
 from core import runs as runs_mod
 from core.errors import NotFoundError, RegistryError
 from core.metrics import EVAL_PREFIX, headline, is_bookkeeping
+from core.naming import STAGES, alias_for
 from core.settings import Settings, configure_mlflow, current_user
 
-STAGES = {"staging": "Staging", "production": "Production", "archived": "Archived"}
-_ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 AUDIT_PREFIX = "audit."
 
 
@@ -48,23 +47,17 @@ class AuditEvent:
         return f"{self.at} {self.user} {self.action}d version {self.version} to {self.alias} ({was}){why}{note}"
 
 
-def alias_for(stage_or_alias: str) -> tuple[str, str | None]:
-    """(alias, stage) for a name: ``Production`` -> (``production``, ``Production``); ``champion`` -> alias only."""
-    name = (stage_or_alias or "").strip()
-    if not _ALIAS.match(name) or name.lower() == "latest" or re.fullmatch(r"[vV]\d+", name):
-        raise RegistryError(f"{stage_or_alias!r} cannot be a stage or alias: use letters, digits, '_' or '-' "
-                            "(e.g. Production, Staging, champion); 'latest' and 'v1'-style names are reserved.")
-    stage = STAGES.get(name.lower())
-    return name.lower() if stage else name, stage
-
-
 class ModelTransition:
     """Register and promote versions of one registered model."""
 
-    def __init__(self, model_name: str, registry_uri: str | None = None, *, tracking_uri: str | None = None):
+    def __init__(self, model_name: str, registry_uri: str | None = None, *, tracking_uri: str | None = None,
+                 checkpoint: Callable[[str], None] | None = None):
+        """``checkpoint``: called with "registered", "alias set" and "settled" as a promotion passes those
+        points (a test seam: ``core.faults``); none by default."""
         if not isinstance(model_name, str) or not model_name.strip():
             raise RegistryError("model_name must be a non-empty name for the registered model.")
         settings = configure_mlflow(Settings.from_env())
+        self._checkpoint = checkpoint or (lambda stage: None)
         self.model_name = model_name.strip()
         self.registry_uri = registry_uri or settings.registry_uri
         self.client = runs_mod.client(tracking_uri or settings.tracking_uri, self.registry_uri)
@@ -162,7 +155,7 @@ class ModelTransition:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 version = mlflow.register_model(uri, self.model_name, tags=tags)
-            _hold("registered")
+            self._checkpoint("registered")
             experiment = self.client.get_experiment(run.info.experiment_id).name
             self.client.update_model_version(
                 self.model_name, version.version,
@@ -208,9 +201,9 @@ class ModelTransition:
         user = user or current_user()
         try:
             self.client.set_registered_model_alias(self.model_name, alias, version)
-            _hold("alias set")
+            self._checkpoint("alias set")
             self._settle(alias, stage_name, version)
-            _hold("settled")
+            self._checkpoint("settled")
             at = _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
             holder = self.current(alias)
             note = "" if holder is not None and str(holder.version) == version else \
@@ -340,12 +333,6 @@ def _last_holder(trail: list[AuditEvent], alias: str) -> str | None:
     """The version the audit trail says holds ``alias`` now: its latest event that was not overtaken."""
     standing = [e.version for e in trail if e.alias == alias and not e.note]
     return standing[-1] if standing else None
-
-
-def _hold(stage: str) -> None:
-    from core.jobs import hold_for_test
-
-    hold_for_test(stage)
 
 
 def _quote(name: str) -> str:

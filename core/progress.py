@@ -1,7 +1,7 @@
 """Training progress, computed once and shown wherever someone is watching.
 
 :class:`TrainingProgress` follows the HF Trainer through its callbacks: stage, step of total, epoch, the last
-training loss, samples per second and ETA, as a :class:`core.jobs.Progress`. The job queue writes it into a
+training loss, samples per second and ETA, as a :class:`Progress`. The job queue writes it into a
 run's ``job_progress`` tag (``core.train_job``); :class:`ProgressBar` shows it to a person: one bar per run
 redrawn in place on a terminal, or, where output is not a terminal (a CI log, a notebook, a job's log file),
 one line each time another tenth of the steps is done, so a log never fills with carriage returns.
@@ -9,14 +9,50 @@ one line each time another tenth of the steps is done, so a log never fills with
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TextIO
+from dataclasses import dataclass
+from typing import TextIO
 
-if TYPE_CHECKING:
-    from core.jobs import Progress
+
+@dataclass(frozen=True)
+class Progress:
+    """What a running job last reported: stage, step of total, epoch, loss, speed and ETA.
+
+    ``unit`` says what a step counts: ``step`` (a training step, of so many samples) or ``row`` (a file's row,
+    as a scoring job counts them); pages and the CLI word the numbers by it.
+    """
+
+    stage: str = "queued"
+    step: int = 0
+    total_steps: int = 0
+    epoch: float = 0.0
+    loss: float | None = None
+    samples_per_second: float | None = None
+    eta_seconds: float | None = None
+    updated_at: float = 0.0
+    unit: str = "step"
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Progress | None:
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        except (ValueError, TypeError):
+            return None
+
 
 REDRAW_SECONDS = 0.2  # a terminal bar is redrawn at most this often: fast GPU steps would flood it
 BAR_WIDTH = 20
@@ -69,8 +105,6 @@ class TrainingProgress:
             numbers["eta_seconds"] = round(max(0, state.max_steps - state.global_step) / steps_per_s, 1)
 
     def snapshot(self) -> Progress:
-        from core.jobs import Progress
-
         fields = {**self._numbers, "stage": self.stage, "loss": self.loss, "updated_at": time.time()}
         if self.stage in ("finished", "failed"):
             fields["eta_seconds"] = 0.0
@@ -89,14 +123,14 @@ def duration_text(seconds: float) -> str:
 
 def progress_text(p: Progress, *, detail: bool = True) -> str:
     """" 45% step 45/100 epoch 2.25 loss 0.6733 120 samples/s ETA 12 s": what is known so far."""
-    scoring = p.stage == "scoring"  # a scoring job (core.scoring.job) counts rows, not training steps
-    text = f"{p.fraction:4.0%} {'row' if scoring else 'step'} {p.step}/{p.total_steps}" if p.total_steps else ""
-    if detail and p.total_steps and not scoring:
+    rows = p.unit == "row"  # a scoring job (core.scoring.job) counts a file's rows, not training steps
+    text = f"{p.fraction:4.0%} {p.unit} {p.step}/{p.total_steps}" if p.total_steps else ""
+    if detail and p.total_steps and not rows:
         text += f" epoch {p.epoch:.2f}"
     if p.loss is not None:
         text += f" loss {p.loss:.4f}"
     if detail and p.samples_per_second:
-        text += f" {p.samples_per_second:.0f} {'rows' if scoring else 'samples'}/s"
+        text += f" {p.samples_per_second:.0f} {'rows' if rows else 'samples'}/s"
     if p.eta_seconds is not None:
         text += f" ETA {duration_text(p.eta_seconds)}"
     return text.strip()

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from core.errors import NotFoundError
+from core.naming import RUN_TYPE_TAG
 
 PAGE = 1000
 log = logging.getLogger("tuneboard.runs")
@@ -97,7 +98,7 @@ LISTING_TTL = 300.0
 
 def is_candidate(run) -> bool:
     """A finished run that is not one of our baselines: the runs selection and promotion look at."""
-    return run.info.status == "FINISHED" and run.data.tags.get("run_type") != "baseline"
+    return run.info.status == "FINISHED" and run.data.tags.get(RUN_TYPE_TAG) != "baseline"
 
 
 def find_models(mlflow_client, runs: Sequence) -> dict[str, str]:
@@ -119,7 +120,7 @@ def find_models(mlflow_client, runs: Sequence) -> dict[str, str]:
         uri = run.data.tags.get("model_uri")
         if uri:
             found[run.info.run_id] = uri
-        elif run.data.tags.get("run_type") not in OUR_RUN_TYPES:  # ours tag the model they log: nothing to find
+        elif run.data.tags.get(RUN_TYPE_TAG) not in OUR_RUN_TYPES:  # ours tag the model they log: nothing to find
             rest.append(run)
     found.update(_logged_models(mlflow_client, rest))
     found.update(_artifact_models([r for r in rest if r.info.run_id not in found]))

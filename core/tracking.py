@@ -1,4 +1,10 @@
-"""Streaming Trainer logs into MLflow without blocking the training loop.
+"""Writing to MLflow from a run's process: in the background, and at the end of a run.
+
+- :class:`BackgroundWriter` (one per process, :data:`writer`): MLflow writes off the training loop;
+- :func:`record_failure`: a run ends FAILED with its reason, best effort, however MLflow answers;
+- :func:`attach_log`: a job's log kept with its run.
+
+Streaming Trainer logs into MLflow without blocking the training loop:
 
 The Trainer's ``on_log`` fires every logging step; each call queues the
 numbers, and a background thread writes them with ``log_batch`` at most every
@@ -19,8 +25,11 @@ import shutil
 import sys
 import tempfile
 import threading
+import traceback
 from collections.abc import Callable
 from pathlib import Path
+
+from core.naming import ERROR_TAG
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +123,29 @@ def attach_log(client, run_id: str, path: str | Path, name: str = "job.log") -> 
 def flush() -> None:
     """Wait for every background MLflow write of this process."""
     writer.flush()
+
+
+def record_failure(run_id: str, exc: BaseException, message: str, before_end: Callable[[], None] | None = None) -> None:
+    """End the run FAILED with its reason, best effort: each write is tried on its own, so one that fails
+    too (a full disk, MLflow unreachable) does not skip the others. ``before_end`` runs just before the end."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    details = "".join(traceback.format_exception(exc))
+
+    def end() -> None:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run_id:
+            mlflow.end_run("FAILED")  # leaves no active run behind, even when MLflow refuses
+        else:
+            client.set_terminated(run_id, "FAILED")
+
+    writes = (flush, lambda: client.set_tag(run_id, ERROR_TAG, message[:4000]),
+              lambda: client.set_tag(run_id, "error_type", type(exc).__name__),
+              lambda: client.log_text(run_id, details, "error.txt"), before_end or (lambda: None), end)
+    for write in writes:
+        try:
+            write()
+        except Exception as err:  # noqa: BLE001 - recording the failure failed as well: keep going
+            log.warning("could not record the failure in MLflow: %s: %s", type(err).__name__, err)

@@ -78,11 +78,12 @@ class ProgressReporter:
 
 
 def _hold(stage: str, reporter: ProgressReporter) -> None:
-    """Test hook (see :func:`core.jobs.hold_for_test`): report the stage to MLflow, then hold. No-op unless set."""
-    from core import tracking
-    from core.jobs import hold_for_test
+    """The test seam of this entry point (``core.faults``): report the stage to MLflow, then hold, when armed."""
+    from core import faults, tracking
 
-    hold_for_test(stage, before=lambda: (reporter.push(force=True), tracking.flush()))
+    checkpoint = faults.checkpoint()
+    if checkpoint is not None:
+        checkpoint(stage, before=lambda: (reporter.push(force=True), tracking.flush()))
 
 
 def _log_attacher(run_id: str, log_path: str | None):
@@ -150,8 +151,9 @@ def run_score_job(run_id: str, spec, settings, log_path: str | None = None) -> i
     """A scoring job (``core.scoring.job``): progress is rows done of the file's rows, stage "scoring"."""
     from dataclasses import replace as with_changes
 
-    from core import paths, tracking
-    from core.jobs import PROGRESS, Progress, hold_for_test
+    from core import faults, paths, tracking
+    from core.jobs import PROGRESS
+    from core.progress import Progress
     from core.scoring.job import score
 
     spec = with_changes(spec, confined=spec.confined or paths.confines_jobs(settings.tracking_uri))
@@ -166,7 +168,7 @@ def run_score_job(run_id: str, spec, settings, log_path: str | None = None) -> i
         seconds = time.monotonic() - started
         speed = state["done"] / seconds if state["done"] and seconds > 0 else None
         eta = (state["total"] - state["done"]) / speed if speed else None
-        return Progress(stage=state["stage"], step=state["done"], total_steps=state["total"],
+        return Progress(stage=state["stage"], step=state["done"], total_steps=state["total"], unit="row",
                         samples_per_second=speed, eta_seconds=eta, updated_at=time.time())
 
     def push(force: bool = False) -> None:
@@ -186,8 +188,9 @@ def run_score_job(run_id: str, spec, settings, log_path: str | None = None) -> i
         first = state["done"] == 0
         state["done"], state["total"] = done, total
         push()
-        if first:  # test hook: after the first batch
-            hold_for_test("scoring", before=lambda: (push(force=True), tracking.flush()))
+        checkpoint = faults.checkpoint() if first else None
+        if checkpoint is not None:  # the test seam (core.faults): after the first batch
+            checkpoint("scoring", before=lambda: (push(force=True), tracking.flush()))
 
     result = score(spec, run_id, on_progress=on_progress, on_status=on_status,
                    before_end=_log_attacher(run_id, log_path))
@@ -225,8 +228,9 @@ def _queue_alone(run_id: str, error: str) -> None:
     """Put a packed job that ran out of GPU memory back in the queue, to start only on an empty GPU."""
     from mlflow.tracking import MlflowClient
 
-    from core.jobs import PID, PROGRESS, SLOT, STARTED_AT, JobStatus, Progress
+    from core.jobs import PID, PROGRESS, SLOT, STARTED_AT, JobStatus
     from core.packing import RUN_ALONE_TAG
+    from core.progress import Progress
 
     client = MlflowClient()
     note = f"ran out of GPU memory while sharing the GPU ({error.splitlines()[0][:300]}); queued again to run alone"

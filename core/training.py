@@ -20,14 +20,11 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
-import os
 import shutil
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,16 +34,15 @@ from transformers import TrainerCallback
 
 from core import modelio, paths, speed, tracking
 from core.data import Examples, LabelMapping, align_labels, load_examples
+from core.errors import explain
 from core.examples import table as predictions
 from core.grid import OWN_KEYS, RunSpec
 from core.metrics import classification_metrics, softmax
+from core.naming import MODEL_URI_TAG, RUN_TYPE_TAG
 from core.settings import Settings, configure_mlflow, ensure_experiment
 
 log = logging.getLogger(__name__)
 
-RUN_TYPE_TAG = "run_type"  # "baseline" | "fine_tune"
-MODEL_URI_TAG = "model_uri"
-ERROR_TAG = "error"
 
 
 @dataclass(frozen=True)
@@ -101,11 +97,11 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
             tracking.flush()
             return RunResult(run_id, spec.run_name, "REQUEUED", {}, f"{type(exc).__name__}: {exc}")
         try:
-            message = _explain(exc, artifact_uri)
+            message = explain(exc, artifact_uri)
         except Exception:  # noqa: BLE001 - explaining must never stop the run from ending FAILED
             message = f"{type(exc).__name__}: {exc}"
         log.warning("run %s failed: %s", spec.run_name, message)
-        _record_failure(run_id, exc, message, before_end)
+        tracking.record_failure(run_id, exc, message, before_end)
         return RunResult(run_id, spec.run_name, "FAILED", {}, message)
     try:
         tracking.flush()
@@ -113,114 +109,11 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
             before_end()
         mlflow.end_run("FINISHED")
     except Exception as exc:  # noqa: BLE001 - MLflow went away at the very end; say so, the worker records it
-        message = f"the run trained and logged, but MLflow could not record its end: {_explain(exc)}"
+        message = f"the run trained and logged, but MLflow could not record its end: {explain(exc)}"
         log.warning("run %s: %s", spec.run_name, message)
-        _record_failure(run_id, exc, message)
+        tracking.record_failure(run_id, exc, message)
         return RunResult(run_id, spec.run_name, "FAILED", metrics, message)
     return RunResult(run_id, spec.run_name, "FINISHED", metrics)
-
-
-def _record_failure(run_id: str, exc: Exception, message: str, before_end: Callable[[], None] | None = None) -> None:
-    """End the run FAILED with its reason, best effort: each write is tried on its own, so one that fails
-    too (a full disk, MLflow unreachable) does not skip the others. ``before_end`` runs just before the end."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    details = "".join(traceback.format_exception(exc))
-
-    def end() -> None:
-        active = mlflow.active_run()
-        if active is not None and active.info.run_id == run_id:
-            mlflow.end_run("FAILED")  # leaves no active run behind, even when MLflow refuses
-        else:
-            client.set_terminated(run_id, "FAILED")
-
-    writes = (tracking.flush, lambda: client.set_tag(run_id, ERROR_TAG, message[:4000]),
-              lambda: client.set_tag(run_id, "error_type", type(exc).__name__),
-              lambda: client.log_text(run_id, details, "error.txt"), before_end or (lambda: None), end)
-    for write in writes:
-        try:
-            write()
-        except Exception as err:  # noqa: BLE001 - recording the failure failed as well: keep going
-            log.warning("could not record the failure in MLflow: %s: %s", type(err).__name__, err)
-
-
-def _explain(exc: Exception, artifact_uri: str | None = None) -> str:
-    """The reason a run failed, in words a user can act on."""
-    import torch
-
-    from core.errors import TuneboardError
-
-    if isinstance(exc, TuneboardError):
-        return str(exc)
-    full = _disk_full(exc)
-    if full is not None:
-        return _disk_full_message(full, artifact_uri)
-    unreachable = _mlflow_unreachable(exc)
-    if unreachable:
-        return unreachable
-    if isinstance(exc, torch.OutOfMemoryError):
-        return (f"out of GPU memory ({str(exc).splitlines()[0]}). Try a smaller train_batch_size or max_length, "
-                "or gradient_accumulation_steps to keep the effective batch size.")
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _mlflow_unreachable(exc: Exception) -> str | None:
-    """MLflow's client gave up on the tracking server (down, or failing) after its retries: say so plainly."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    text = str(exc)
-    if not isinstance(exc, MlflowException) or "API request to" not in text:
-        return None
-    why = "connection refused" if "Connection refused" in text else text.splitlines()[0][:300]
-    return (f"the MLflow tracking server at {mlflow.get_tracking_uri()} could not be reached ({why}) after the "
-            "client's retries, so this run could not be recorded. Retry the job once the server is up.")
-
-
-def _disk_full(exc: BaseException) -> BaseException | None:
-    """The "no space left on device" error in ``exc`` or its causes (``shutil.Error`` lists them as text)."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and (exc.errno == errno.ENOSPC or f"[Errno {errno.ENOSPC}]" in str(exc)):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
-
-
-def _disk_full_message(exc: BaseException, artifact_uri: str | None) -> str:
-    """"The disk is full", with the file being written, its file system, and that file system's size."""
-    target = getattr(exc, "filename2", None) or getattr(exc, "filename", None)
-    if target is None and isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
-        target = next((entry[1] for entry in exc.args[0] if f"[Errno {errno.ENOSPC}]" in str(entry)), None)
-    stored = f"; this run's artifacts go to {artifact_uri}" if artifact_uri else ""
-    if target is None and artifact_uri and artifact_uri.startswith(("file:", "/")):
-        from urllib.parse import unquote, urlparse
-
-        target, stored = unquote(urlparse(artifact_uri).path), ""  # the run's artifact folder, where it wrote
-    where = f" writing {target}" if target else ""
-    disk = ""
-    if target:
-        mount = os.path.abspath(str(target))
-        while not os.path.ismount(mount) and os.path.dirname(mount) != mount:
-            mount = os.path.dirname(mount)
-        try:
-            usage = shutil.disk_usage(mount)
-            disk = f" (the file system at {mount}: {_size(usage.total)}, {_size(usage.free)} free)"
-        except OSError:
-            disk = f" (the file system at {mount})"
-    return (f"the disk is full: no space left on device{where}{disk}{stored}. Free space there, or store the "
-            "artifacts on a larger disk, then retry this job.")
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], None]) -> dict[str, float]:

@@ -31,11 +31,12 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import faults, packing, paths, tracking
 from core import jobs as jobs_mod
-from core import packing, paths, tracking
 from core import runs as runs_mod
 from core.jobs import CANCEL, PID, QUEUE, SLOT, STARTED_AT, Job, JobStatus, end_run
 from core.packing import SHARED_TAG
@@ -231,8 +232,11 @@ class Worker:
     """Owns the queue of this machine: claims SCHEDULED runs in order and runs them in slots."""
 
     def __init__(self, settings: Settings | None = None, slots: list[Slot] | None = None,
-                 spares: bool = True):
+                 spares: bool = True, checkpoint: Callable[[str], None] | None = None):
+        """``checkpoint``: called with "claimed" once a job is claimed, before its process starts (a test seam:
+        ``core.faults``)."""
         self.settings = configure_mlflow(settings)
+        self.checkpoint = checkpoint or (lambda stage: None)
         self.client = runs_mod.client(self.settings.tracking_uri, self.settings.registry_uri)
         self.slots = slots or make_slots()
         self.spares = spares
@@ -403,7 +407,7 @@ class Worker:
         """
         log = log_path(self.settings, job.run_id)
         self.client.update_run(job.run_id, status="RUNNING")
-        jobs_mod.hold_for_test("claimed")
+        self.checkpoint("claimed")
         spare, slot.spare = slot.spare, None
         if spare is not None and spare.poll() is None:
             try:
@@ -559,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--until-idle", action="store_true", help="stop when the queue is empty")
     parser.add_argument("--no-spares", action="store_true", help="start each job's process only when it is due")
     args = parser.parse_args(argv)
-    worker = Worker(spares=not args.no_spares and os.environ.get("TUNEBOARD_WARM_SPARES", "1") != "0")
+    worker = Worker(spares=not args.no_spares and os.environ.get("TUNEBOARD_WARM_SPARES", "1") != "0",
+                    checkpoint=faults.checkpoint())
     if not worker.acquire():
         info = worker_info(worker.settings)
         print(f"another worker (pid {info['pid'] if info else '?'}) already owns this queue; not starting",

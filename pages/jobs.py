@@ -50,7 +50,7 @@ def row(job: Job) -> dict:
         "run": job.run_name, "kind": KINDS.get(job.kind, job.kind),
         "status": job.status.value.lower() if not running or not p else p.stage.replace("queued", "starting"),
         "progress": round(100 * (p.fraction if p and running else (1.0 if job.status == JobStatus.FINISHED else 0))),
-        "epoch": f"{p.epoch:.2f}" if p and p.total_steps and job.kind != "score" else "",
+        "epoch": f"{p.epoch:.2f}" if p and p.total_steps and p.unit == "step" else "",
         "loss": f"{p.loss:.4f}" if p and p.loss is not None else "",
         "samples/s": f"{p.samples_per_second:.0f}" if p and p.samples_per_second else "",
         "ETA": f"{p.eta_seconds:.0f} s" if p and running and p.eta_seconds is not None else "",

@@ -1,6 +1,6 @@
 """Faults: crashes lose nothing. Real workers, real training processes, real MLflow stores, real kill -9.
 
-A job is stopped at a known stage with the test hook of ``core.jobs.hold_for_test``
+A job is stopped at a known stage with the test seam of ``core.faults`` (the entry points pass it in)
 (``TUNEBOARD_TEST_HOLD_AT`` / ``TUNEBOARD_TEST_HOLD_FILE``): the process reaching the stage writes its pid
 into the hold file and waits until the test deletes it. Then something is killed, and the test checks
 that every submitted job reaches a terminal state with a reason, that no run stays RUNNING more than

@@ -9,8 +9,7 @@ import pytest
 
 from core.experiment_manager import ExperimentSummary, baseline_verdict
 from core.grid import RunSpec
-from core.jobs import Progress
-from core.progress import ProgressBar, duration_text, progress_text
+from core.progress import Progress, ProgressBar, duration_text, progress_text
 from core.training import RunResult
 
 

@@ -1,7 +1,7 @@
 """kill -9 of the process that registers and promotes, at each point of a promotion.
 
 A real CLI process (the same ModelTransition code the dashboard runs) is held at a known point by the
-fault-injection hook (core.jobs.hold_for_test) and killed with SIGKILL. After each kill the registry must
+fault-injection seam (core.faults, passed in by the CLI) and killed with SIGKILL. After each kill the registry must
 be readable and honest: the alias (the truth) names the version in production, ``problems()`` says in
 words what was left half-done, and ``repair()`` (or simply promoting again) finishes it, leaving exactly
 one version in Production and an audit event for it.

@@ -348,10 +348,9 @@ def test_the_result_is_written_whole_or_not_at_all(tmp_path):
 
 
 def test_a_scoring_job_reports_rows_not_training_steps():
-    from core.jobs import Progress
-    from core.progress import progress_text
+    from core.progress import Progress, progress_text
 
-    assert progress_text(Progress(stage="scoring", step=50, total_steps=200, samples_per_second=120.0,
+    assert progress_text(Progress(stage="scoring", unit="row", step=50, total_steps=200, samples_per_second=120.0,
                                   eta_seconds=2.0)) == "25% row 50/200 120 rows/s ETA 2 s"
 
 

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core import paths
-from core.errors import ScoreError
+from core import paths, tracking
+from core.errors import ScoreError, explain
+from core.naming import RUN_TYPE_TAG
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def run_tags(spec: ScoreSpec, source) -> dict[str, str]:
     """The tags that say what was scored with which model, and by whom."""
     from core.settings import current_user
 
-    tags = {"run_type": KIND, "mlflow.runName": spec.run_name, "model_ref": spec.model, "model_uri": source.uri,
+    tags = {RUN_TYPE_TAG: KIND, "mlflow.runName": spec.run_name, "model_ref": spec.model, "model_uri": source.uri,
             "model_name": source.name, "model_label": source.label, "score_mode": spec.mode,
             "input_file": Path(spec.input_path).name, "submitted_by": current_user()}
     if source.version:
@@ -188,7 +189,6 @@ def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress |
 
     from core.scoring import models
     from core.settings import configure_mlflow, ensure_experiment
-    from core.training import _explain, _record_failure
 
     settings = configure_mlflow()
     say = on_status or (lambda message: log.info(message))
@@ -213,9 +213,9 @@ def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress |
             before_end()
         mlflow.end_run("FINISHED")
     except Exception as exc:  # noqa: BLE001 - the run ends FAILED with the reason; the caller goes on
-        message = _explain(exc)
+        message = explain(exc)
         log.warning("scoring run %s failed: %s", run_id, message)
-        _record_failure(run_id, exc, message, before_end)
+        tracking.record_failure(run_id, exc, message, before_end)
         return ScoreResult(run_id, "FAILED", 0, None, message)
     return ScoreResult(run_id, "FINISHED", rows, output)
 
