@@ -5,7 +5,7 @@
 
 One process, offline, on a fresh MLflow store (SQLite) in a temporary folder. The model is the benchmarks'
 randomly initialised one (``bench_pipeline.SHAPES``) with a three-way NLI head (entailment / neutral /
-contradiction), logged by the product's own ``core.modelio.log_model``, registered and promoted to
+contradiction), logged by the product's own ``core.models.loading.log_model``, registered and promoted to
 ``production`` by ``core.model_transition.ModelTransition``; random weights time the same as trained ones.
 The file is ``--rows`` call transcripts (``bench_pipeline.write_data``'s long premises, its "32-256 token
 mix"); the tokens the model's tokenizer counts, and the share cut at the length limit, are printed.
@@ -66,7 +66,7 @@ def register_nli(folder: Path) -> tuple[str, dict]:
     from transformers import AutoModelForSequenceClassification
 
     from core.model_transition import ModelTransition
-    from core.modelio import log_model
+    from core.models.loading import log_model
     from core.settings import configure_mlflow, ensure_experiment
     from core.tokenizer import load_tokenizer
 
@@ -116,7 +116,7 @@ def token_mix(folder: Path, texts: list[str], max_length: int) -> dict:
 
     from transformers import AutoConfig
 
-    from core.scoring.infer import length_limit
+    from core.models.infer import length_limit
     from core.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(folder.name, str(folder))
@@ -166,8 +166,8 @@ def parity(ref: str, texts: list[str], batch: int, max_length: int) -> dict:
     import numpy as np
     import torch
 
-    from core.scoring import models
-    from core.scoring.infer import predict_proba
+    from core.models import sources as models
+    from core.models.infer import predict_proba
 
     if not torch.cuda.is_available():
         return {"skipped": "no CUDA device: nothing to compare the CPU with"}

@@ -113,8 +113,8 @@ def _told(summary) -> frozenset[str]:
 
 def _score(args) -> int:
     """Score a file in this process, with a progress bar; 0 when the file was written."""
+    from core.models import sources as models
     from core.progress import Progress, ProgressBar
-    from core.scoring import models
     from core.scoring.job import ScoreSpec, score
     from core.scoring.topics import parse_topics
 

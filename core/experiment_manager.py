@@ -25,7 +25,7 @@ from core.data import align_labels, load_examples
 from core.errors import TuneboardError
 from core.grid import GridSpec, RunSpec
 from core.metrics import lower_is_better
-from core.modelio import load_config
+from core.models.loading import load_config
 from core.progress import ProgressBar, TrainingProgress
 from core.settings import Settings, configure_mlflow, current_user, ensure_experiment
 from core.training import RunResult, describe, execute

@@ -205,7 +205,7 @@ class JobQueue:
         caller is confined (a page) or the store confines jobs; nothing is created if they are bad.
         """
         from core.data import align_labels, load_examples
-        from core.modelio import load_config
+        from core.models.loading import load_config
 
         confined = paths.is_confined() or paths.confines_jobs(self.settings.tracking_uri)
         with paths.confined(confined):
@@ -251,7 +251,8 @@ class JobQueue:
         store confines jobs), and for topic tagging that the model is NLI: nothing is created if any is bad. An
         alias is pinned to the version it points at now, so the job scores with what the user chose.
         """
-        from core.scoring import files, models
+        from core.models import sources as models
+        from core.scoring import files
         from core.scoring import job as score_job
 
         confined = paths.is_confined() or paths.confines_jobs(self.settings.tracking_uri)

@@ -32,12 +32,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from core import modelio, paths, speed, tracking
+from core import paths, speed, tracking
 from core.data import Examples, LabelMapping, align_labels, load_examples
 from core.errors import explain
 from core.examples import table as predictions
 from core.grid import OWN_KEYS, RunSpec
 from core.metrics import classification_metrics, softmax
+from core.models import loading
 from core.naming import MODEL_URI_TAG, RUN_TYPE_TAG
 from core.settings import Settings, configure_mlflow, ensure_experiment
 
@@ -128,7 +129,7 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     cap = predictions.max_rows()  # a mistyped cap stops the run here, not after training
     validation = load_examples(spec.validation_path)
     train = load_examples(spec.train_path) if spec.kind == "fine_tune" else None
-    config = modelio.load_config(spec.base_model)
+    config = loading.load_config(spec.base_model)
     if spec.kind == "fine_tune":
         paths.check_output(spec.output_dir)
     mapping = align_labels(train or validation, validation, getattr(config, "label2id", None),
@@ -143,7 +144,7 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
 
     # 4. model and tokenizer
     say("loading model")
-    model, tokenizer = modelio.load_for_classification(spec.base_model, mapping)
+    model, tokenizer = loading.load_for_classification(spec.base_model, mapping)
     max_length = int(spec.hyperparameters.get("max_length", 128))
     eval_set = _tokenize(validation, tokenizer, mapping, max_length)
 
@@ -162,7 +163,7 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
         mlflow.set_tag(speed.COMPILE_TAG, note)
         shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
         eager = speed.Plan(None, [], {k: v for k, v in plan.arguments.items() if not k.startswith("torch_compile")})
-        model, tokenizer = modelio.load_for_classification(spec.base_model, mapping)
+        model, tokenizer = loading.load_for_classification(spec.base_model, mapping)
         trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set, train_set, run_id, callbacks, eager)
         return _train_and_log(spec, trainer, tokenizer, train, eval_set, mapping, say, validation, cap)
     finally:
@@ -204,7 +205,7 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, train: Examples | None, ev
         tokenizer.save_pretrained(out)
         mlflow.set_tag("output_dir", str(out.resolve()))
         say("logging model")
-        info = modelio.log_model(trainer.model, tokenizer, pairs=train.text_b is not None)
+        info = loading.log_model(trainer.model, tokenizer, pairs=train.text_b is not None)
         mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
     return metrics
 

@@ -9,8 +9,9 @@ import streamlit as st
 
 from core.jobs import JobStatus
 from core.model_transition import ModelTransition, registered_model_names
+from core.models import sources as models
 from core.progress import progress_text
-from core.scoring import files, models
+from core.scoring import files
 from core.scoring.job import ScoreSpec, download_result
 from core.scoring.topics import DEFAULT_TEMPLATE, is_nli, parse_topics
 from pages.common import client, jobs_changed, md, queue, settings, show_error, sign_in_gate

@@ -200,7 +200,7 @@ def test_data_file_outside_the_data_roots_is_refused(env, how):
 
 @pytest.mark.parametrize("how", ["outside-root", "dotdot-escape", "symlink-escape"])
 def test_model_folder_outside_the_model_roots_is_refused(env, monkeypatch, how):
-    from core.modelio import load_config
+    from core.models.loading import load_config
 
     monkeypatch.setenv(MODEL_ROOTS, str(env.home))  # the demo models' folder is no longer allowed
     path = escapes(env, "model", how)

@@ -127,7 +127,8 @@ def test_topic_mode_scores_each_transcript_against_each_topic_with_the_template(
     import numpy as np
     import pandas as pd
 
-    from core.scoring import models, topics
+    from core.models import sources as models
+    from core.scoring import topics
     from core.scoring.job import ScoreSpec, score
 
     source = transcripts_file(tmp_path / "in")
@@ -355,11 +356,12 @@ def test_a_scoring_job_reports_rows_not_training_steps():
 
 
 def test_a_registered_model_or_a_run_loads_as_a_base_model_even_where_reads_are_confined(scoring, allowed_roots):
-    from core import modelio, paths
+    from core import paths
     from core import runs as runs_mod
     from core.data import LabelMapping
+    from core.models import loading as modelio
+    from core.models import sources as models
     from core.naming import base_model_name
-    from core.scoring import models
 
     settings, _ = scoring
     with paths.confined():  # a models:/ reference is not a path: no folder fence applies to it

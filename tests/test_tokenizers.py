@@ -54,7 +54,7 @@ def fine_tune(folder: Path, model: Path, kind: str = "fine_tune", name: str = "r
 
 def refused(folder: Path) -> str:
     from core.data import LabelMapping
-    from core.modelio import load_for_classification
+    from core.models.loading import load_for_classification
 
     with pytest.raises(ModelPathError) as info:
         load_for_classification(str(folder), LabelMapping({"entailment": 0, "not_entailment": 1}, keeps_head=True))
@@ -171,7 +171,7 @@ def test_without_sentencepiece_the_message_names_it_and_the_logged_model_still_p
         import pandas as pd
         from core.data import LabelMapping
         from core.errors import ModelPathError
-        from core.modelio import load_for_classification
+        from core.models.loading import load_for_classification
         folder, served = sys.argv[1:3]
         out = {}
         try:
@@ -268,7 +268,7 @@ def roberta_with_vocab_json_and_merges(folder: Path) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", ["bert-vocab.txt", "roberta-vocab.json+merges.txt"])
 def test_checkpoints_with_only_vocabulary_files_load_and_fine_tune(tmp_path, monkeypatch, demo_models, layout):
-    from core.modelio import load_config
+    from core.models.loading import load_config
 
     if layout == "bert-vocab.txt":
         folder = bert_with_vocab_txt(tmp_path / "bert", demo_models["demo-bert-tiny"])

@@ -38,7 +38,7 @@ def _forward(model, tokenizer, texts, pairs=None):
 
 # -- infer.predict_proba ----------------------------------------------------------------------------------------
 def test_predict_proba_matches_the_models_own_forward_and_keeps_row_order(loaded):
-    from core.scoring.infer import predict_proba
+    from core.models.infer import predict_proba
 
     model, tokenizer = loaded
     pairs = [f"This call is about {t}." for t in ("fees", "rollover", "loan request", "fees", "tax forms",
@@ -58,7 +58,7 @@ def test_predict_proba_matches_the_models_own_forward_and_keeps_row_order(loaded
 
 
 def test_predict_proba_single_texts_batch_one_and_empty(loaded):
-    from core.scoring.infer import predict_proba
+    from core.models.infer import predict_proba
 
     model, tokenizer = loaded
     np.testing.assert_allclose(predict_proba(model, tokenizer, MIXED, batch_size=1),
@@ -69,7 +69,7 @@ def test_predict_proba_single_texts_batch_one_and_empty(loaded):
 
 
 def test_length_limit_caps_at_what_the_model_takes(loaded):
-    from core.scoring.infer import length_limit
+    from core.models.infer import length_limit
 
     model, tokenizer = loaded
     assert length_limit(model, tokenizer, 256) == 128  # the demo models take 128 tokens
@@ -192,7 +192,7 @@ class _Watched:
 
 
 def test_topic_scores_are_the_entailment_of_each_topics_hypothesis(loaded):
-    from core.scoring.infer import predict_proba
+    from core.models.infer import predict_proba
     from core.scoring.topics import topic_scores
 
     model, tokenizer = loaded
@@ -288,7 +288,7 @@ def _register(name: str, path, labels: dict[int, str] | None = None) -> None:
 
     from core import runs as runs_mod
     from core.model_transition import ModelTransition
-    from core.modelio import log_model
+    from core.models.loading import log_model
     from core.settings import configure_mlflow, ensure_experiment
 
     configure_mlflow()

@@ -2,11 +2,11 @@
 
 :func:`score` reads top to bottom:
 
-1. resolve the model (``core.scoring.models``); a model that does not exist is refused before any run exists;
+1. resolve the model (``core.models.sources``); a model that does not exist is refused before any run exists;
 2. open the run in experiment ``Scoring - <model name>``: tags ``run_type=score``, the model's name, version
    and URI, who submitted it;
 3. read and check the file (inside the allowed folders when the spec is confined), tag its sha256 and rows;
-4. load the model once per process, score in batches on the job's device (``core.scoring.infer``), or tag
+4. load the model once per process, score in batches on the job's device (``core.models.infer``), or tag
    topics with an NLI model (``core.scoring.topics``), reporting rows done;
 5. write the result to a temporary folder and log it as the run's artifact (``scored/<output name>``);
 6. log rows, rows/s and label (or topic) counts; then write ``output_path`` when the spec has one (the CLI),
@@ -187,7 +187,7 @@ def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress |
     """
     import mlflow
 
-    from core.scoring import models
+    from core.models import sources as models
     from core.settings import configure_mlflow, ensure_experiment
 
     settings = configure_mlflow()
@@ -225,7 +225,8 @@ def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress
     import mlflow
 
     from core.data import file_digest
-    from core.scoring import files, models
+    from core.models import sources as models
+    from core.scoring import files
 
     # 3. the file
     say("reading file")
@@ -256,7 +257,7 @@ def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress
         counts = {f"topic_count.{_metric_key(t)}": float((scores[:, j] >= spec.threshold).sum())
                   for j, t in enumerate(spec.topics)}
     else:
-        from core.scoring.infer import predict_proba
+        from core.models.infer import predict_proba
 
         probabilities = predict_proba(model, tokenizer, files.texts(table, first),
                                       files.texts(table, second) if second else None, **options)

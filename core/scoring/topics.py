@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import TopicError
-from core.scoring.infer import predict_proba
+from core.models.infer import predict_proba
 
 DEFAULT_TEMPLATE = "This call is about {}."
 DEFAULT_THRESHOLD = 0.5
@@ -146,7 +146,7 @@ def topic_scores(model, tokenizer, transcripts: Sequence[str], topics: Sequence[
     """Each topic's entailment probability for each transcript: n_transcripts x n_topics, in [0, 1].
 
     The topic order is ``topics`` (stripped); the model is refused unless its labels include entailment.
-    Scores come from :func:`core.scoring.infer.predict_proba` over every (transcript, hypothesis) pair, so
+    Scores come from :func:`core.models.infer.predict_proba` over every (transcript, hypothesis) pair, so
     ``on_progress(done, total)`` counts pairs. Transcripts longer than ``max_length`` tokens are truncated.
     """
     id2label = dict(getattr(model.config, "id2label", None) or {})
@@ -165,14 +165,14 @@ def topic_scores(model, tokenizer, transcripts: Sequence[str], topics: Sequence[
 
 def model_labels(ref: str) -> dict[int, str]:
     """The class labels of the model ``ref`` names (``models:/NAME/3``...), read from its loaded config."""
-    from core.scoring.models import load
+    from core.models.sources import load
 
     return load(ref)[2]
 
 
 def call_topics(ref: str, transcript: str, topics: Sequence[str], template: str = DEFAULT_TEMPLATE) -> pd.Series:
     """One call's topic probabilities (topic -> score, in the order given) from the model ``ref`` names."""
-    from core.scoring.models import load
+    from core.models.sources import load
 
     if not isinstance(transcript, str) or not transcript.strip():
         raise TopicError("The transcript is empty: paste the text of a call first.", key="transcripts")

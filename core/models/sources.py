@@ -7,7 +7,7 @@
 
 An alias is pinned to the version it points at now (``uri`` is ``models:/NAME/3``), so a job scores with the
 version it was submitted for and its run records exactly which one. A stage name (``models:/NAME/Production``)
-means its alias (``core.model_transition.alias_for``), else the newest version in that stage.
+means its alias (``core.naming.alias_for``), else the newest version in that stage.
 """
 
 from __future__ import annotations
@@ -23,7 +23,12 @@ from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 
+from core import runs as runs_mod
 from core.errors import ModelPathError, NotFoundError
+from core.models.infer import default_device
+from core.naming import alias_for
+from core.settings import Settings, configure_mlflow
+from core.tokenizer import load_tokenizer
 
 PREFIXES = ("models:/", "runs:/")
 CACHE_FOLDER = "model-cache"  # under Settings.home
@@ -49,8 +54,6 @@ def is_reference(name: str) -> bool:
 
 def resolve(ref: str, client=None) -> ModelSource:
     """The model ``ref`` names; a NotFoundError names what does not exist and what does."""
-    from core import runs as runs_mod
-
     ref = (ref or "").strip()
     if not ref:
         raise NotFoundError("no model given: name one as models:/NAME@production, models:/NAME/3 or a run id.")
@@ -123,8 +126,6 @@ def _version(client, ref: str, name: str, version: str, alias: str | None) -> Mo
 
 
 def _stage(client, ref: str, name: str, stage: str) -> ModelSource:
-    from core.model_transition import alias_for
-
     model = _registered(client, ref, name)
     try:
         alias, stage_name = alias_for(stage)
@@ -165,8 +166,6 @@ def _logged_model_run(client, model_id: str) -> str | None:
 
 # -- a local folder -------------------------------------------------------------------------------------------
 def cache_root() -> Path:
-    from core.settings import Settings
-
     return Settings.from_env().home / CACHE_FOLDER
 
 
@@ -176,8 +175,6 @@ def local_folder(source: ModelSource | str) -> Path:
     Downloaded once per model URI into ``<home>/model-cache``: into a temporary folder beside it, renamed into
     place when complete, so a cut-off download is never taken for a model.
     """
-    from core.settings import configure_mlflow
-
     configure_mlflow()
     if isinstance(source, str):
         source = resolve(source)
@@ -263,9 +260,6 @@ def load(source: ModelSource | str, device: str | None = None):
     """(model, tokenizer, id2label) on ``device`` (cuda where there is one), in eval mode; the last
     ``KEEP_LOADED`` models stay loaded in this process."""
     from transformers import AutoModelForSequenceClassification
-
-    from core.scoring.infer import default_device
-    from core.tokenizer import load_tokenizer
 
     if isinstance(source, str):
         source = resolve(source)

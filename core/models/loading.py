@@ -13,6 +13,7 @@ from pathlib import Path
 from core import paths
 from core.data import LabelMapping
 from core.errors import ModelPathError
+from core.models.sources import is_reference, local_folder
 from core.tokenizer import check_tokenizer_folder, load_tokenizer
 
 
@@ -20,31 +21,18 @@ def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or os.sep in name.replace("/", "")
 
 
-def _is_registered(name: str) -> bool:
-    from core.scoring.models import is_reference
-
-    return is_reference(name)
-
-
-def _registered_folder(name: str) -> Path:
-    """The local copy of a model in MLflow (``models:/NAME/3``, ``models:/NAME@production``, ``runs:/...``)."""
-    from core.scoring.models import local_folder
-
-    return local_folder(name)
-
-
 def load_config(name_or_path: str):
     """The model's config, with errors that say whether the folder, the files or the hub is the problem.
 
     Where reads are confined (``core.paths``), a path must lie inside the allowed model folders; a hub id
     goes to the hub; a registered model (``models:/NAME/3``, ``models:/NAME@production``) comes from MLflow,
-    downloaded once (``core.scoring.models.local_folder``). A local folder must hold tokenizer files this
+    downloaded once (``core.models.sources.local_folder``). A local folder must hold tokenizer files this
     machine can read (``core.tokenizer.check_tokenizer_folder``).
     """
     from transformers import AutoConfig
 
-    if _is_registered(name_or_path):  # a model in MLflow, not a path: no folder fence applies
-        return AutoConfig.from_pretrained(str(_registered_folder(name_or_path)), trust_remote_code=False)
+    if is_reference(name_or_path):  # a model in MLflow, not a path: no folder fence applies
+        return AutoConfig.from_pretrained(str(local_folder(name_or_path)), trust_remote_code=False)
     path = Path(name_or_path).expanduser()
     if path.exists() or _looks_like_path(name_or_path):
         paths.check_model(name_or_path)
@@ -108,7 +96,7 @@ def load_for_classification(name_or_path: str, mapping: LabelMapping):
     """
     from transformers import AutoModelForSequenceClassification
 
-    local = _registered_folder(name_or_path) if _is_registered(name_or_path) else Path(name_or_path).expanduser()
+    local = local_folder(name_or_path) if is_reference(name_or_path) else Path(name_or_path).expanduser()
     source = str(local) if local.exists() else name_or_path
     tokenizer = load_tokenizer(name_or_path, source)
     try:

@@ -1,4 +1,4 @@
-"""core.modelio.load_config: refusals name the path and say what to do; a real model folder loads."""
+"""core.models.loading.load_config: refusals name the path and say what to do; a real model folder loads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from core.errors import ModelPathError
-from core.modelio import load_config
+from core.models.loading import load_config
 
 
 def refused(name_or_path: str) -> str:
