@@ -126,7 +126,7 @@ def pipeline(model_path: str, train: Path, evaluation: Path, params: dict, out: 
     import torch
     from mlflow.tracking import MlflowClient
 
-    from core import training
+    from core.training import run as training
     from core.grid import RunSpec
 
     if compile_mode is not None:

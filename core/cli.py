@@ -230,7 +230,7 @@ def _dispatch(args) -> int:
         return 1 if summary.failed else 0
     if args.command == "prepare":
         from core.demo import ensure_demo
-        from core.worker import ensure_worker
+        from core.jobs.local import ensure_worker
 
         settings = Settings.from_env()
         models = ensure_demo(settings)

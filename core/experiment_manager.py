@@ -20,15 +20,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import paths
-from core.data import align_labels, load_examples
 from core.errors import TuneboardError
 from core.grid import GridSpec, RunSpec
 from core.metrics import lower_is_better
-from core.models.loading import load_config
 from core.progress import ProgressBar, TrainingProgress
 from core.settings import Settings, configure_mlflow, current_user, ensure_experiment
-from core.training import RunResult, describe, execute
+from core.training.check import check_grid
+from core.training.run import RunResult, describe, execute
 
 log = logging.getLogger(__name__)
 
@@ -149,16 +147,7 @@ class ExperimentManager:
 
     def validate(self) -> list[RunSpec]:
         """Check files and models before anything runs; raises the first problem found."""
-        runs = self.plan()
-        validation = load_examples(self.spec.validation_file)
-        configs = {m: load_config(m) for m in self.spec.base_model_versions}
-        for version in self.spec.dataset_versions:
-            train = load_examples(self.spec.train_path(version))
-            for config in configs.values():
-                align_labels(train, validation, getattr(config, "label2id", None), getattr(config, "num_labels", 2))
-        if any(run.kind == "fine_tune" for run in runs):
-            paths.check_output(self.spec.output_dir)  # confined (a page): the server writes only where allowed
-        return runs
+        return check_grid(self.spec)
 
     def run_experiments(self, on_progress: Callable[[str], None] | None = None, *,
                         show_progress: bool | None = None) -> ExperimentSummary:

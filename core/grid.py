@@ -209,6 +209,18 @@ class RunSpec:
             params["train_file"] = self.train_path
         return params
 
+    def tags(self) -> dict[str, str]:
+        """The tags that identify the run in comparisons (seed: base_model_name, dataset_name, param_set)."""
+        tags = {naming.RUN_TYPE_TAG: self.kind, "base_model_name": self.base_model_name,
+                "mlflow.runName": self.run_name}
+        if self.dataset_name:
+            tags["dataset_name"] = self.dataset_name
+        if self.param_set is not None:
+            tags["param_set"] = f"param_set{self.param_set}"
+        if self.grid_id:
+            tags["grid_id"] = self.grid_id
+        return tags
+
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data["hyperparameters"] = dict(self.hyperparameters)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 
 from core import faults
-from core.jobs import Job, JobQueue, JobStatus
+from core.jobs.model import Job, JobStatus
+from core.jobs.queue import JobQueue
 from core.progress import progress_text
 
 WATCH_SECONDS = 2.0
@@ -40,8 +41,8 @@ def show(queue: JobQueue, grid_id: str | None, watch: bool) -> int:
 
 def dispatch(args) -> int:
     from core.grid import GridSpec
+    from core.jobs.local import ensure_worker, stop_worker, worker_info
     from core.settings import Settings
-    from core.worker import ensure_worker, stop_worker, worker_info
 
     if args.command == "worker":
         settings = Settings.from_env()

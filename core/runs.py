@@ -313,3 +313,38 @@ def confusion_matrix(mlflow_client, run_id: str) -> dict | None:
             return None
         with open(path, encoding="utf-8") as f:
             return json.load(f)
+
+
+# -- what past runs measured (the worker's packing, the grid's duration estimate) ----------------------------------
+def _quoted(value: str) -> str | None:
+    """A value as an MLflow filter literal; None when it holds both quote marks (MLflow has no escapes)."""
+    if "'" not in value:
+        return f"'{value}'"
+    return None if '"' in value else f'"{value}"'
+
+
+def memory_peak(mlflow_client, base_model_name: str) -> tuple[float, int] | None:
+    """(GPU memory peak in bytes, batch x max_length) of the latest run of this base model that measured one."""
+    quoted = _quoted(base_model_name)
+    if quoted is None:
+        return None
+    for run in mlflow_client.search_runs(experiment_ids(mlflow_client), f"tags.base_model_name = {quoted} and "
+                                         "metrics.gpu_memory_peak_mb > 0", max_results=1,
+                                         order_by=["attributes.start_time DESC"]):
+        params = run.data.params
+        tokens = int(params.get("per_device_train_batch_size", 16)) * int(params.get("max_length", 128))
+        return run.data.metrics["gpu_memory_peak_mb"] * 2**20, tokens
+    return None
+
+
+def training_speed(mlflow_client, base_model_name: str, experiment_limit: int = 50) -> float | None:
+    """The median training speed (samples/s) of the latest finished runs of this base model, or None."""
+    quoted = _quoted(base_model_name)
+    if quoted is None:
+        return None
+    past = mlflow_client.search_runs(experiment_ids(mlflow_client)[:experiment_limit],
+                                     f"tags.base_model_name = {quoted} and attributes.status = 'FINISHED'",
+                                     max_results=20)
+    speeds = sorted(r.data.metrics["train_samples_per_second"] for r in past
+                    if "train_samples_per_second" in r.data.metrics)
+    return speeds[len(speeds) // 2] if speeds else None

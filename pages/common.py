@@ -31,7 +31,7 @@ def client():
 
 @st.cache_resource(show_spinner=False)
 def _queue(tracking_uri: str, home: str, backend: str):
-    from core.jobs import JobQueue
+    from core.jobs.queue import JobQueue
 
     return JobQueue(settings())
 

@@ -17,8 +17,8 @@ from core.data import FORMATS
 from core.data import save_upload as data_save_upload
 from core.errors import DataError, GridError, TuneboardError
 from core.grid import GridSpec
-from core.jobs import past_grid
 from core.naming import experiment_name
+from core.training.kind import past_grid
 from pages.common import client, experiments, jobs_changed, md, queue, settings, show_error, sign_in_gate, user
 
 sign_in_gate()

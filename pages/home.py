@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import compare
-from core.jobs import JobStatus
+from core.jobs.model import JobStatus
 from core.model_transition import ModelTransition, registered_model_names
 from core.runs import NO_MODEL
 from pages.common import (

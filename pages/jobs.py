@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.jobs import Job, JobStatus
+from core.jobs.model import Job, JobStatus
 from pages.common import jobs_changed, list_jobs, md, queue, settings, show_error, sign_in_gate
 
 sign_in_gate()
@@ -19,7 +19,7 @@ if flash:
 
 q = queue()
 if q.backend_name == "local":
-    from core.worker import ensure_worker, worker_info
+    from core.jobs.local import ensure_worker, worker_info
 
     info = worker_info(settings())
     if info:

@@ -7,7 +7,7 @@ import io
 import pandas as pd
 import streamlit as st
 
-from core.jobs import JobStatus
+from core.jobs.model import JobStatus
 from core.model_transition import ModelTransition, registered_model_names
 from core.models import sources as models
 from core.progress import progress_text
@@ -114,7 +114,7 @@ if table is not None:
         try:
             spec = ScoreSpec(ref, table.path, mode=mode, topics=topics, template=template, threshold=threshold,
                              text_column=text_column, pair_column=pair_column)
-            st.session_state["s_job"] = queue().submit_score(spec).run_id
+            st.session_state["s_job"] = queue().submit(spec)[0].run_id
             jobs_changed()
         except Exception as exc:  # noqa: BLE001
             show_error(exc, "starting the scoring job")

@@ -104,7 +104,7 @@ def test_every_evaluated_run_logs_its_predictions_baselines_included(trained):
 @pytest.mark.slow
 def test_a_large_validation_set_keeps_a_stated_seeded_sample(trained, monkeypatch):
     from core.grid import DEFAULTS, RunSpec
-    from core.training import execute
+    from core.training.run import execute
 
     spec = RunSpec(kind="baseline", experiment_name=trained["experiment"], run_name="capped_baseline",
                    base_model=trained["model"], validation_path=str(trained["data"] / "test.csv"),

@@ -75,7 +75,7 @@ def test_worker_packs_by_memory_and_a_requeued_job_waits_for_an_empty_gpu(store,
 
     from core.grid import GridSpec
     from core.jobs import JobQueue, JobStatus
-    from core.train_job import _queue_alone
+    from core.jobs.runner import _queue_alone
     from core.worker import Slot, Worker
 
     copy_data(tmp_path / "data")

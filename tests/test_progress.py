@@ -10,7 +10,7 @@ import pytest
 from core.experiment_manager import ExperimentSummary, baseline_verdict
 from core.grid import RunSpec
 from core.progress import Progress, ProgressBar, duration_text, progress_text
-from core.training import RunResult
+from core.training.run import RunResult
 
 
 def training(step: int, total: int = 20, loss: float | None = 0.6733, eta: float | None = 12.0) -> Progress:

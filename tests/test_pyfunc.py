@@ -1,6 +1,6 @@
 """The pyfunc contract: what ``mlflow.pyfunc.load_model(uri).predict`` and ``mlflow models serve`` take.
 
-Two real models, trained once for the module with ``core.training.execute`` on the tiny demo BERT and logged
+Two real models, trained once for the module with ``core.training.run.execute`` on the tiny demo BERT and logged
 by ``mlflow.transformers.log_model``: a single-text classifier (a ``text`` column) and a sentence-pair (NLI)
 classifier (``premise`` / ``hypothesis``). Every answer is checked against the logged Hugging Face pipeline
 itself, so a call that classified the wrong column, or dropped the hypothesis, would fail.
@@ -32,7 +32,7 @@ def models(tmp_path_factory, bert_model):
     import mlflow
 
     from core.grid import GridSpec
-    from core.training import execute
+    from core.training.run import execute
 
     tmp = tmp_path_factory.mktemp("pyfunc")
     source = pd.read_csv(DATA / "test.csv")

@@ -13,7 +13,7 @@ from conftest import copy_data, free_port
 from test_jobs import LONG, SHORT, grid, wait_for
 
 from core.jobs import JobQueue, JobStatus
-from core.ray_backend import RayBackend, submission_id
+from core.jobs.ray import RayBackend, submission_id
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray_head")]  # one worker builds its fixture
 RAY = str(Path(sys.executable).parent / "ray")

@@ -206,7 +206,7 @@ def test_a_scoring_job_runs_on_the_worker_reports_rows_and_can_be_retried(scorin
     settings, _ = scoring
     q = JobQueue(settings)
     source = pairs_file(tmp_path / "in")
-    job = q.submit_score(ScoreSpec(PRODUCTION, str(source), output_name="calls_scored.jsonl", batch_size=2))
+    (job,) = q.submit(ScoreSpec(PRODUCTION, str(source), output_name="calls_scored.jsonl", batch_size=2))
     assert job.kind == "score" and job.status == JobStatus.SCHEDULED
     done = wait_for(lambda: (j := q.get(job.run_id)).status.is_terminal() and j, 180, "the scoring job to end")
     assert done.status == JobStatus.FINISHED, done.reason
@@ -234,7 +234,7 @@ def test_cancel_a_running_scoring_job(scoring, tmp_path, monkeypatch):
     monkeypatch.setenv("TUNEBOARD_TEST_HOLD_FILE", str(hold))
     q = JobQueue(settings)
     try:
-        job = q.submit_score(ScoreSpec(PRODUCTION, str(pairs_file(tmp_path / "in")), batch_size=1))
+        (job,) = q.submit(ScoreSpec(PRODUCTION, str(pairs_file(tmp_path / "in")), batch_size=1))
         wait_for(lambda: hold.read_text().strip(), 180, "the job to hold after its first batch")
         running = q.get(job.run_id)
         assert running.status == JobStatus.RUNNING and running.progress.stage == "scoring"
@@ -259,7 +259,7 @@ def test_a_page_submit_reads_only_inside_the_allowed_folders(scoring, tmp_path, 
     outside = pairs_file(Path(os.path.realpath("/tmp")) / f"tuneboard-score-{os.getpid()}")
     try:
         with paths.confined(), pytest.raises(DataError, match="outside the folders"):
-            JobQueue(settings).submit_score(ScoreSpec(PRODUCTION, str(outside)))
+            JobQueue(settings).submit(ScoreSpec(PRODUCTION, str(outside)))
     finally:
         outside.unlink()
         outside.parent.rmdir()

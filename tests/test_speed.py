@@ -15,7 +15,7 @@ HYPER = {"num_train_epochs": 1, "learning_rate": 5e-4, "per_device_train_batch_s
 
 def _run(tmp_path, model: str, name: str):
     from core.grid import RunSpec
-    from core.training import execute
+    from core.training.run import execute
 
     spec = RunSpec(kind="fine_tune", experiment_name="/Users/tester/speed", run_name=name, base_model=model,
                    validation_path=str(DATA / "test.csv"), output_dir=str(tmp_path / name),

@@ -39,9 +39,9 @@ def write_rows(path: Path, n: int, seed: int) -> str:
 
 
 def fine_tune(folder: Path, model: Path, kind: str = "fine_tune", name: str = "run"):
-    """One real run of core.training.execute on a few examples (a handful of optimizer steps)."""
+    """One real run of core.training.run.execute on a few examples (a handful of optimizer steps)."""
     from core.grid import RunSpec
-    from core.training import execute
+    from core.training.run import execute
 
     spec = RunSpec(kind=kind, experiment_name="tokenizers", run_name=name, base_model=str(model),
                    validation_path=write_rows(folder / "validation.csv", 24, seed=2),

@@ -327,11 +327,11 @@ def test_a_topic_job_on_a_model_that_is_not_nli_is_refused_before_anything_is_qu
     before = {e.name for e in runs_mod.experiments(runs_mod.client())}
     spec = ScoreSpec("models:/Topics_Sentiment@production", str(calls), mode="topics", topics=("rollover", "fees"))
     with pytest.raises(TopicError, match="not an NLI \\(entailment\\) model. Its labels are 'complaint', 'praise'"):
-        JobQueue().submit_score(spec, start=False)
+        JobQueue().submit(spec, start=False)
     assert {e.name for e in runs_mod.experiments(runs_mod.client())} == before  # no scoring experiment, no run
     # an NLI model is queued
-    job = JobQueue().submit_score(ScoreSpec("models:/Topics_NLI@production", str(calls), mode="topics",
-                                            topics=("rollover", "fees")), start=False)
+    (job,) = JobQueue().submit(ScoreSpec("models:/Topics_NLI@production", str(calls), mode="topics",
+                                         topics=("rollover", "fees")), start=False)
     assert job.status.value == "SCHEDULED" and job.kind == "score"
 
 

@@ -43,7 +43,7 @@ def queue_evaluation(job_queue, model_name: str, version: str | int, validation_
     spec = evaluation_spec(model_name, version, validation_path, job_queue.settings.home)
     tags = {MODEL_TAG: model_name, VERSION_TAG: str(version), DIGEST_TAG: digest,
             "base_model_name": f"{model_name} v{version}"}
-    return job_queue.submit_run(spec, tags=tags)
+    return job_queue.submit(spec, tags=tags)[0]
 
 
 def find_evaluation(mlflow_client, model_name: str, version: str | int, digest: str):

@@ -12,8 +12,8 @@
 6. log rows, rows/s and label (or topic) counts; then write ``output_path`` when the spec has one (the CLI),
    by a rename, last, so a run that fails leaves no file; end FINISHED, or FAILED with a plain reason.
 
-The same spec runs from the CLI (in this process) and from the queue (``JobQueue.submit_score``, run by the
-worker through ``core.train_job``).
+The same spec runs from the CLI (in this process) and from the queue (``JobQueue.submit``, run by the
+worker through ``core.scoring.kind``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 from core import paths, tracking
 from core.errors import ScoreError, explain
+from core.jobkind import SPEC_TAG
 from core.naming import RUN_TYPE_TAG
 
 log = logging.getLogger(__name__)
@@ -292,11 +293,10 @@ def download_result(run_id: str, client=None) -> tuple[str, bytes]:
     """(file name, bytes) of a finished scoring run's result, for a download button."""
     from core import runs as runs_mod
     from core.errors import NotFoundError
-    from core.jobs import SPEC
 
     client = client or runs_mod.client()
     run = client.get_run(run_id)
-    spec = ScoreSpec.from_json(run.data.tags[SPEC]) if SPEC in run.data.tags else None
+    spec = ScoreSpec.from_json(run.data.tags[SPEC_TAG]) if SPEC_TAG in run.data.tags else None
     name = spec.output_name if spec else run.data.params.get("output_name")
     if not name:
         raise NotFoundError(f"run {run_id} is not a scoring run: it has no result file.")

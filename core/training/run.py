@@ -33,14 +33,15 @@ from typing import Any
 from transformers import TrainerCallback
 
 from core import paths, speed, tracking
-from core.data import Examples, LabelMapping, align_labels, load_examples
+from core.data import Examples, LabelMapping
 from core.errors import explain
 from core.examples import table as predictions
 from core.grid import OWN_KEYS, RunSpec
 from core.metrics import classification_metrics, softmax
 from core.models import loading
-from core.naming import MODEL_URI_TAG, RUN_TYPE_TAG
+from core.naming import MODEL_URI_TAG
 from core.settings import Settings, configure_mlflow, ensure_experiment
+from core.training.check import read_inputs
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +54,6 @@ class RunResult:
     status: str  # FINISHED | FAILED
     metrics: dict[str, float]
     error: str | None = None
-
-
-def spec_tags(spec: RunSpec) -> dict[str, str]:
-    """The tags that identify a run in comparisons (seed: base_model_name, dataset_name, param_set)."""
-    tags = {RUN_TYPE_TAG: spec.kind, "base_model_name": spec.base_model_name,
-            "mlflow.runName": spec.run_name}
-    if spec.dataset_name:
-        tags["dataset_name"] = spec.dataset_name
-    if spec.param_set is not None:
-        tags["param_set"] = f"param_set{spec.param_set}"
-    if spec.grid_id:
-        tags["grid_id"] = spec.grid_id
-    return tags
 
 
 def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | None = None,
@@ -86,7 +74,7 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
     # 1. open the run
     if run_id is None:
         experiment_id = ensure_experiment(spec.experiment_name, settings)
-        active = mlflow.start_run(experiment_id=experiment_id, run_name=spec.run_name, tags=spec_tags(spec))
+        active = mlflow.start_run(experiment_id=experiment_id, run_name=spec.run_name, tags=spec.tags())
     else:
         active = mlflow.start_run(run_id=run_id)
     run_id, artifact_uri = active.info.run_id, active.info.artifact_uri
@@ -127,13 +115,8 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     # 3. data and labels (and, confined, where the model may be saved: checked before any training)
     say("reading data")
     cap = predictions.max_rows()  # a mistyped cap stops the run here, not after training
-    validation = load_examples(spec.validation_path)
-    train = load_examples(spec.train_path) if spec.kind == "fine_tune" else None
-    config = loading.load_config(spec.base_model)
-    if spec.kind == "fine_tune":
-        paths.check_output(spec.output_dir)
-    mapping = align_labels(train or validation, validation, getattr(config, "label2id", None),
-                           getattr(config, "num_labels", 2))
+    inputs = read_inputs(spec)
+    validation, train, mapping = inputs.validation, inputs.train, inputs.mapping
     _log_dataset(validation, "validation")
     if train is not None:
         _log_dataset(train, "training")

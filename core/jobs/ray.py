@@ -22,8 +22,10 @@ from __future__ import annotations
 import os
 import time
 
+from core import paths
+from core import runs as runs_mod
 from core.errors import TuneboardError
-from core.jobs import CANCEL, Job, JobStatus, end_run
+from core.jobs.model import CANCEL, Job, JobStatus, end_run
 from core.settings import REPO_ROOT, Settings
 
 EXCLUDES = [".venv", ".mlflow", ".git", "tests", "bench", "__pycache__", "*.pyc", ".whl"]
@@ -61,9 +63,8 @@ class RayBackend:
     def queue_id(self) -> str:
         return f"ray:{self.address}"
 
-    def launch(self, jobs: list[Job]) -> None:
-        from core import paths
-
+    def launch(self, jobs: list[Job], start: bool = True) -> None:
+        """Every job goes to the cluster (``start`` is the local worker's choice: Ray always runs them)."""
         env = {"MLFLOW_TRACKING_URI": self.settings.tracking_uri, "MLFLOW_REGISTRY_URI": self.settings.registry_uri,
                "TUNEBOARD_HOME": str(self.settings.home), "TUNEBOARD_DATA_DIR": str(self.settings.data_dir),
                "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"), "TOKENIZERS_PARALLELISM": "false"}
@@ -76,8 +77,6 @@ class RayBackend:
                 self._submit(job, env)
             except (RuntimeError, ConnectionError) as exc:
                 failed.append(job)
-                from core import runs as runs_mod
-
                 client = runs_mod.client(self.settings.tracking_uri, self.settings.registry_uri)
                 end_run(client, job.run_id, JobStatus.FAILED, f"could not hand the job to Ray at {self.address}: {exc}")
         if failed:
@@ -109,8 +108,6 @@ class RayBackend:
 
     def cancel(self, job: Job) -> None:
         self.client.stop_job(submission_id(job.run_id))
-        from core import runs as runs_mod
-
         client = runs_mod.client(self.settings.tracking_uri, self.settings.registry_uri)
         who = client.get_run(job.run_id).data.tags.get(CANCEL, "someone")
         end_run(client, job.run_id, JobStatus.KILLED, f"cancelled by {who} while it was running")
@@ -124,8 +121,6 @@ class RayBackend:
 
     def reconcile(self, jobs: list[Job]) -> list[str]:
         """Runs whose Ray job ended without ending the run (killed, crashed) get their true state."""
-        from core import runs as runs_mod
-
         client, ended = None, []
         for job in jobs:
             status = self.status(job)

@@ -1,0 +1,216 @@
+"""One job's process: ``python -m core.train_job RUN_ID [--log LOG_PATH]``, any kind of job.
+
+It reads the job's spec from its MLflow run (tag ``job_spec``), asks the kind table (``core.jobs.kinds``) whose
+it is, and lets that kind run it with a :class:`Context`: the job's stages and progress go into the run's
+``job_progress`` tag (at most every ``PROGRESS_SECONDS``, from a background thread, so the job never waits on
+it) and into its log; its log is attached to the run before the run ends (``--log``, the file the worker sends
+this process's output to). The exit code is 0 when the run finished, 1 when it failed, and
+``REQUEUED_CODE`` when a job that ran out of GPU memory beside others went back to the queue to run alone.
+
+``--wait`` starts a warm spare for the local worker: it imports everything, then waits on stdin for
+``RUN_ID<TAB>LOG_PATH``, so the next job starts with no import delay (the worker's idle gap between jobs).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import replace
+
+from core import faults, tracking
+from core.faults import Checkpoint
+from core.jobkind import Outcome
+from core.jobs import kinds
+from core.jobs.model import PID, PROGRESS, REQUEUED_CODE, SLOT, SPEC, STARTED_AT, JobStatus
+from core.packing import RUN_ALONE_TAG, SHARED_TAG
+from core.progress import Progress, ProgressBar
+from core.settings import Settings, configure_mlflow
+
+PROGRESS_SECONDS = 1.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: end this process if the worker that started it dies (kill -9 included)."""
+    if parent_pid <= 1 or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+class Context:
+    """What a job's kind is given to run it (``core.jobkind.JobContext``): where its stages and progress go."""
+
+    def __init__(self, run_id: str, settings: Settings, log_path: str | None = None,
+                 checkpoint: Checkpoint | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.run_id, self.settings = run_id, settings
+        self.client = MlflowClient()
+        self.progress = Progress()
+        self.log_lines = ProgressBar(tty=False)  # the log is a file: a line per tenth, never a redrawn bar
+        self._log_path, self._hold, self._last = log_path, checkpoint, 0.0
+
+    def stage(self, name: str, *, hold: bool = True) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {name}", flush=True)
+        self.progress = replace(self.progress, stage=name, updated_at=time.time())
+        self._push(force=True)
+        if hold:
+            self.checkpoint(name)
+
+    def report(self, progress: Progress, *, force: bool = False) -> None:
+        self.progress = progress
+        self.log_lines.update(progress)
+        self._push(force)
+
+    def checkpoint(self, name: str) -> None:
+        if self._hold is not None:  # the stage reaches MLflow first, so the test sees where the job is held
+            self._hold(name, before=lambda: (self._push(force=True), tracking.flush()))
+
+    def requeue(self, exc: BaseException) -> bool:
+        return _packed_out_of_memory(self.run_id, exc)
+
+    def before_end(self) -> None:
+        """Attach the log so far (``job.log``): a run that reads FINISHED or FAILED already holds it; the worker
+        attaches the whole log again once this process has exited."""
+        if self._log_path:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            tracking.attach_log(self.client, self.run_id, self._log_path)
+
+    def finish(self, outcome: Outcome) -> None:
+        """The last progress: finished or failed, nothing left to wait for."""
+        stage = "finished" if outcome.status == "FINISHED" else "failed"
+        self.progress = replace(self.progress, stage=stage, eta_seconds=0.0, updated_at=time.time())
+        self._push(force=True)
+        tracking.flush()
+
+    def _push(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < PROGRESS_SECONDS:
+            return
+        self._last = now
+        text = self.progress.to_json()
+        tracking.writer.submit(lambda: self.client.set_tag(self.run_id, PROGRESS, text), key="progress")
+
+
+def run_job(run_id: str, log_path: str | None = None, checkpoint: Checkpoint | None = None) -> int:
+    """Run the job whose MLflow run is ``run_id`` through its kind; returns the process's exit code."""
+    settings = configure_mlflow()
+    context = Context(run_id, settings, log_path, checkpoint)
+    text = context.client.get_run(run_id).data.tags[SPEC]
+    kind = kinds.for_spec(text)
+    outcome = kind.run(kind.spec_from_json(text), context)
+    if outcome.status == "REQUEUED":
+        _queue_alone(run_id, outcome.error or "")
+        return REQUEUED_CODE
+    context.finish(outcome)
+    print(f"job {run_id}: {outcome.status}" + (f", {outcome.detail}" if outcome.detail else "")
+          + (f" — {outcome.error}" if outcome.error else ""), flush=True)
+    return 0 if outcome.status == "FINISHED" else 1
+
+
+def _packed_out_of_memory(run_id: str, exc: BaseException) -> bool:
+    """Whether the job ran out of GPU memory while other jobs shared its GPU (so it may fit alone)."""
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    seen = set()
+    while exc is not None and id(exc) not in seen and not isinstance(exc, torch.OutOfMemoryError):
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    if not isinstance(exc, torch.OutOfMemoryError):
+        return False
+    try:
+        return int(MlflowClient().get_run(run_id).data.tags.get(SHARED_TAG, "1")) > 1
+    except Exception:  # noqa: BLE001 - cannot tell: end it FAILED as any out-of-memory run
+        return False
+
+
+def _queue_alone(run_id: str, error: str) -> None:
+    """Put a packed job that ran out of GPU memory back in the queue, to start only on an empty GPU."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    note = f"ran out of GPU memory while sharing the GPU ({error.splitlines()[0][:300]}); queued again to run alone"
+    print(f"job {run_id}: {note}", flush=True)
+    client.set_tag(run_id, RUN_ALONE_TAG, note)
+    client.set_tag(run_id, PROGRESS, Progress().to_json())
+    present = client.get_run(run_id).data.tags
+    for tag in (PID, SLOT, STARTED_AT):  # it has not started yet, as far as the queue is concerned
+        if tag in present:
+            client.delete_tag(run_id, tag)
+    client.update_run(run_id, status=JobStatus.SCHEDULED.value)
+
+
+def _warm_spare(checkpoint: Checkpoint | None) -> int:
+    """Import what training needs, then wait for a job from the worker on stdin."""
+    import mlflow  # noqa: F401
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+
+    import core.training.run  # noqa: F401 - the point is to import it now
+
+    print("ready", flush=True)
+    line = sys.stdin.readline().strip()
+    if not line:
+        return 0  # the worker let the spare go
+    run_id, log_path = line.split("\t")
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    return run_job(run_id, log_path, checkpoint)
+
+
+def _yield_cpu() -> None:
+    """Background training gives way to interactive work (the dashboard, the CLI) on a shared machine's CPUs.
+
+    ``TUNEBOARD_TRAIN_NICE`` (default 10; 0 turns it off). A GPU job's speed is the GPU's: the CPU priority only
+    matters when the cores are contended. bench/bench_load.py: ten dashboard sessions beside two CPU trainers.
+    """
+    raw = os.environ.get("TUNEBOARD_TRAIN_NICE", "10")
+    try:
+        os.nice(max(0, min(19, int(raw))))
+    except (ValueError, OSError):
+        print(f"TUNEBOARD_TRAIN_NICE={raw!r} is not a niceness from 0 to 19; training at normal priority",
+              file=sys.stderr)
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parent = int(os.environ.get("TUNEBOARD_WORKER_PID", "0"))
+    _die_with_parent(parent)
+    _yield_cpu()
+    checkpoint = faults.checkpoint()  # None unless a test armed it (core.faults)
+    if argv and argv[0] == "--wait":
+        return _warm_spare(checkpoint)
+    if len(argv) == 3 and argv[1] == "--log":
+        return run_job(argv[0], argv[2], checkpoint)
+    if len(argv) != 1:
+        print("usage: python -m core.train_job RUN_ID [--log LOG_PATH] | --wait", file=sys.stderr)
+        return 2
+    return run_job(argv[0], checkpoint=checkpoint)
+
+
+def run_as_main() -> None:
+    """``python -m core.train_job``: run :func:`main`, then leave at once."""
+    try:
+        code = main(sys.argv[1:])
+    except BaseException:  # noqa: BLE001 - an error outside the run's own handling: the worker ends it FAILED
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The run is ended and its logging flushed: skip the interpreter's slow teardown (torch, thread pools)
+    # so the worker can start the next job on this slot at once. Never let interpreter exit run MLflow's
+    # atexit hook either: it would end a run still active after an unexpected error FINISHED.
+    os._exit(code)
