@@ -78,7 +78,17 @@ class SharedStore:
 
 # -- building ---------------------------------------------------------------------------------------------------
 def build(home: Path) -> SharedStore:
-    """Train and register everything into ``home`` (a fresh folder) with the real pipeline."""
+    """Train, register and score into ``home`` (a fresh folder) with the real pipeline; what it holds:
+
+    - ``Examples``: the demo BERT's baseline and two fine-tunes on the full demo data, validated on test.csv,
+      with a run logged by plain MLflow (metrics only);
+    - ``OtherFile``: a fine-tune validated on another file (a third of test.csv's rows);
+    - ``Small``: a baseline and three ten-step fine-tunes on train_sample.csv, a plain-MLflow run (a param too);
+      the best fine-tune registered as ``Score_Topic`` version 1, in production (an NLI model);
+    - ``Scoring - Score_Topic``: one finished scoring run of eight pairs.
+
+    Every fine-tune logs its model and predictions table; the data files live in ``home/data``.
+    """
     import mlflow
     import pandas as pd
     import pytest
@@ -116,13 +126,11 @@ def build(home: Path) -> SharedStore:
             return run.info.run_id
 
         try:
-            # two sets that learn the demo task differently (test_examples proves they disagree): full data
-            examples, (baseline, *tunes) = grid(
-                "Examples", "full_dataset.csv", [{"n_epochs": 3, "learning_rate": 5e-4, "train_batch_size": 8,
-                                                  "seed": 1},
-                                                 {"n_epochs": 1, "learning_rate": 2e-3, "train_batch_size": 16,
-                                                  "seed": 2}], "test.csv", True)
-            # plumbing only from here on: a few steps each
+            # the browser test's two sets: they learn the demo task, differently (test_examples: they disagree)
+            learning = [{"n_epochs": 3, "learning_rate": 5e-4, "train_batch_size": 8, "seed": 1},
+                        {"n_epochs": 1, "learning_rate": 2e-3, "train_batch_size": 16, "seed": 2}]
+            examples, (baseline, *tunes) = grid("Examples", "full_dataset.csv", learning, "test.csv", True)
+            # plumbing only from here on (pages, registry, scoring): ten steps each
             other_experiment, (other,) = grid("OtherFile", "train_sample.csv",
                                               [{"n_epochs": 1, "max_steps": 10, "learning_rate": 1e-3, "seed": 3}],
                                               "test_other.csv", False)
