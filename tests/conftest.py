@@ -1,4 +1,5 @@
-"""Shared fixtures: a temporary MLflow store per test, demo models built once per session.
+"""Shared fixtures: a temporary MLflow store per test, demo models and a store of finished runs built once per
+session.
 
 Everything is real: SQLite MLflow stores in temporary folders, models built
 with ``save_pretrained``, training through the HF Trainer. Nothing reaches a
@@ -12,8 +13,16 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from shared_store import SharedStore
+
+    from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -102,6 +111,43 @@ def store(tmp_path, monkeypatch):
     yield settings
     while mlflow.active_run():
         mlflow.end_run()
+
+
+def point_at(mp: pytest.MonkeyPatch, store: SharedStore) -> Settings:
+    """Point the library (and the workers it starts) at a shared store, or a copy of it, and its data folder."""
+    settings = use_store(mp, store.home)
+    mp.setenv("TUNEBOARD_DATA_DIR", str(store.data_dir))
+    return settings
+
+
+@pytest.fixture(scope="session")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedStore]:
+    """The session's store of finished runs (tests/shared_store.py), built once for every xdist worker.
+
+    It lives in the folder all workers of this session share; the first worker builds it under a file lock, the
+    others wait on the lock and reuse it. Read it only (``point_at``); a test that writes uses ``private_store``.
+    At the end, the store must be as it was built: a test that wrote to it fails here.
+    """
+    from shared_store import ensure, fingerprint
+
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-store"
+    store = ensure(root)
+    yield store
+    assert fingerprint(store.home) == store.fingerprint, \
+        f"a test wrote to the shared store {store.home}: tests that write must use private_store"
+
+
+@pytest.fixture(scope="module")
+def private_store(shared_store: SharedStore, tmp_path_factory: pytest.TempPathFactory,
+                  request: pytest.FixtureRequest) -> Iterator[SharedStore]:
+    """The module's own copy of the shared store (ids unchanged, paths inside the copy), for tests that write."""
+    from core.worker import stop_worker
+
+    name = request.module.__name__.rpartition(".")[2]
+    store = shared_store.copied_to(tmp_path_factory.mktemp(f"{name}-store") / "home")
+    yield store
+    stop_worker(store.settings())  # a worker a test started on the copy
 
 
 @pytest.fixture(scope="session")

@@ -4,61 +4,46 @@ Examples view in Compare and the promotion's fixes and breaks, driven with AppTe
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import copy_data, use_store
+from conftest import point_at
 from test_pages import app, texts
 
 from core import examples as ex
 from core.examples import table as table_mod
 
+if TYPE_CHECKING:
+    from shared_store import SharedStore
+
+    from core.settings import Settings
+
+pytestmark = [pytest.mark.xdist_group("shared_store")]  # one worker for every module on the shared store
 TEST_ROWS = 400  # data/test.csv
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One store for the module: a baseline and two fine-tunes of the demo BERT (different seeds, steps and
-    learning rates, so they disagree somewhere) on data/test.csv, a fine-tune evaluated on another validation
-    file, and a run logged by plain MLflow."""
-    import mlflow
+def _described(store: SharedStore, settings: Settings) -> dict:
+    """What these tests need from the session's store (tests/shared_store.py) or the module's copy of it: a
+    baseline and two fine-tunes of the demo BERT (different seeds, steps and learning rates, so they disagree
+    somewhere) on data/test.csv, a fine-tune evaluated on another validation file, and a run logged by plain
+    MLflow."""
+    return {"experiment": store.examples, "settings": settings, "tmp": store.home.parent, "data": store.data_dir,
+            "model": store.bert, "baseline": store.baseline, "tunes": list(store.tunes), "other": store.other,
+            "foreign": store.foreign, "other_experiment": store.other_experiment}
 
-    from core.demo import ensure_demo
-    from core.experiment_manager import ExperimentManager
-    from core.worker import stop_worker
 
-    tmp = tmp_path_factory.mktemp("examples")
-    data = copy_data(tmp / "data")
-    pd.read_csv(data / "test.csv").iloc[::3].to_csv(data / "test_other.csv", index=False)  # another file
-    with pytest.MonkeyPatch.context() as mp:
-        settings = use_store(mp, tmp / "home")
-        mp.setenv("TUNEBOARD_DATA_DIR", str(data))
-        model = str(ensure_demo(settings)["demo-bert-tiny"])
+@pytest.fixture
+def trained(shared_store, monkeypatch) -> dict:
+    """The shared store, for tests that only read it."""
+    return _described(shared_store, point_at(monkeypatch, shared_store))
 
-        def grid(base_name: str, sets: list[dict], validation: str, baseline: bool):
-            manager = ExperimentManager(
-                base_name=base_name, data_src="Demo", dataset_versions=["full_dataset.csv"], hyperparameters=sets,
-                base_model_versions=[model], output_dir=str(tmp / "out" / base_name),
-                train_file=str(data / "{data_version}"), validation_file=str(data / validation),
-                evalute_pretrained_model=baseline, user_id="tester")
-            summary = manager.run_experiments(show_progress=False)
-            assert not summary.failed, [r.error for r in summary.failed]
-            return manager.experiment_name, summary
 
-        # the browser test's two sets (they learn the demo task, differently), on the full demo dataset
-        name, summary = grid("Examples", [{"n_epochs": 3, "learning_rate": 5e-4, "train_batch_size": 8, "seed": 1},
-                                          {"n_epochs": 1, "learning_rate": 2e-3, "train_batch_size": 16, "seed": 2}],
-                             "test.csv", True)
-        other, other_summary = grid("OtherFile", [{"n_epochs": 1, "learning_rate": 1e-3, "seed": 3}],
-                                    "test_other.csv", False)
-        mlflow.set_experiment(name)
-        with mlflow.start_run(run_name="logged-elsewhere") as foreign:
-            mlflow.log_metrics({"accuracy": 0.3, "f1": 0.2})
-        yield {"experiment": name, "settings": settings, "tmp": tmp, "data": data, "model": model,
-               "baseline": summary.results[0].run_id, "tunes": [r.run_id for r in summary.results[1:]],
-               "other": other_summary.results[0].run_id, "foreign": foreign.info.run_id, "other_experiment": other}
-        stop_worker(settings)
+@pytest.fixture
+def trained_copy(private_store, monkeypatch) -> dict:
+    """The module's own copy of the store, for tests that add runs, register or promote."""
+    return _described(private_store, point_at(monkeypatch, private_store))
 
 
 def _client():
@@ -102,13 +87,13 @@ def test_every_evaluated_run_logs_its_predictions_baselines_included(trained):
 
 
 @pytest.mark.slow
-def test_a_large_validation_set_keeps_a_stated_seeded_sample(trained, monkeypatch):
+def test_a_large_validation_set_keeps_a_stated_seeded_sample(trained_copy, monkeypatch):
     from core.grid import DEFAULTS, RunSpec
     from core.training.run import execute
 
-    spec = RunSpec(kind="baseline", experiment_name=trained["experiment"], run_name="capped_baseline",
-                   base_model=trained["model"], validation_path=str(trained["data"] / "test.csv"),
-                   output_dir=str(trained["tmp"] / "out" / "capped"), hyperparameters=dict(DEFAULTS))
+    spec = RunSpec(kind="baseline", experiment_name=trained_copy["experiment"], run_name="capped_baseline",
+                   base_model=trained_copy["model"], validation_path=str(trained_copy["data"] / "test.csv"),
+                   output_dir=str(trained_copy["tmp"] / "out" / "capped"), hyperparameters=dict(DEFAULTS))
     monkeypatch.setenv(table_mod.MAX_ROWS_VARIABLE, "50")
     result = execute(spec)
     assert result.status == "FINISHED", result.error
@@ -118,7 +103,7 @@ def test_a_large_validation_set_keeps_a_stated_seeded_sample(trained, monkeypatc
     assert client.get_run(result.run_id).data.tags[ex.SAMPLE_TAG] == \
         f"kept 50 of {TEST_ROWS}, random sample, seed 0 ({table_mod.MAX_ROWS_VARIABLE}=50)"
     # the same seeded rows as the full table of the baseline of the same model: the same examples, same calls
-    full = ex.read_predictions(client, trained["baseline"])
+    full = ex.read_predictions(client, trained_copy["baseline"])
     kept = table_mod.sample_indices(TEST_ROWS, 50)
     assert list(capped["row"]) == list(full["row"].iloc[kept])
     assert list(capped["predicted_label"]) == list(full["predicted_label"].iloc[kept])
@@ -261,14 +246,15 @@ def test_examples_view_filters_compares_two_runs_and_charts_per_label(trained):
     assert "has no predictions table" in texts(at)
 
 
-@pytest.fixture(scope="module")
-def production(trained):
-    """The weaker fine-tune registered and put into production, so the best run is a real candidate."""
+@pytest.fixture
+def production(trained_copy):
+    """The weaker fine-tune registered and put into production in the module's copy, so the best run is a real
+    candidate (one test uses it: function scope, as the copy it writes to is pointed at per test)."""
     from core.model_selector import ModelSelector
     from core.model_transition import ModelTransition
 
-    best = ModelSelector(trained["experiment"], "accuracy").get_best_model().info.run_id
-    weaker = next(r for r in trained["tunes"] if r != best)
+    best = ModelSelector(trained_copy["experiment"], "accuracy").get_best_model().info.run_id
+    weaker = next(r for r in trained_copy["tunes"] if r != best)
     transition = ModelTransition("Examples_Model")
     version = transition.register_run(_client().get_run(weaker))
     transition.promote(version.version, "Production", reason="test", user="tester")
@@ -285,12 +271,12 @@ def _promote_best(experiment: str, model: str):
 
 
 @pytest.mark.slow
-def test_promotion_shows_what_the_candidate_fixes_and_breaks_like_for_like(trained, production):
+def test_promotion_shows_what_the_candidate_fixes_and_breaks_like_for_like(trained_copy, production):
     best, weaker = production
     client = _client()
     found = ex.changes(ex.read_predictions(client, best), ex.read_predictions(client, weaker))
     assert found.shared == TEST_ROWS
-    at = _promote_best(trained["experiment"], "Examples_Model")
+    at = _promote_best(trained_copy["experiment"], "Examples_Model")
     body = texts(at)
     assert found.sentence("version 1") in body
     assert f"fixes {len(found.fixes)} example" in body and f"breaks {len(found.breaks)} it got right" in body
@@ -303,17 +289,17 @@ def test_promotion_shows_what_the_candidate_fixes_and_breaks_like_for_like(train
 
 
 @pytest.mark.slow
-def test_promotion_across_validation_files_scores_production_on_the_candidates_file(trained):
+def test_promotion_across_validation_files_scores_production_on_the_candidates_file(trained_copy):
     """Production was evaluated on another file: not like for like; a button queues a job that scores it on
     the candidate's file (run by the real local worker); then the like-for-like comparison shows."""
     from core.jobs import JobQueue
     from core.model_transition import ModelTransition
 
     transition = ModelTransition("Other_File_Model")
-    version = transition.register_run(_client().get_run(trained["other"]))
+    version = transition.register_run(_client().get_run(trained_copy["other"]))
     transition.promote(version.version, "Production", reason="test", user="tester")
 
-    at = _promote_best(trained["experiment"], "Other_File_Model")
+    at = _promote_best(trained_copy["experiment"], "Other_File_Model")
     assert "were evaluated on different validation files, so their numbers and examples are not like for like" \
         in texts(at)
     at.button(key="r_eval_prod").click().run()
@@ -324,7 +310,7 @@ def test_promotion_across_validation_files_scores_production_on_the_candidates_f
     client = _client()
     candidate = client.get_run(at.session_state["r_confirm"]["run_id"])
     digest = candidate.data.params["validation_digest"]
-    queue = JobQueue(trained["settings"])
+    queue = JobQueue(trained_copy["settings"])
     deadline = time.monotonic() + 600
     run = find_evaluation(client, "Other_File_Model", version.version, digest)
     assert run is not None, "the button queued no evaluation job"

@@ -2,44 +2,33 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
-from conftest import ROOT, copy_data, use_store
+from conftest import ROOT, point_at, use_store
 from streamlit.testing.v1 import AppTest
 
-pytestmark = pytest.mark.slow
+if TYPE_CHECKING:
+    from shared_store import SharedStore
+
+    from core.settings import Settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("shared_store")]  # one worker for the shared store
 TIMEOUT = 120
 
 
-@pytest.fixture(scope="module")
-def filled(tmp_path_factory):
-    """A store with a finished baseline and two fine-tunes of the demo BERT, built by ExperimentManager."""
-    from core.demo import ensure_demo
-    from core.experiment_manager import ExperimentManager
-    from core.worker import stop_worker
+@pytest.fixture
+def filled(shared_store, monkeypatch) -> tuple[str, Settings, SharedStore]:
+    """The session's store (tests/shared_store.py), for tests that only read it: its experiment of a finished
+    baseline, three short fine-tunes of the demo BERT (built by ExperimentManager) and a run logged by plain
+    MLflow, as other tools do; a model registered and in production."""
+    return shared_store.small, point_at(monkeypatch, shared_store), shared_store
 
-    tmp = tmp_path_factory.mktemp("pages")
-    copy_data(tmp / "data")
-    with pytest.MonkeyPatch.context() as mp:
-        settings = use_store(mp, tmp / "home")
-        mp.setenv("TUNEBOARD_DATA_DIR", str(tmp / "data"))
-        models = ensure_demo(settings)
-        manager = ExperimentManager(
-            base_name="Pages", data_src="Demo", dataset_versions=["train_sample.csv"],
-            hyperparameters=[{"n_epochs": 1, "max_steps": 20, "learning_rate": 1e-3},
-                             {"n_epochs": 1, "max_steps": 20, "learning_rate": 5e-4}],
-            base_model_versions=[str(models["demo-bert-tiny"])], output_dir=str(tmp / "out"),
-            train_file=str(tmp / "data" / "{data_version}"), validation_file=str(tmp / "data" / "test.csv"),
-            evalute_pretrained_model=True, user_id="tester")
-        summary = manager.run_experiments()
-        assert not summary.failed
-        import mlflow
 
-        mlflow.set_experiment(manager.experiment_name)  # a run logged by plain MLflow, as other tools do
-        with mlflow.start_run(run_name="logged-elsewhere"):
-            mlflow.log_params({"lr": "0.01"})
-            mlflow.log_metrics({"accuracy": 0.3, "f1": 0.2})
-        yield manager.experiment_name, settings, tmp
-        stop_worker(settings)
+@pytest.fixture
+def filled_copy(private_store, monkeypatch) -> tuple[str, Settings, SharedStore]:
+    """The module's own copy of that store, for tests that queue jobs, register or promote."""
+    return private_store.small, point_at(monkeypatch, private_store), private_store
 
 
 def app(page: str | None = None) -> AppTest:
@@ -57,14 +46,19 @@ def texts(at: AppTest) -> str:
                      for e in at.get(kind))
 
 
-def test_home_says_what_is_best_and_what_to_do(filled):
-    experiment, _, _ = filled
+def test_home_says_what_is_best_and_what_to_do(filled, tmp_path, monkeypatch):
+    experiment, _, store = filled
     at = app()
     assert at.title[0].value == "Tuneboard"
     body = texts(at)
-    assert "No model is registered yet" in body
+    # what is in production: the store's model, its version, the run it came from, who put it there
+    assert f"**{store.model}**: version 1 (demo-bert-tiny_train_sample_param_set" in body
+    assert "promoted by tester on" in body
     frames = at.dataframe
     assert any(experiment in str(f.value) for f in frames)
+    # and where nothing is registered (a fresh store), it says so
+    use_store(monkeypatch, tmp_path / "empty")
+    assert "No model is registered yet" in texts(app())
 
 
 def test_compose_previews_the_grid_and_refuses_bad_input(filled):
@@ -92,15 +86,15 @@ def test_compose_generator_fills_all_combinations(filled):
     assert "**26 runs**" in texts(at)  # 2 models x 2 datasets x 6 sets + 2 baselines
 
 
-def test_compose_starts_from_a_past_experiment(filled):
-    _, settings, _ = filled
+def test_compose_starts_from_a_past_experiment(filled_copy):
+    _, settings, _ = filled_copy
     from core import runs as runs_mod
     from core.grid import GridSpec
     from core.jobs import JobQueue
 
     # a grid launched through the queue can be reloaded into the form
     queue = JobQueue(settings)
-    spec = GridSpec.from_dict({**_tiny_grid(filled), "base_name": "Reload"})
+    spec = GridSpec.from_dict({**_tiny_grid(filled_copy), "base_name": "Reload"})
     queue.submit(spec, start=False)
     at = app("pages/compose.py")
     exp_id = runs_mod.client().get_experiment_by_name(spec.experiment_name).experiment_id
@@ -110,22 +104,22 @@ def test_compose_starts_from_a_past_experiment(filled):
     assert "**1 runs**" in texts(at)
 
 
-def _tiny_grid(filled) -> dict:
-    _, settings, tmp = filled
+def _tiny_grid(filled_copy: tuple[str, Settings, SharedStore]) -> dict:
+    _, settings, store = filled_copy
     return {"base_name": "Tiny", "data_src": "Demo", "user_id": "tester", "dataset_versions": ["train_sample.csv"],
             "hyperparameters": [{"n_epochs": 1, "max_steps": 3}],
             "base_model_versions": [str(settings.demo_models_dir / "demo-bert-tiny")],
-            "train_file": str(tmp / "data" / "{data_version}"), "validation_file": str(tmp / "data" / "test.csv"),
-            "output_dir": str(tmp / "out"), "evaluate_pretrained_model": False}
+            "train_file": str(store.data_dir / "{data_version}"), "validation_file": str(store.data_dir / "test.csv"),
+            "output_dir": str(store.home / "out" / "tiny"), "evaluate_pretrained_model": False}
 
 
-def test_jobs_page_lists_and_cancels(filled):
-    _, settings, _ = filled
+def test_jobs_page_lists_and_cancels(filled_copy):
+    _, settings, _ = filled_copy
     from core.grid import GridSpec
     from core.jobs import JobQueue, JobStatus
 
     queue = JobQueue(settings)
-    (job,) = queue.submit(GridSpec.from_dict({**_tiny_grid(filled), "base_name": "JobsPage"}), start=False)
+    (job,) = queue.submit(GridSpec.from_dict({**_tiny_grid(filled_copy), "base_name": "JobsPage"}), start=False)
     from pages.common import jobs_changed
 
     jobs_changed()  # as the Compose page does after its own submit (listings are shared for up to 1 s)
@@ -158,8 +152,8 @@ def test_compare_shows_the_best_run_charts_and_a_safe_export(filled):
     assert any(b.proto.label == "Export this table as CSV" for b in at.get("download_button"))
 
 
-def test_registry_promotes_the_best_run_after_showing_what_it_replaces(filled):
-    experiment, _, _ = filled
+def test_registry_promotes_the_best_run_after_showing_what_it_replaces(filled_copy):
+    experiment, _, _ = filled_copy
     at = app("pages/registry.py")
     at.selectbox(key="r_model").set_value("+ a new name").run()
     at.text_input(key="r_new_name").set_value("Pages_Model").run()
@@ -187,8 +181,8 @@ def test_registry_promotes_the_best_run_after_showing_what_it_replaces(filled):
     assert any("there is no earlier version to roll back to" in e.value for e in at.error)
 
 
-def test_registry_refuses_a_bad_stage_name(filled):
-    experiment, _, _ = filled
+def test_registry_refuses_a_bad_stage_name(filled_copy):
+    experiment, _, _ = filled_copy
     from core.model_transition import ModelTransition
 
     ModelTransition("Stage_Model").transition_model("Staging", experiment, "accuracy")

@@ -14,48 +14,34 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from conftest import ROOT, child_env, copy_data, use_store
+from conftest import ROOT, child_env, point_at
 
 from core.model_transition import ModelTransition
 
-pytestmark = pytest.mark.slow
+if TYPE_CHECKING:
+    from shared_store import SharedStore
+
+    from core.settings import Settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("shared_store")]  # one worker for the shared store
 MODEL = "Crash_Model"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, demo_models):
-    """Three fine-tunes of the demo BERT with logged models (and the baseline) in one embedded store."""
-    from core.experiment_manager import ExperimentManager
-
-    tmp = tmp_path_factory.mktemp("registry-faults")
-    data = copy_data(tmp / "data")
-    with pytest.MonkeyPatch.context() as mp:
-        settings = use_store(mp, tmp / "home")
-        manager = ExperimentManager(
-            base_name="Crash", data_src="Demo", dataset_versions=["train_sample.csv"],
-            hyperparameters=[{"n_epochs": 1, "max_steps": 3, "learning_rate": 1e-3},
-                             {"n_epochs": 1, "max_steps": 3, "learning_rate": 5e-4},
-                             {"n_epochs": 1, "max_steps": 3, "learning_rate": 2e-4}],
-            base_model_versions=[str(demo_models["demo-bert-tiny"])], output_dir=str(tmp / "out"),
-            train_file=str(data / "{data_version}"), validation_file=str(data / "test.csv"),
-            evalute_pretrained_model=True, user_id="tester")
-        summary = manager.run_experiments()
-        assert not summary.failed
-        yield manager.experiment_name, settings, tmp
-
-
 @pytest.fixture
-def registry(trained, monkeypatch):
-    experiment, settings, tmp = trained
-    use_store(monkeypatch, settings.home)
+def registry(private_store: SharedStore, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Settings, Path, list]:
+    """The module's copy of the session's store (tests/shared_store.py): its small experiment holds three
+    fine-tunes of the demo BERT with logged models (and the baseline); registering writes, hence the copy."""
+    settings = point_at(monkeypatch, private_store)
     from core import runs as runs_mod
 
     client = runs_mod.client()
-    exp = client.get_experiment_by_name(experiment)
+    exp = client.get_experiment_by_name(private_store.small)
     run_list = runs_mod.search_all(client, [exp.experiment_id], order_by=["attributes.start_time ASC"])
-    return experiment, settings, tmp, [r for r in run_list if runs_mod.has_model(r)]
+    return private_store.small, settings, private_store.home.parent, [r for r in run_list if runs_mod.has_model(r)]
 
 
 def promote_and_kill(settings, tmp, stage: str, *args: str) -> None:

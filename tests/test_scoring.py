@@ -1,7 +1,8 @@
 """Scoring a file without code (issue 11): the CLI, the queue, the page, every bad input.
 
-One tiny NLI model (the demo BERT, fine-tuned for a few steps) is trained and registered once for the module,
-with ``production`` pointing at it; everything else scores with it: real MLflow store, real worker, real files.
+One tiny NLI model (the demo BERT, fine-tuned for a few steps) is trained and registered once for the session
+(tests/shared_store.py), with ``production`` pointing at it; everything here scores with it, on the module's copy
+of that store: real MLflow store, real worker, real files.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from conftest import ROOT, child_env, copy_data, use_store
+from conftest import ROOT, child_env, point_at
+from shared_store import MODEL
 from test_jobs import wait_for
 
-pytestmark = pytest.mark.slow
+if TYPE_CHECKING:
+    from core.settings import Settings
 
-MODEL = "Score_Topic"
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("shared_store")]  # one worker for the shared store
+
 PRODUCTION = f"models:/{MODEL}@production"
 LABELS = {"entailment", "not_entailment"}
 ROWS = [
@@ -30,32 +35,12 @@ ROWS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def scoring(tmp_path_factory, demo_models):
-    """(settings, folder): a store holding one fine-tuned demo model, registered, version 1 in production."""
-    from core.experiment_manager import ExperimentManager
-    from core.model_transition import ModelTransition
-    from core.worker import stop_worker
-
-    tmp = tmp_path_factory.mktemp("scoring")
-    data = copy_data(tmp / "data")
-    with open(data / "test.csv", newline="", encoding="utf-8") as f:
-        header, *rows = list(csv.reader(f))
-    with open(data / "small.csv", "w", newline="", encoding="utf-8") as f:  # evaluation is most of a tiny run
-        csv.writer(f).writerows([header, *rows[:40]])
-    with pytest.MonkeyPatch.context() as mp:
-        settings = use_store(mp, tmp / "home")
-        mp.setenv("TUNEBOARD_DATA_DIR", str(data))
-        manager = ExperimentManager(
-            base_name="Scoring", data_src="Demo", dataset_versions=["train_sample.csv"],
-            hyperparameters=[{"n_epochs": 1, "max_steps": 10, "learning_rate": 1e-3}],
-            base_model_versions=[str(demo_models["demo-bert-tiny"])], output_dir=str(tmp / "out"),
-            train_file=str(data / "{data_version}"), validation_file=str(data / "small.csv"),
-            evalute_pretrained_model=False, user_id="tester")
-        assert not manager.run_experiments().failed
-        ModelTransition(MODEL).transition_model("Production", manager.experiment_name, "accuracy")
-        yield settings, tmp
-        stop_worker(settings)
+@pytest.fixture
+def scoring(private_store, monkeypatch) -> tuple[Settings, Path]:
+    """(settings, folder): the module's copy of the session's store (tests/shared_store.py), which holds a short
+    fine-tune of the demo BERT registered as Score_Topic, version 1 in production. Every test here scores,
+    queues or caches a model, so all of them write: the copy, never the shared store."""
+    return point_at(monkeypatch, private_store), private_store.home.parent
 
 
 def pairs_file(folder: Path, name: str = "calls.csv") -> Path:
@@ -91,6 +76,9 @@ def test_the_cli_scores_a_file_and_mlflow_records_who_scored_what(scoring, tmp_p
     from core.jobs import JobStatus
 
     settings, _ = scoring
+    client = runs.client(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(f"Scoring - {MODEL}")
+    before = {r.info.run_id for r in client.search_runs([experiment.experiment_id])}  # the store's own scoring run
     source = pairs_file(tmp_path / "in")
     out = tmp_path / "out" / "scored.csv"
     done = subprocess.run([sys.executable, "-m", "core.cli", "score", PRODUCTION, str(source), str(out),
@@ -108,9 +96,7 @@ def test_the_cli_scores_a_file_and_mlflow_records_who_scored_what(scoring, tmp_p
     assert rows[2]["premise"].startswith("'=HYPERLINK")  # a spreadsheet would run it: neutralised
     assert leftovers(out.parent) == []
 
-    client = runs.client(settings.tracking_uri)
-    experiment = client.get_experiment_by_name(f"Scoring - {MODEL}")
-    [run] = client.search_runs([experiment.experiment_id])
+    [run] = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_id not in before]
     tags = run.data.tags
     assert JobStatus(run.info.status) == JobStatus.FINISHED
     assert tags["run_type"] == "score" and tags["model_version"] == "1" and tags["model_uri"] == f"models:/{MODEL}/1"
