@@ -126,8 +126,8 @@ def pipeline(model_path: str, train: Path, evaluation: Path, params: dict, out: 
     import torch
     from mlflow.tracking import MlflowClient
 
-    from core.training import run as training
     from core.grid import RunSpec
+    from core.training import run as training
 
     if compile_mode is not None:
         os.environ["TUNEBOARD_COMPILE"] = compile_mode

@@ -187,12 +187,12 @@ def copy_store(src_home: Path, dst_home: Path) -> Path:
     logged models, tags such as output_dir, the job queue's id): every occurrence in every text value of every
     table is rewritten to the new home, so the copy reads and writes only inside itself.
     """
-    from core.scoring.models import CACHE_FOLDER
+    from core.models.sources import CACHE_FOLDER
 
     src, dst = Path(src_home).resolve(), Path(dst_home).resolve()
     dst.parent.mkdir(parents=True, exist_ok=True)
     # the database through SQLite's backup API (a consistent snapshot); a worker's lock and state are its own;
-    # the model cache is keyed by the original's registry URI (core.scoring.models): never a hit in the copy
+    # the model cache is keyed by the original's registry URI (core.models.sources): never a hit in the copy
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns(f"{DB}*", "worker.lock", "worker.json", CACHE_FOLDER))
     source, target = sqlite3.connect(src / DB), sqlite3.connect(dst / DB)
     try:
