@@ -245,3 +245,48 @@ def test_two_workers_racing_run_each_job_exactly_once(queue, store, bert_model, 
         log = (store.home / "jobs" / f"{job.run_id}.log").read_text()
         assert len(re.findall(rf"job {job.run_id}: \S+ \(", log)) == 1  # started once
     assert CANCEL not in queue.client.get_run(jobs[0].run_id).data.tags
+
+
+def test_a_kind_the_tests_define_runs_on_the_real_worker_with_cancel_and_retry(store, monkeypatch, tmp_path):
+    """The queue, the worker and the job's process know the kind only through TUNEBOARD_JOB_KINDS."""
+    import mlflow
+    from tests.echo_kind import EchoSpec
+
+    from core.jobs import kinds
+
+    monkeypatch.setenv(kinds.EXTRA_VARIABLE, "tests.echo_kind")  # the one line that lists it
+    monkeypatch.setenv("TUNEBOARD_WARM_SPARES", "0")
+    queue = JobQueue(store)
+    try:
+        (first,) = queue.submit(EchoSpec("hello"))
+        assert first.kind == "echo" and kinds.label(first.kind) == "say it back"
+        wait_for(lambda: status(queue, first.run_id).is_terminal(), what="the echo job to end")
+        done = queue.get(first.run_id)
+        assert done.status == JobStatus.FINISHED, done.reason
+        assert done.progress.stage == "finished" and done.progress.step == 4
+        said = mlflow.artifacts.download_artifacts(run_id=first.run_id, artifact_path="echo.txt",
+                                                   dst_path=str(tmp_path / "said"))
+        assert Path(said).read_text(encoding="utf-8") == "hello"
+        assert f"job {first.run_id}: FINISHED, said 'hello'" in queue.log_tail(first.run_id)
+
+        (slow,) = queue.submit(EchoSpec("slowly", seconds=600, steps=600))
+        wait_for(lambda: (p := queue.get(slow.run_id).progress) and p.step > 0, what="the slow echo to work")
+        assert queue.cancel(slow.run_id, user="carol").status in (JobStatus.RUNNING, JobStatus.KILLED)
+        wait_for(lambda: status(queue, slow.run_id) == JobStatus.KILLED, timeout=15, what="KILLED")
+        assert "cancelled by carol while it was running" in queue.get(slow.run_id).reason
+
+        again = queue.retry(first.run_id)
+        assert queue.client.get_run(again.run_id).data.tags[RETRY_OF] == first.run_id
+        wait_for(lambda: status(queue, again.run_id).is_terminal(), what="the retried echo to end")
+        assert status(queue, again.run_id) == JobStatus.FINISHED and again.run_name == "echo hello"
+    finally:
+        stop_worker(store)
+
+
+def test_a_job_of_a_kind_nobody_lists_is_refused_in_words(store):
+    from tests.echo_kind import EchoSpec
+
+    from core.errors import TuneboardError
+
+    with pytest.raises(TuneboardError, match="no kind of job takes a EchoSpec"):
+        JobQueue(store).submit(EchoSpec("unlisted"))
