@@ -170,3 +170,11 @@ def may_read_data(path: str | Path) -> bool:
     except DataError:
         return False
     return True
+
+
+def relative_inside(path: str | Path, folder: Path, what: str, hint: str = "") -> str:
+    """``path`` as a name inside ``folder`` (``what`` names the folder in the message); a DataError otherwise."""
+    resolved = Path(path).resolve()
+    if not resolved.is_relative_to(folder):
+        raise DataError(path, f"is outside {what} {folder}.", hint=hint)
+    return resolved.relative_to(folder).as_posix()

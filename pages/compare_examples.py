@@ -22,6 +22,7 @@ from core import examples as ex
 from core.compare import NOT_SET
 from core.examples import evaluation
 from core.metrics import headline
+from core.promotion import Candidate
 from pages.common import client, fmt, jobs_changed, md, predictions, queue, show_error
 
 EACH_RUN = "(each run on its own)"
@@ -164,60 +165,40 @@ def _disagreement_section(names: dict[str, str], rows: pd.DataFrame, run_id: str
 
 
 # -- Registry: what a promotion changes ------------------------------------------------------------------------
-def promotion_changes(pending: dict, current, model_name: str, may_queue: bool) -> None:
+def promotion_changes(pending: Candidate, current, model_name: str, may_queue: bool) -> None:
     """Inside the promotion confirmation: the candidate beside version ``current`` in production, example by
     example, like for like (production scored on the candidate's validation file when theirs differ)."""
-    theirs = current.tags.get("validation_digest")
-    same_file = bool(pending.get("digest")) and theirs == pending.get("digest")
-    candidate = predictions(pending["run_id"], "FINISHED")
-    if candidate is None:
-        if theirs and not same_file:
+    found = evaluation.like_for_like(client(), model_name, current, pending.run_id, pending.digest,
+                                     pending.validation_file, lambda run_id: predictions(run_id, "FINISHED"))
+    if found.changes is not None:
+        if found.scored_by:
+            st.caption(f"Version {current.version} was scored on the candidate's validation file by the job "
+                       f"{md(found.scored_by)}; compared like for like:")
+        _show_changes(found.changes, found.against)
+        return
+    if not found.candidate_has_table:
+        if found.different_files:
             st.warning("The two were evaluated on different validation files, so their numbers are not directly "
                        "comparable.")
-        st.info("The candidate has no predictions table (it was logged before runs kept them, or by another "
-                "tool), so the comparison is by the metrics above only.", icon=":material/info:")
+        st.info(md(found.why), icon=":material/info:")
         return
-    source = current.tags.get("source_run_id") or current.run_id
-    production = predictions(source, "FINISHED") if same_file and source else None
-    if production is not None:
-        _show_changes(ex.changes(candidate, production), f"version {current.version}")
-        return
-    if same_file:
-        why = (f"Version {current.version}'s run has no predictions table (it was logged before runs kept them), "
-               "so it cannot be compared example by example as it stands.")
-    else:
-        why = (f"The candidate and version {current.version} were evaluated on different validation files, so "
-               "their numbers and examples are not like for like.")
-    _evaluation(candidate, pending, current, model_name, why, may_queue)
-
-
-def _evaluation(candidate: pd.DataFrame, pending: dict, current, model_name: str, why: str,
-                may_queue: bool) -> None:
-    """Production scored on the candidate's file by a background job: its result, its progress, or the offer."""
-    digest = pending.get("digest") or ""
-    run = evaluation.find_evaluation(client(), model_name, current.version, digest) if digest else None
+    st.warning(md(found.why), icon=":material/compare_arrows:")
+    run = found.evaluation
     status = run.info.status if run is not None else None
-    if status == "FINISHED":
-        scored = predictions(run.info.run_id, status)
-        if scored is not None:
-            st.caption(f"Version {current.version} was scored on the candidate's validation file by the job "
-                       f"{md(run.info.run_name)}; compared like for like:")
-            _show_changes(ex.changes(candidate, scored), f"version {current.version}")
-            return
-    st.warning(why, icon=":material/compare_arrows:")
     if status in ("SCHEDULED", "RUNNING"):
         _wait_for(run.info.run_id, str(current.version))
         return
     if status in ("FAILED", "KILLED"):
         st.error(f"Scoring version {current.version} on the candidate's file ended {status.lower()}: "
                  f"{md(run.data.tags.get('error', 'no reason recorded'))}")
-    if not pending.get("validation_file") or not digest:
+    if not found.can_evaluate:
         st.caption("The candidate's run does not name its validation file, so production cannot be scored on it.")
         return
     if may_queue and st.button(f"Score version {current.version} on the candidate's validation file (a background "
                                "job), then compare like for like", key="r_eval_prod"):
         try:
-            evaluation.queue_evaluation(queue(), model_name, current.version, pending["validation_file"], digest)
+            evaluation.queue_evaluation(queue(), model_name, current.version, pending.validation_file,
+                                        pending.digest)
             jobs_changed()
             st.rerun()
         except Exception as exc:  # noqa: BLE001

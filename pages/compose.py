@@ -2,34 +2,40 @@
 
 from __future__ import annotations
 
-import itertools
-import json
-import math
-import random
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 import yaml
 
 from core import demo, paths
+from core import hyperparameter_sets as hsets
+from core import runs as runs_mod
 from core.data import FORMATS
 from core.data import save_upload as data_save_upload
-from core.errors import DataError, GridError, TuneboardError
+from core.errors import GridError, TuneboardError
 from core.grid import GridSpec
+from core.hyperparameter_sets import COLUMNS, OTHER, table_row
 from core.naming import experiment_name
+from core.training import estimate
 from core.training.kind import past_grid
-from pages.common import client, experiments, jobs_changed, md, queue, settings, show_error, sign_in_gate, user
+from pages.common import (
+    client,
+    experiments,
+    jobs_changed,
+    md,
+    queue,
+    settings,
+    show_error,
+    sign_in_gate,
+    user,
+)
 
 sign_in_gate()
 
-COLUMNS = {"n_epochs": int, "learning_rate": float, "weight_decay": float, "train_batch_size": int,
-           "eval_batch_size": int}
 DEFAULT_SETS = pd.DataFrame([
     {"n_epochs": 5, "learning_rate": 5e-4, "weight_decay": 0.01, "train_batch_size": 8, "eval_batch_size": 64,
-     "other settings (JSON)": ""},
+     OTHER: ""},
     {"n_epochs": 5, "learning_rate": 2e-3, "weight_decay": 0.01, "train_batch_size": 16, "eval_batch_size": 64,
-     "other settings (JSON)": ""},
+     OTHER: ""},
 ])
 
 s = settings()
@@ -57,24 +63,9 @@ def init_state() -> None:
         st.session_state.setdefault(key, value)
 
 
-# the table's columns (the seed's names) and the TrainingArguments fields they stand for
-TABLE_KEYS = {"n_epochs": "num_train_epochs", "learning_rate": "learning_rate", "weight_decay": "weight_decay",
-              "train_batch_size": "per_device_train_batch_size", "eval_batch_size": "per_device_eval_batch_size"}
-
-
 def in_data_dir(path: str) -> str:
     """A file of a loaded grid, as a name inside the data folder (the form only offers files there)."""
-    resolved = Path(path).resolve()
-    if not resolved.is_relative_to(data_dir):
-        raise DataError(path, f"is outside the data folder {data_dir}.", hint="Copy it there, or upload it here.")
-    return resolved.relative_to(data_dir).as_posix()
-
-
-def table_row(params: dict) -> dict:
-    row = {short: params.get(name) for short, name in TABLE_KEYS.items()}
-    other = {k: v for k, v in params.items() if k not in TABLE_KEYS.values()}
-    row["other settings (JSON)"] = json.dumps(other) if other else ""
-    return row
+    return paths.relative_inside(path, data_dir, "the data folder", hint="Copy it there, or upload it here.")
 
 
 def apply_grid(data: dict) -> None:
@@ -114,40 +105,6 @@ def load_experiment() -> None:
         st.session_state["c_loaded"] = f"error:{exc}"
 
 
-def number(text: str, cast: type) -> float | int:
-    """One value of a generator list; "nan" and "inf" are refused here, since an empty cell means the default."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text.strip()!r} is not a finite number")
-    return cast(value) if cast is int else value
-
-
-def sets_from_table(table: pd.DataFrame) -> list[dict]:
-    """Rows of the editor as hyperparameter dicts; blank cells are left out, JSON merged in."""
-    sets = []
-    for i, row in enumerate(table.to_dict("records")):
-        params: dict = {}
-        for key, cast in COLUMNS.items():
-            value = row.get(key)
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                continue
-            params[key] = cast(value) if cast is int and float(value).is_integer() else value
-        extra = row.get("other settings (JSON)")
-        extra = "" if extra is None or (isinstance(extra, float) and math.isnan(extra)) else str(extra).strip()
-        if extra:
-            try:
-                more = json.loads(extra)
-            except json.JSONDecodeError as exc:
-                raise GridError(f"is not valid JSON ({exc.msg}); write it like {{\"seed\": 3}}.",
-                                key=f"hyperparameters[{i}].other settings") from None
-            if not isinstance(more, dict):
-                raise GridError('must be a JSON object like {"seed": 3}.', key=f"hyperparameters[{i}].other settings")
-            params.update(more)
-        if params:
-            sets.append(params)
-    return sets
-
-
 def save_upload(upload) -> str:
     """Check an uploaded file and keep it in data/uploads/ only if it reads cleanly (see core.data.save_upload)."""
     saved = data_save_upload(upload.name, upload.getvalue(), data_dir / "uploads")
@@ -163,42 +120,19 @@ def field_error(prefix: str) -> None:
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def measured_speed(tracking_uri: str, name: str) -> tuple[float, bool]:
-    """(samples/s, measured?) of past finished runs of a base model; cached: the page reruns on every click."""
-    quoted = f'"{name}"' if "'" in name else f"'{name}'"  # a folder may be called o'brien; MLflow has no escapes
-    past = [] if "'" in name and '"' in name else client().search_runs(
-        [e.experiment_id for e in experiments()][:50],
-        f"tags.base_model_name = {quoted} and attributes.status = 'FINISHED'", max_results=20)
-    speeds = sorted(r.data.metrics["train_samples_per_second"] for r in past
-                    if "train_samples_per_second" in r.data.metrics)
-    if speeds:
-        return speeds[len(speeds) // 2], True
-    return (800.0 if name.startswith("demo-") else 150.0), False
+def measured_speed(tracking_uri: str, name: str) -> float | None:
+    """Past runs' speed of a base model (core.runs); cached: the page reruns on every click."""
+    return runs_mod.training_speed(client(), name)
 
 
 @st.cache_data(show_spinner=False)
 def row_count(path: str, mtime: float) -> int:
-    with open(path, "rb") as f:
-        return max(0, sum(1 for _ in f) - 1)
+    return estimate.row_count(path)
 
 
-def estimate_seconds(spec: GridSpec) -> tuple[float, str]:
-    """A rough duration: examples x epochs / measured samples per second of past runs of each base model."""
-    total = 0.0
-    notes = set()
-    for model in spec.base_model_versions:
-        name = Path(model).name
-        speed, measured = measured_speed(s.tracking_uri, name)
-        notes.add(f"{name}: {speed:.0f} samples/s ({'measured' if measured else 'a guess until a run finishes'})")
-        for version in spec.dataset_versions:
-            path = Path(spec.train_path(version))
-            readable = path.is_file() and paths.may_read_data(path)  # Launch names any other file; never read it
-            rows = row_count(str(path), path.stat().st_mtime) if readable else 0
-            for params in spec.hyperparameters:
-                total += rows * float(params.get("num_train_epochs", 3)) / speed + 6
-        if spec.evaluate_pretrained_model:
-            total += 6
-    return total, "; ".join(sorted(notes))
+def estimate_grid(spec: GridSpec) -> estimate.Estimate:
+    return estimate.estimate(spec, lambda name: measured_speed(s.tracking_uri, name),
+                             lambda path: row_count(str(path), path.stat().st_mtime))
 
 
 init_state()
@@ -261,14 +195,13 @@ with st.expander("Generate sets from value lists"):
     sample = st.number_input("How many in the sample", min_value=1, max_value=500, value=8, key="c_gen_n")
     if st.button("Fill the table", key="c_gen_fill"):
         try:
-            lists = {k: [number(x, COLUMNS[k]) for x in v.split(",") if x.strip()] for k, v in gen.items() if v.strip()}
+            combos = hsets.generate(hsets.value_lists(gen), int(sample) if mode == "a random sample" else None)
         except ValueError as exc:
             st.error(f"Could not read a value list: {md(exc)}. Write numbers separated by commas, e.g. 2e-5, 3e-5.")
+        except GridError as exc:
+            st.error(md(exc))
         else:
-            combos = [dict(zip(lists, values, strict=True)) for values in itertools.product(*lists.values())]
-            if mode == "a random sample" and len(combos) > sample:
-                combos = random.Random(0).sample(combos, int(sample))
-            st.session_state["c_sets"] = pd.DataFrame(combos or [{}], columns=[*COLUMNS, "other settings (JSON)"])
+            st.session_state["c_sets"] = pd.DataFrame(combos or [{}], columns=[*COLUMNS, hsets.OTHER])
             st.session_state["c_editor_version"] += 1
             st.rerun()
 table = st.data_editor(st.session_state["c_sets"], num_rows="dynamic", width="stretch",
@@ -290,7 +223,7 @@ try:
     spec = GridSpec(base_name=st.session_state["c_base_name"].strip(), data_src=st.session_state["c_data_src"].strip(),
                     user_id=st.session_state["c_user"].strip() or user(),
                     dataset_versions=tuple(st.session_state["c_datasets"]),
-                    hyperparameters=tuple(sets_from_table(table)),
+                    hyperparameters=tuple(hsets.sets_from_rows(table.to_dict("records"))),
                     base_model_versions=tuple(models), output_dir=st.session_state["c_output"],
                     train_file=str(data_dir / "{data_version}"),
                     validation_file=str(data_dir / (st.session_state["c_validation"] or "")) if
@@ -313,9 +246,9 @@ if spec is None:
     st.error(f"Not ready to launch: {md(message)}", icon=":material/error:")
 else:
     runs = spec.expand()
-    seconds, basis = estimate_seconds(spec)
-    st.write(f"Experiment **{md(spec.experiment_name)}** — **{len(runs)} runs**, about **{seconds / 60:.0f} min** "
-             f"on one slot (rough: {md(basis)}).")
+    took = estimate_grid(spec)
+    st.write(f"Experiment **{md(spec.experiment_name)}** — **{len(runs)} runs**, about **{took.seconds / 60:.0f} "
+             f"min** on one slot (rough: {md(took.basis)}).")
     st.dataframe(pd.DataFrame({"run": [r.run_name for r in runs],
                                "what": ["evaluate the pretrained model" if r.kind == "baseline" else "fine-tune"
                                         for r in runs]}), hide_index=True, height=min(400, 38 + 35 * len(runs)))

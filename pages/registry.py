@@ -7,9 +7,9 @@ import streamlit as st
 from core import charts, compare
 from core.demo import TOPICS
 from core.errors import TuneboardError
-from core.metrics import EVAL_PREFIX, METRICS, headline, is_bookkeeping
-from core.model_selector import ModelSelector
+from core.metrics import METRICS, is_bookkeeping
 from core.model_transition import ModelTransition, predict, recorded_metrics, registered_model_names
+from core.promotion import best_candidate
 from core.runs import NO_MODEL
 from core.scoring import topics
 from pages.common import (
@@ -71,38 +71,26 @@ metric = p2.selectbox("Best by", options=offered, key="r_metric",
                       index=offered.index(default) if default in offered else 0)
 if experiment and may_promote and st.button("Promote the best run", type="primary", key="r_promote_best"):
     try:
-        selector = ModelSelector(experiment, metric)
-        best = selector.get_best_model()
-        st.session_state["r_confirm"] = {
-            "run_id": best.info.run_id, "run_name": best.info.run_name, "metrics": dict(best.data.metrics),
-            "model_uri": selector.model_uri(best), "dataset": best.data.tags.get("dataset_name"),
-            "digest": best.data.params.get("validation_digest"), "experiment": experiment, "metric": metric,
-            "validation_file": best.data.params.get("validation_file"),
-            "label": selector.metric_label,
-            "passed_over": [(r.info.run_name, selector.value(r)) for r in selector.better_without_model(best)]}
+        st.session_state["r_confirm"] = best_candidate(experiment, metric)
     except TuneboardError as exc:
         st.error(md(exc))
 
 pending = st.session_state["r_confirm"]
 if pending and may_promote:
     box = st.container(border=True)
-    box.write(f"**Candidate:** {md(pending['run_name'])} (trained on {md(pending['dataset'] or '?')}) — "
-              f"best by {md(pending['label'])} in {md(pending['experiment'])}")
-    if pending["passed_over"]:
-        shown = ", ".join(f"**{md(name)}** ({fmt(value)})" for name, value in pending["passed_over"][:5])
-        box.info(f"Passed over, though better by {md(pending['metric'])}: {shown}. They cannot be promoted: "
+    box.write(f"**Candidate:** {md(pending.run_name)} (trained on {md(pending.dataset or '?')}) — "
+              f"best by {md(pending.label)} in {md(pending.experiment)}")
+    if pending.passed_over:
+        shown = ", ".join(f"**{md(name)}** ({fmt(value)})" for name, value in pending.passed_over[:5])
+        box.info(f"Passed over, though better by {md(pending.metric)}: {shown}. They cannot be promoted: "
                  f"{md(NO_MODEL)}.", icon=":material/info:")
     now = recorded_metrics(current) if current is not None else None
     label = f"version {current.version} now in production" if current is not None else "production"
-    scores = headline(pending["metrics"])  # the five, read as eval_* where the run logged only those
-    for sentence in compare.compare_versions(scores, now, candidate_label="", current_label=""):
+    for sentence in compare.compare_versions(pending.scores, now, candidate_label="", current_label=""):
         box.write(f"- {sentence}")
     if current is not None:
-        bare = pending["metric"].removeprefix(EVAL_PREFIX)  # versions record eval_accuracy as accuracy
-        worse = compare.is_worse(scores, now or {}, bare) if bare in scores else \
-            compare.is_worse(pending["metrics"], now or {}, pending["metric"])
-        if worse:
-            box.warning(f"The candidate is worse than {label} on {md(pending['metric'])}.")
+        if pending.is_worse_than(now):
+            box.warning(f"The candidate is worse than {label} on {md(pending.metric)}.")
         with box:  # the examples it fixes and breaks; not like for like on different validation files
             promotion_changes(pending, current, model_name, may_promote)
         box.write(f"Promoting replaces **{label}**; you can roll back afterwards.")
@@ -112,7 +100,7 @@ if pending and may_promote:
     b1, b2 = box.columns(2)
     if b1.button("Confirm: put it into production", type="primary", key="r_confirm_btn"):
         try:
-            version = transition.register_run(client().get_run(pending["run_id"]), pending["model_uri"])
+            version = transition.register_run(client().get_run(pending.run_id), pending.model_uri)
             done = transition.promote(version.version, "Production", reason=reason, user=user())
             st.session_state["r_confirm"] = None
             st.session_state["r_flash"] = f"Version {done.version} of {md(model_name)} is now in production."

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
-import pandas as pd
 import streamlit as st
 
 from core.jobs.model import JobStatus
@@ -121,17 +118,6 @@ if table is not None:
 
 
 # -- 3. the job --------------------------------------------------------------------------------------------------
-def _preview(name: str, content: bytes) -> pd.DataFrame:
-    fmt = files.output_format(name)
-    buffer = io.BytesIO(content)
-    if fmt == "parquet":
-        return pd.read_parquet(buffer).head(PREVIEW_ROWS)
-    if fmt == "json":
-        return pd.read_json(buffer, lines=True, dtype=False).head(PREVIEW_ROWS)
-    return pd.read_csv(buffer, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False,
-                       nrows=PREVIEW_ROWS)
-
-
 @st.fragment(run_every=REFRESH_SECONDS)
 def job_panel() -> None:
     run_id = st.session_state.get("s_job")
@@ -174,7 +160,7 @@ def job_panel() -> None:
         return
     st.success(f"Scored {p.total_steps if p else ''} rows. Download the file, or look at the first rows below.")
     st.download_button(f"Download {name}", data=content, file_name=name, key="s_download", type="primary")
-    st.dataframe(_preview(name, content).astype(str), hide_index=True, width="stretch")
+    st.dataframe(files.preview(name, content, PREVIEW_ROWS).astype(str), hide_index=True, width="stretch")
     st.caption(f"Recorded as MLflow run {md(run_id)}, with the model's version and the file's digest.")
 
 

@@ -308,7 +308,7 @@ def test_promotion_across_validation_files_scores_production_on_the_candidates_f
     from core.examples.evaluation import find_evaluation
 
     client = _client()
-    candidate = client.get_run(at.session_state["r_confirm"]["run_id"])
+    candidate = client.get_run(at.session_state["r_confirm"].run_id)
     digest = candidate.data.params["validation_digest"]
     queue = JobQueue(trained_copy["settings"])
     deadline = time.monotonic() + 600

@@ -250,9 +250,9 @@ def test_two_workers_racing_run_each_job_exactly_once(queue, store, bert_model, 
 def test_a_kind_the_tests_define_runs_on_the_real_worker_with_cancel_and_retry(store, monkeypatch, tmp_path):
     """The queue, the worker and the job's process know the kind only through TUNEBOARD_JOB_KINDS."""
     import mlflow
-    from tests.echo_kind import EchoSpec
 
     from core.jobs import kinds
+    from tests.echo_kind import EchoSpec
 
     monkeypatch.setenv(kinds.EXTRA_VARIABLE, "tests.echo_kind")  # the one line that lists it
     monkeypatch.setenv("TUNEBOARD_WARM_SPARES", "0")
@@ -284,9 +284,8 @@ def test_a_kind_the_tests_define_runs_on_the_real_worker_with_cancel_and_retry(s
 
 
 def test_a_job_of_a_kind_nobody_lists_is_refused_in_words(store):
-    from tests.echo_kind import EchoSpec
-
     from core.errors import TuneboardError
+    from tests.echo_kind import EchoSpec
 
     with pytest.raises(TuneboardError, match="no kind of job takes a EchoSpec"):
         JobQueue(store).submit(EchoSpec("unlisted"))

@@ -37,11 +37,11 @@ def test_importing_all_of_core_loads_no_streamlit():
 # Each layer may import the layers above it and its own (without a circle); never one below it.
 LAYERS = (
     ("foundation", ("errors", "naming", "tracking", "progress", "settings", "auth", "paths", "metrics", "packing",
-                    "speed", "tokenizer", "data", "grid", "demo", "team", "faults", "jobkind")),
+                    "speed", "tokenizer", "data", "grid", "hyperparameter_sets", "demo", "team", "faults", "jobkind")),
     ("reading runs", ("runs", "runs_cache", "compare", "charts")),
     ("models", ("models",)),
     ("examples", ("examples",)),
-    ("training, scoring and the registry", ("training", "scoring", "model_selector", "model_transition")),
+    ("training, scoring and the registry", ("training", "scoring", "model_selector", "model_transition", "promotion")),
     ("experiment manager", ("experiment_manager",)),
     ("jobs", ("jobs",)),
     ("entry points", ("cli", "jobs_cli", "worker", "train_job", "__main__")),

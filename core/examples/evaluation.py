@@ -1,18 +1,23 @@
 """Score a registered version on another validation file, as a background job, and find that run again.
 
-A promotion compares the candidate with production example by example. When the two were evaluated on
-different validation files (their ``validation_digest`` differs), production is evaluated on the candidate's
-file: a job of kind "baseline" (an evaluation without training) whose base model is ``models:/NAME/VERSION``,
-in the experiment ``Evaluations - NAME``, tagged with the version and the file's digest. Like every
-evaluated run it logs its predictions table (``core.examples.table``).
+A promotion compares the candidate with production example by example (:func:`like_for_like`). When the two
+were evaluated on different validation files (their ``validation_digest`` differs), production is evaluated on
+the candidate's file: a job of kind "baseline" (an evaluation without training) whose base model is
+``models:/NAME/VERSION``, in the experiment ``Evaluations - NAME``, tagged with the version and the file's
+digest. Like every evaluated run it logs its predictions table (``core.examples.table``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import pandas as pd
 
 from core import naming
 from core import runs as runs_mod
+from core.examples.analysis import Changes, changes
 from core.grid import DEFAULTS, RunSpec
 
 EXPERIMENT_PREFIX = "Evaluations - "
@@ -59,3 +64,59 @@ def find_evaluation(mlflow_client, model_name: str, version: str | int, digest: 
                                 order_by=["attributes.start_time DESC"])
     found = [r for r in found if r.data.tags.get(MODEL_TAG) == model_name]
     return next((r for r in found if r.info.status == "FINISHED"), found[0] if found else None)
+
+
+@dataclass(frozen=True)
+class LikeForLike:
+    """What a promotion can say about a candidate against the version in production, example by example.
+
+    ``changes`` when the two were compared on the same examples (``scored_by`` names the evaluation job when
+    production had to be scored on the candidate's file first); otherwise ``why`` says why not, and
+    ``evaluation`` is the evaluation job of production on the candidate's file (queued, running, failed) when
+    there is one, and ``can_evaluate`` whether one can be queued.
+    """
+
+    against: str  # "version 3"
+    changes: Changes | None = None
+    scored_by: str | None = None
+    why: str | None = None
+    evaluation: object | None = None  # an MLflow run
+    can_evaluate: bool = False
+    candidate_has_table: bool = True
+    different_files: bool = False
+
+
+def like_for_like(mlflow_client, model_name: str, current, candidate_run_id: str, candidate_digest: str | None,
+                  candidate_file: str | None, read: Callable[[str], pd.DataFrame | None]) -> LikeForLike:
+    """Compare the candidate run with ``current`` (a registered version) on the same validation examples.
+
+    ``read(run_id)`` gives a finished run's predictions table or None (a page passes its cached reader). Same
+    file: the two tables. Different files: production as scored on the candidate's file by an evaluation job
+    (:func:`queue_evaluation`), once that job has finished.
+    """
+    against = f"version {current.version}"
+    theirs = current.tags.get("validation_digest")
+    same_file = bool(candidate_digest) and theirs == candidate_digest
+    candidate = read(candidate_run_id)
+    if candidate is None:
+        return LikeForLike(against, candidate_has_table=False, different_files=bool(theirs) and not same_file,
+                           why="The candidate has no predictions table (it was logged before runs kept them, or by "
+                               "another tool), so the comparison is by the metrics above only.")
+    source = current.tags.get("source_run_id") or current.run_id
+    production = read(source) if same_file and source else None
+    if production is not None:
+        return LikeForLike(against, changes=changes(candidate, production))
+    if same_file:
+        why = (f"Version {current.version}'s run has no predictions table (it was logged before runs kept them), "
+               "so it cannot be compared example by example as it stands.")
+    else:
+        why = (f"The candidate and version {current.version} were evaluated on different validation files, so "
+               "their numbers and examples are not like for like.")
+    run = find_evaluation(mlflow_client, model_name, current.version, candidate_digest) if candidate_digest else None
+    if run is not None and run.info.status == "FINISHED":
+        scored = read(run.info.run_id)
+        if scored is not None:
+            return LikeForLike(against, changes=changes(candidate, scored), scored_by=run.info.run_name,
+                               different_files=not same_file)
+    return LikeForLike(against, why=why, evaluation=run, can_evaluate=bool(candidate_file and candidate_digest),
+                       different_files=not same_file)

@@ -201,3 +201,17 @@ def save_upload(name: str, content: bytes, folder: str | Path) -> Path:
     if Path(name).suffix.lower() not in FORMATS:
         raise DataError(name, "unsupported file type.", hint=f"Use one of: {', '.join(sorted(FORMATS))}.")
     return keep_checked(name, content, folder, _read_table)
+
+
+def preview(name: str, content: bytes, rows: int = 5):
+    """The first ``rows`` rows of a scored file's bytes (a download's preview), in the format its name says."""
+    import io
+
+    import pandas as pd
+
+    fmt, buffer = output_format(name), io.BytesIO(content)
+    if fmt == "parquet":
+        return pd.read_parquet(buffer).head(rows)
+    if fmt == "json":
+        return pd.read_json(buffer, lines=True, dtype=False).head(rows)
+    return pd.read_csv(buffer, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, nrows=rows)

@@ -1,0 +1,54 @@
+"""A promotion's candidate: the best run of an experiment by a metric, as a person is asked to confirm it.
+
+:func:`best_candidate` picks it with the seed's :class:`~core.model_selector.ModelSelector` and keeps what the
+confirmation says about it: its metrics (the five read as their ``eval_`` forms where an HF Trainer run logged
+only those), the model to register, the validation file and its digest (for a like-for-like comparison with
+production), and the better runs passed over because they hold no model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core import compare
+from core.metrics import EVAL_PREFIX, headline
+from core.model_selector import ModelSelector
+
+
+@dataclass(frozen=True)
+class Candidate:
+    run_id: str
+    run_name: str
+    experiment: str
+    metric: str  # the metric it is best by, as the user chose it
+    label: str  # how the metric was read ("accuracy (read as eval_accuracy, ...)")
+    metrics: dict[str, float]
+    model_uri: str
+    dataset: str | None = None
+    digest: str | None = None  # of its validation file
+    validation_file: str | None = None
+    passed_over: list[tuple[str, float | None]] = field(default_factory=list)  # better, but hold no model
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """The five classification metrics under their bare names (what versions record)."""
+        return headline(self.metrics)
+
+    def is_worse_than(self, production: dict[str, float] | None) -> bool:
+        """Whether it does strictly worse than production's recorded metrics on the metric it was chosen by."""
+        bare = self.metric.removeprefix(EVAL_PREFIX)  # versions record eval_accuracy as accuracy
+        if bare in self.scores:
+            return compare.is_worse(self.scores, production or {}, bare)
+        return compare.is_worse(self.metrics, production or {}, self.metric)
+
+
+def best_candidate(experiment: str, metric: str, *, tracking_uri: str | None = None) -> Candidate:
+    """The experiment's best run by ``metric`` that holds a model, with what a confirmation shows of it."""
+    selector = ModelSelector(experiment, metric, tracking_uri=tracking_uri)
+    best = selector.get_best_model()
+    return Candidate(
+        run_id=best.info.run_id, run_name=best.info.run_name, experiment=experiment, metric=metric,
+        label=selector.metric_label, metrics=dict(best.data.metrics), model_uri=selector.model_uri(best),
+        dataset=best.data.tags.get("dataset_name"), digest=best.data.params.get("validation_digest"),
+        validation_file=best.data.params.get("validation_file"),
+        passed_over=[(r.info.run_name, selector.value(r)) for r in selector.better_without_model(best)])
