@@ -32,6 +32,8 @@ from pathlib import Path
 from core import faults
 from core.errors import TuneboardError
 
+# Each command imports what it needs inside its branch: `history` or `--help` must not wait for torch,
+# transformers and mlflow to load (seconds on a cold disk).
 DEMO_MODEL_NAME = "Demo_Consumer_Topic"
 
 

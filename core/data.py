@@ -121,10 +121,10 @@ def _check_text_file(path: Path, fmt: str) -> list[str]:
 def read_table(path: str | Path):
     """Read a data file into a pandas DataFrame through ``datasets`` (inside the allowed folders where confined)."""
     paths.check_data(path)
-    return _read(Path(path))[0]
+    return read_frame(Path(path))[0]
 
 
-def _read(path: Path):
+def read_frame(path: Path):
     """(DataFrame, where each row stands in the file)."""
     import datasets
 
@@ -180,7 +180,7 @@ def load_examples(path: str | Path) -> Examples:
 
 
 def _examples(path: Path) -> Examples:
-    frame, rows = _read(path)
+    frame, rows = read_frame(path)
     columns = [str(c) for c in frame.columns]
     lower = {c.lower(): c for c in columns}
     pair = next(((lower[a], lower[b]) for a, b in PAIR_COLUMNS if a in lower and b in lower), None)

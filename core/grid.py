@@ -23,6 +23,7 @@ from typing import Any
 
 from core import naming
 from core.errors import GridError
+from core.settings import current_user
 
 PLACEHOLDER = "{data_version}"
 MAX_RUNS = 500  # the default cap on one grid's runs; TUNEBOARD_MAX_GRID_RUNS changes it
@@ -258,8 +259,6 @@ class GridSpec:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
         if not self.user_id:
-            from core.settings import current_user
-
             set_(self, "user_id", current_user())
         for key in ("base_name", "data_src", "output_dir", "train_file", "validation_file", "user_id"):
             value = getattr(self, key)

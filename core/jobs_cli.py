@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 
 from core import faults
+from core.grid import GridSpec
+from core.jobs.local import ensure_worker, stop_worker, worker_info
 from core.jobs.model import Job, JobStatus
 from core.jobs.queue import JobQueue
 from core.progress import progress_text
+from core.settings import Settings
 
 WATCH_SECONDS = 2.0
 
@@ -40,10 +43,6 @@ def show(queue: JobQueue, grid_id: str | None, watch: bool) -> int:
 
 
 def dispatch(args) -> int:
-    from core.grid import GridSpec
-    from core.jobs.local import ensure_worker, stop_worker, worker_info
-    from core.settings import Settings
-
     if args.command == "worker":
         settings = Settings.from_env()
         if args.action == "start":

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from mlflow.exceptions import MlflowException
 
 from core import runs as runs_mod
+from core.auth import refusal
 from core.errors import NotFoundError, RegistryError
 from core.metrics import EVAL_PREFIX, headline, is_bookkeeping
+from core.model_selector import ModelSelector
 from core.naming import STAGES, alias_for
 from core.settings import Settings, configure_mlflow, current_user
 
@@ -161,8 +163,6 @@ class ModelTransition:
                 self.model_name, version.version,
                 description=f"From run {run.info.run_name} ({run.info.run_id}) in experiment {experiment}.")
         except MlflowException as exc:
-            from core.auth import refusal
-
             raise refusal(exc, "register a version of", self.model_name) or RegistryError(
                 f"the registry refused to register run {run.info.run_name} as {self.model_name!r}: {exc}") from exc
         return version
@@ -174,8 +174,6 @@ class ModelTransition:
         if version is None:
             if not experiment_name:
                 raise RegistryError("give either a version or an experiment_name to pick the best run from.")
-            from core.model_selector import ModelSelector
-
             selector = ModelSelector(experiment_name, metric)
             best = selector.get_best_model()
             version = self.register_run(best, selector.model_uri(best)).version
@@ -216,8 +214,6 @@ class ModelTransition:
             self.client.set_registered_model_tag(self.model_name, f"{AUDIT_PREFIX}{time.time_ns()}",
                                                  json.dumps(event.__dict__))
         except MlflowException as exc:
-            from core.auth import refusal
-
             raise refusal(exc, action, self.model_name) or RegistryError(
                 f"the registry refused to {action} version {version} of {self.model_name!r} to {stage}: "
                 f"{exc.message if hasattr(exc, 'message') else exc}") from exc

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from core.errors import NotFoundError
 from core.naming import RUN_TYPE_TAG
+from core.settings import configure_mlflow
 
 PAGE = 1000
 log = logging.getLogger("tuneboard.runs")
@@ -20,8 +21,6 @@ log = logging.getLogger("tuneboard.runs")
 
 def client(tracking_uri: str | None = None, registry_uri: str | None = None):
     from mlflow.tracking import MlflowClient
-
-    from core.settings import configure_mlflow
 
     settings = configure_mlflow()
     return MlflowClient(tracking_uri or settings.tracking_uri, registry_uri or settings.registry_uri)

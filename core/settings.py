@@ -22,6 +22,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.auth import signed_in_user
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -65,8 +67,6 @@ def current_user() -> str:
 
     The user signed in to the team server in this session (core.auth) wins; otherwise the process's user.
     """
-    from core.auth import signed_in_user
-
     return signed_in_user() or os.environ.get("TUNEBOARD_USER") or getpass.getuser()
 
 

@@ -36,6 +36,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from core import paths
 from core.errors import TuneboardError
 
 
@@ -59,8 +60,6 @@ def server_command(db_uri: str, artifacts: str, *, host: str = "127.0.0.1", port
 
 def setup_text(host: str, port: int) -> str:
     """What the server command prints: how every machine joins, and where the team's workers read files from."""
-    from core import paths
-
     url = f"http://{host}:{port}"
     return (f"Team server at {url}; on every machine (dashboard, CLI, workers): export MLFLOW_TRACKING_URI={url}\n"
             f"Workers using this server read data files and base models only inside {paths.DATA_ROOTS} and "

@@ -143,3 +143,29 @@ def test_the_allowed_exceptions_only_shrink():
     graph = core_imports()
     stale = sorted((a, b) for a, b in ALLOWED if b not in graph.get(a, {}))
     assert stale == [], "these arrows are gone: remove them from ALLOWED"
+
+
+# A core module imported inside a function hides an arrow until that path runs. Only the entry points do it (each
+# command loads what it needs), and these, for the reason given.
+LAZY = {
+    ("core.jobs.runner", "core.training.run"): "a warm spare imports torch and transformers before its job comes",
+    ("core.training.kind", "core.training.run"): "torch and transformers load in the job's process only",
+}
+
+
+def test_core_modules_are_imported_at_the_top_but_by_entry_points():
+    entry = LAYERS[-1][1]
+    found = []
+    for path in sorted(CORE.rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        if module.removeprefix("core.") in entry:
+            continue
+        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                    [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                found += [(module, name, node.lineno) for name in names
+                          if name.split(".")[0] == "core" and (module, name) not in LAZY]
+    assert found == []

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import paths
-from core.data import FORMATS, PAIR_COLUMNS, keep_checked, megabytes_from_env
+from core.compare import neutralised
+from core.data import FORMATS, PAIR_COLUMNS, keep_checked, megabytes_from_env, read_frame
 from core.errors import DataError
+from core.scoring.topics import tagged as over_threshold
 
 MAX_MB_VARIABLE = "TUNEBOARD_SCORE_MAX_MB"
 DEFAULT_MAX_MB = 200.0
@@ -56,14 +58,12 @@ def read(path: str | Path) -> Table:
 
 
 def _read_table(path: Path) -> Table:
-    from core.data import _read
-
     if path.is_file():
         size, limit = path.stat().st_size, max_mb()
         if size > limit * 2**20:
             raise DataError(path, f"is {size / 2**20:.1f} MB, over the limit of {limit:g} MB for scoring.",
                             hint=f"Split it into smaller files, or raise {MAX_MB_VARIABLE}.")
-    frame, rows = _read(path)
+    frame, rows = read_frame(path)
     if len(frame) == 0:
         raise DataError(path, "has a header but no rows.", hint="Add at least one text to score.")
     return Table(str(path), frame, tuple(rows), FORMATS[path.suffix.lower()])
@@ -132,8 +132,6 @@ def classified(table: Table, probabilities, id2label: Mapping[int, str]):
 def tagged(table: Table, scores, topics: Sequence[str], threshold: float):
     """The input's columns, ``score_<topic>`` per topic (entailment probability) and ``topics``: those at or over
     the threshold, the likeliest first, separated by "; "."""
-    from core.scoring.topics import tagged as over_threshold
-
     frame = table.frame.copy()
     for j, topic in enumerate(topics):
         frame[_free(frame, f"score_{topic}")] = scores[:, j].round(6)
@@ -163,8 +161,6 @@ def output_format(output: str | Path, input_path: str | Path | None = None) -> s
 
 def write(frame, output: str | Path, fmt: str | None = None) -> Path:
     """Write ``frame`` as ``fmt`` (from the extension when None), neutralised, via a temporary file and a rename."""
-    from core.compare import neutralised
-
     output = Path(output)
     fmt = fmt or output_format(output)
     safe = neutralised(frame)

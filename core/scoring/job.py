@@ -30,9 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from core import paths, tracking
-from core.errors import ScoreError, explain
+from core import runs as runs_mod
+from core.data import FORMATS, file_digest
+from core.errors import NotFoundError, ScoreError, explain
 from core.jobkind import SPEC_TAG
+from core.models import sources as models
+from core.models.infer import predict_proba
 from core.naming import RUN_TYPE_TAG
+from core.scoring import files, topics
+from core.settings import configure_mlflow, current_user, ensure_experiment
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +78,6 @@ class ScoreSpec:
             set_(self, key, getattr(self, key).strip())
         if self.mode not in MODES:
             raise ScoreError(f"must be one of {', '.join(MODES)}, not {self.mode!r}.", key="mode")
-        from core.data import FORMATS
-
         if not self.output_name:  # the output file's own name, else "<input>_scored" in the input's format
             out = Path(self.output_path or "")
             set_(self, "output_name", out.name if out.suffix.lower() in FORMATS else
@@ -93,15 +97,13 @@ class ScoreSpec:
         if self.confined and self.output_path:
             raise ScoreError("a job from the dashboard keeps its result in MLflow; it writes no server path.",
                                  key="output_path")
-        topics = (self.topics,) if isinstance(self.topics, str) else tuple(self.topics or ())
-        set_(self, "topics", topics)
+        given = (self.topics,) if isinstance(self.topics, str) else tuple(self.topics or ())
+        set_(self, "topics", given)
         if self.mode == "topics":
-            from core.scoring import topics as topics_mod
-
-            set_(self, "topics", tuple(topics_mod.check_topics(list(topics))))
-            set_(self, "template", topics_mod.check_template(self.template))
-            set_(self, "threshold", topics_mod.check_threshold(self.threshold))
-        elif topics:
+            set_(self, "topics", tuple(topics.check_topics(list(given))))
+            set_(self, "template", topics.check_template(self.template))
+            set_(self, "threshold", topics.check_threshold(self.threshold))
+        elif given:
             raise ScoreError("topics are only used in topic mode (mode='topics').", key="topics")
 
     @property
@@ -157,8 +159,6 @@ def experiment_name(source) -> str:
 
 def run_tags(spec: ScoreSpec, source) -> dict[str, str]:
     """The tags that say what was scored with which model, and by whom."""
-    from core.settings import current_user
-
     tags = {RUN_TYPE_TAG: KIND, "mlflow.runName": spec.run_name, "model_ref": spec.model, "model_uri": source.uri,
             "model_name": source.name, "model_label": source.label, "score_mode": spec.mode,
             "input_file": Path(spec.input_path).name, "submitted_by": current_user()}
@@ -187,9 +187,6 @@ def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress |
     ``before_end`` is called while the run is open, just before it ends (a job attaches its log there).
     """
     import mlflow
-
-    from core.models import sources as models
-    from core.settings import configure_mlflow, ensure_experiment
 
     settings = configure_mlflow()
     say = on_status or (lambda message: log.info(message))
@@ -225,10 +222,6 @@ def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress
                 device: str | None) -> tuple[int, Path | None]:
     import mlflow
 
-    from core.data import file_digest
-    from core.models import sources as models
-    from core.scoring import files
-
     # 3. the file
     say("reading file")
     table = files.read(spec.input_path)
@@ -250,16 +243,12 @@ def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress
     options = {"batch_size": spec.batch_size, "max_length": spec.max_length, "device": device,
                "on_progress": rows_done}
     if spec.mode == "topics":
-        from core.scoring import topics
-
         scores = topics.topic_scores(model, tokenizer, files.texts(table, first), list(spec.topics), spec.template,
                                      **options)
         frame = files.tagged(table, scores, spec.topics, spec.threshold)
         counts = {f"topic_count.{_metric_key(t)}": float((scores[:, j] >= spec.threshold).sum())
                   for j, t in enumerate(spec.topics)}
     else:
-        from core.models.infer import predict_proba
-
         probabilities = predict_proba(model, tokenizer, files.texts(table, first),
                                       files.texts(table, second) if second else None, **options)
         frame = files.classified(table, probabilities, id2label)
@@ -291,9 +280,6 @@ def result_artifact(spec: ScoreSpec) -> str:
 
 def download_result(run_id: str, client=None) -> tuple[str, bytes]:
     """(file name, bytes) of a finished scoring run's result, for a download button."""
-    from core import runs as runs_mod
-    from core.errors import NotFoundError
-
     client = client or runs_mod.client()
     run = client.get_run(run_id)
     spec = ScoreSpec.from_json(run.data.tags[SPEC_TAG]) if SPEC_TAG in run.data.tags else None

@@ -23,6 +23,7 @@ import pandas as pd
 
 from core.errors import TopicError
 from core.models.infer import predict_proba
+from core.models.sources import load
 
 DEFAULT_TEMPLATE = "This call is about {}."
 DEFAULT_THRESHOLD = 0.5
@@ -165,15 +166,11 @@ def topic_scores(model, tokenizer, transcripts: Sequence[str], topics: Sequence[
 
 def model_labels(ref: str) -> dict[int, str]:
     """The class labels of the model ``ref`` names (``models:/NAME/3``...), read from its loaded config."""
-    from core.models.sources import load
-
     return load(ref)[2]
 
 
 def call_topics(ref: str, transcript: str, topics: Sequence[str], template: str = DEFAULT_TEMPLATE) -> pd.Series:
     """One call's topic probabilities (topic -> score, in the order given) from the model ``ref`` names."""
-    from core.models.sources import load
-
     if not isinstance(transcript, str) or not transcript.strip():
         raise TopicError("The transcript is empty: paste the text of a call first.", key="transcripts")
     topics = check_topics(topics)
