@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from core.jobs import kinds
 from core.jobs.model import Job, JobStatus
 from pages.common import jobs_changed, list_jobs, md, queue, settings, show_error, sign_in_gate
 
@@ -40,14 +41,11 @@ choice = st.radio("Show", options=list(grids), format_func=grids.get, horizontal
                   index=1 if last else 0)
 
 
-KINDS = {"fine_tune": "fine-tune", "baseline": "baseline", "score": "score a file"}
-
-
 def row(job: Job) -> dict:
     p = job.progress
     running = job.status == JobStatus.RUNNING
     return {
-        "run": job.run_name, "kind": KINDS.get(job.kind, job.kind),
+        "run": job.run_name, "kind": kinds.label(job.kind),
         "status": job.status.value.lower() if not running or not p else p.stage.replace("queued", "starting"),
         "progress": round(100 * (p.fraction if p and running else (1.0 if job.status == JobStatus.FINISHED else 0))),
         "epoch": f"{p.epoch:.2f}" if p and p.total_steps and p.unit == "step" else "",

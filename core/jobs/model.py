@@ -100,7 +100,7 @@ class Job:
             start_time=float(tags[STARTED_AT]) if tags.get(STARTED_AT) else None,
             end_time=end_ms / 1000 if end_ms else None,
             progress=Progress.from_json(tags.get(PROGRESS)), reason=tags.get(REASON),
-            retry_of=tags.get(RETRY_OF), slot=tags.get(SLOT), kind=tags.get(RUN_TYPE_TAG, "fine_tune"))
+            retry_of=tags.get(RETRY_OF), slot=tags.get(SLOT), kind=tags.get(RUN_TYPE_TAG, ""))
 
     def spec_order(self) -> tuple:
         """Queue order: higher priority first, then first come first served."""
