@@ -1,0 +1,202 @@
+"""Chaos soak: the real local worker runs a queue of small jobs while a driver kill -9s its parts at random.
+
+    python bench/chaos_soak.py [--minutes 30] [--jobs 200] [--steps 60] [--seed 1]
+
+On a fresh store (a temporary home, the demo BERT built offline, a 40-row validation file), ``--jobs``
+fine-tunes of ``--steps`` steps are queued at once and a worker is started. Every 1 to 3 minutes (seeded) the
+driver picks a victim at random among what is alive: the worker, a training process (a RUNNING job's pid), or a
+warm spare, and kill -9s it; after killing the worker it starts another at once (as the dashboard would on its
+next submit). After ``--minutes`` the driver stops killing and waits for the queue to drain (a worker still
+running), then checks the store and prints one JSON object:
+
+- lost: jobs that never reached a terminal state (must be 0);
+- finished_twice: jobs whose training ran to FINISHED more than once (their log says so; must be 0);
+- left_running: runs still RUNNING at the end (must be 0);
+- the kills by kind, the jobs by final state, and how long after each worker restart the dead worker's runs
+  stayed RUNNING.
+
+Exit status 0 when all three are 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import psutil
+
+from core.demo import build_model
+from core.grid import GridSpec
+from core.jobs import PID, JobQueue, JobStatus
+from core.settings import Settings
+from core.worker import ensure_worker, stop_worker, worker_info
+
+
+def say(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def small_data(folder: Path) -> None:
+    """The demo data, with a validation file of 40 rows of both labels."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("train_sample.csv", "test.csv"):
+        shutil.copy(ROOT / "data" / name, folder / name)
+    with open(folder / "test.csv", newline="", encoding="utf-8") as f:
+        header, *rows = list(csv.reader(f))
+    keep = [r for label in sorted({r[2] for r in rows}) for r in [r for r in rows if r[2] == label][:20]]
+    with open(folder / "test.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([header, *keep])
+
+
+def spares(home: Path, busy: set[int]) -> list[psutil.Process]:
+    """The worker's warm spares of this home: ``core.train_job --wait`` processes not handed a job (``busy``:
+    the pids of the jobs' processes; a spare keeps its command line once it runs a job)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "core.train_job" in cmdline and "--wait" in cmdline:
+            try:
+                if proc.environ().get("TUNEBOARD_HOME") == str(home) and proc.status() != psutil.STATUS_ZOMBIE \
+                        and proc.pid not in busy:
+                    found.append(proc)
+            except psutil.Error:
+                pass
+    return found
+
+
+def trainers(queue: JobQueue) -> list[tuple[str, int]]:
+    """(run id, pid) of the jobs whose training process is running now."""
+    found = []
+    for job in queue.jobs(statuses={JobStatus.RUNNING}):
+        tag = queue.client.get_run(job.run_id).data.tags.get(PID)
+        if tag and psutil.pid_exists(pid := int(tag.split("@")[0])):
+            found.append((job.run_id, pid))
+    return found
+
+
+def kill(pid: int) -> bool:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--jobs", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--drain-minutes", type=float, default=60.0, help="the longest wait for the queue to end")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+
+    work = Path(tempfile.mkdtemp(prefix="chaos-"))
+    os.environ["TUNEBOARD_HOME"] = str(work / "home")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    settings = Settings.from_env()
+    small_data(work / "data")
+    model = str(build_model(work / "models" / "demo-bert-tiny", "bert"))
+    sets = tuple({"n_epochs": 1, "max_steps": args.steps, "seed": i} for i in range(args.jobs))
+    grid = GridSpec(base_name="Chaos", data_src="Soak", dataset_versions=("train_sample.csv",), hyperparameters=sets,
+                    base_model_versions=(model,), output_dir=str(work / "out"),
+                    train_file=str(work / "data" / "{data_version}"), validation_file=str(work / "data" / "test.csv"),
+                    evaluate_pretrained_model=False, user_id="chaos")
+    queue = JobQueue(settings)
+    started = time.monotonic()
+    jobs = queue.submit(grid)  # starts the worker
+    say(f"queued {len(jobs)} jobs of {args.steps} steps in {work}")
+
+    kills = {"worker": 0, "training process": 0, "warm spare": 0}
+    recoveries: list[float] = []
+    end_of_chaos = started + args.minutes * 60
+    next_kill = time.monotonic() + rng.uniform(60, 180)
+    while time.monotonic() < end_of_chaos:
+        time.sleep(max(0.0, min(next_kill, end_of_chaos) - time.monotonic()))
+        if time.monotonic() >= end_of_chaos:
+            break
+        choices = ["worker", "training process", "warm spare"]
+        rng.shuffle(choices)
+        for victim in choices:
+            if victim == "worker" and (info := worker_info(settings)):
+                before = {r: queue.client.get_run(r).data.tags.get(PID) for r, _ in trainers(queue)}
+                kill(info["pid"])
+                while worker_info(settings):  # its training processes die with it (parent-death signal)
+                    time.sleep(0.1)
+                ensure_worker(settings)
+                back = time.monotonic()
+                while any(queue.get(r).status == JobStatus.RUNNING
+                          and queue.client.get_run(r).data.tags.get(PID) == pid for r, pid in before.items()):
+                    if time.monotonic() - back > 120:
+                        break
+                    time.sleep(0.5)
+                recoveries.append(round(time.monotonic() - back, 1))
+                say(f"killed the worker (pid {info['pid']}) with {len(before)} job(s) training; the next worker "
+                    f"settled them in {recoveries[-1]} s")
+            elif victim == "training process" and (found := trainers(queue)):
+                run_id, pid = rng.choice(found)
+                if not kill(pid):
+                    continue
+                say(f"killed the training process of {run_id[:8]} (pid {pid})")
+            elif victim == "warm spare" and (found := spares(settings.home, {p for _, p in trainers(queue)})):
+                proc = rng.choice(found)
+                if not kill(proc.pid):
+                    continue
+                say(f"killed a warm spare (pid {proc.pid})")
+            else:
+                continue
+            kills[victim] += 1
+            break
+        next_kill = time.monotonic() + rng.uniform(60, 180)
+
+    say("the chaos is over; waiting for the queue to drain")
+    ensure_worker(settings)
+    deadline = time.monotonic() + args.drain_minutes * 60
+    while time.monotonic() < deadline and not all(j.status.is_terminal() for j in queue.jobs()):
+        time.sleep(2)
+    stop_worker(settings)
+
+    final = {j.run_id: j for j in queue.jobs()}
+    lost = [j.run_id for j in jobs if j.run_id not in final or not final[j.run_id].status.is_terminal()]
+    finished_twice, started_more = [], []
+    for job in jobs:
+        log = settings.home / "jobs" / f"{job.run_id}.log"
+        text = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+        if len(re.findall(rf"job {job.run_id}: FINISHED", text)) > 1:
+            finished_twice.append(job.run_id)
+        if len(re.findall(rf"job {job.run_id}: \S+ \(", text)) > 1:
+            started_more.append(job.run_id)
+    left_running = [r for r, j in final.items() if j.status == JobStatus.RUNNING]
+    states = {s.value: sum(j.status == s for j in final.values()) for s in JobStatus}
+    reasons: dict[str, int] = {}
+    for job in final.values():
+        if job.status == JobStatus.FAILED:
+            key = (job.reason or "")[:70]
+            reasons[key] = reasons.get(key, 0) + 1
+    result = {"minutes": round((time.monotonic() - started) / 60, 1), "jobs": len(jobs), "steps": args.steps,
+              "kills": kills, "states": states, "lost": len(lost), "finished_twice": len(finished_twice),
+              "started_more_than_once": len(started_more), "left_running": len(left_running),
+              "worker_recoveries_s": recoveries, "failure_reasons": reasons, "store": str(work)}
+    print(json.dumps(result, indent=2))
+    return 0 if not (lost or finished_twice or left_running) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
