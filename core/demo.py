@@ -15,7 +15,10 @@ carry the zero-shot NLI labels (``entailment`` / ``not_entailment``) so label
 alignment works as it does for the real models.
 
 The dataset is in the seed's shape: premise (a snippet of a customer call),
-hypothesis ("This call is about ..."), label (entailment / not_entailment).
+hypothesis ("This call is about ..."), label (entailment / not_entailment). Beside it, the
+same kind of calls as a team labels them (``calls_train.csv``, ``calls_test.csv``:
+``call_id, transcript, topic``, a few calls with two topics in one cell), to train on
+through a column mapping and topic pairs.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from core.settings import Settings
 LABELS = ("entailment", "not_entailment")
 DEMO_MODELS = ("demo-bert-tiny", "demo-deberta-v2-tiny")
 DATASET_FILES = ("full_dataset.csv", "train_sample.csv", "test.csv")
+CALL_FILES = ("calls_train.csv", "calls_test.csv")  # as a team labels its calls: call_id, transcript, topic
 
 TOPICS: dict[str, list[str]] = {
     "account access": [
@@ -118,6 +122,20 @@ def make_examples(n: int, seed: int) -> list[dict[str, str]]:
     return rows
 
 
+def make_calls(n: int, seed: int, prefix: str) -> list[dict[str, str]]:
+    """``n`` labelled calls as a team keeps them: ``call_id``, ``transcript``, ``topic``; about one call in four
+    is about two topics, written in one cell as ``"fees; rollover"``."""
+    rng = random.Random(seed)
+    topics = sorted(TOPICS)
+    rows = []
+    for i in range(n):
+        about = rng.sample(topics, 2 if rng.random() < 0.25 else 1)
+        said = [phrase for topic in about for phrase in rng.sample(TOPICS[topic], 2 if len(about) == 1 else 1)]
+        transcript = f"{rng.choice(OPENERS)} {', and '.join(said)}. {rng.choice(CLOSERS)}"
+        rows.append({"call_id": f"{prefix}-{i + 1:04d}", "transcript": transcript, "topic": "; ".join(about)})
+    return rows
+
+
 def write_dataset(data_dir: Path) -> list[Path]:
     """Write the demo dataset versions and the validation file into ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +150,14 @@ def write_dataset(data_dir: Path) -> list[Path]:
         path = data_dir / name
         with path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=["premise", "hypothesis", "label", "topic"])
+            writer.writeheader()
+            writer.writerows(rows)
+        paths.append(path)
+    for name, rows in {"calls_train.csv": make_calls(400, seed=3, prefix="T"),
+                       "calls_test.csv": make_calls(100, seed=4, prefix="V")}.items():
+        path = data_dir / name
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["call_id", "transcript", "topic"])
             writer.writeheader()
             writer.writerows(rows)
         paths.append(path)
@@ -253,7 +279,7 @@ def build_model(path: Path, kind: str = "bert", *, hidden: int = 64, layers: int
 def ensure_demo(settings: Settings | None = None) -> dict[str, Path]:
     """Make sure the demo data and both demo models exist; build what is missing."""
     settings = settings or Settings.from_env()
-    if not all((settings.data_dir / name).is_file() for name in DATASET_FILES):
+    if not all((settings.data_dir / name).is_file() for name in (*DATASET_FILES, *CALL_FILES)):
         write_dataset(settings.data_dir)
     paths = {}
     for name, kind in zip(DEMO_MODELS, ("bert", "deberta-v2")):

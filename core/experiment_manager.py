@@ -105,7 +105,14 @@ class ExperimentManager:
                  output_dir: str, train_file: str, validation_file: str,
                  evalute_pretrained_model: bool | None = None, user_id: str | None = None, *,
                  evaluate_pretrained_model: bool | None = None, run_date: str | None = None,
+                 columns: Mapping[str, str] | None = None, topic_pairs: Mapping[str, Any] | bool | None = None,
                  settings: Settings | None = None):
+        """The seed's arguments, as its documentation gives them; beyond them, by keyword:
+
+        ``columns`` reads files whose columns are named otherwise (``{"text": "transcript", "label": "topic"}``);
+        ``topic_pairs`` (``True`` or ``{"template": "This call is about {}.", "negatives": 2}``) trains an NLI
+        model on calls labelled with their topics (``core.topic_pairs``) and evaluates it per topic.
+        """
         if evalute_pretrained_model is not None and evaluate_pretrained_model is not None \
                 and evalute_pretrained_model != evaluate_pretrained_model:
             raise TuneboardError("evalute_pretrained_model and evaluate_pretrained_model disagree; give one.")
@@ -115,7 +122,7 @@ class ExperimentManager:
             hyperparameters=tuple(hyperparameters or ()), base_model_versions=tuple(base_model_versions or ()),
             output_dir=output_dir, train_file=train_file, validation_file=validation_file,
             evaluate_pretrained_model=True if flag is None else flag, user_id=user_id or current_user(),
-            run_date=run_date or "")
+            run_date=run_date or "", columns=columns, topic_pairs=topic_pairs)
         self.settings = settings
 
     @classmethod

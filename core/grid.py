@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from core import naming
+from core.data import Columns
 from core.errors import GridError
 from core.settings import current_user
+from core.topic_pairs import TopicPairs
 
 PLACEHOLDER = "{data_version}"
 MAX_RUNS = 500  # the default cap on one grid's runs; TUNEBOARD_MAX_GRID_RUNS changes it
@@ -194,6 +196,8 @@ class RunSpec:
     param_set: int | None = None
     grid_id: str | None = None
     confined: bool = False
+    columns: Mapping[str, str] | None = None  # which columns hold text and label (core.data.Columns)
+    topic_pairs: Mapping[str, Any] | None = None  # calls and topics as NLI pairs (core.topic_pairs.TopicPairs)
 
     @property
     def base_model_name(self) -> str:
@@ -204,10 +208,15 @@ class RunSpec:
         return naming.dataset_name(self.dataset_version) if self.dataset_version else None
 
     def params(self) -> dict[str, Any]:
-        """What the run logs as MLflow params: every hyperparameter, the base model and the data files."""
+        """What the run logs as MLflow params: every hyperparameter, the base model, the data files, and how
+        their columns were read (the mapping, topic pairs)."""
         params = {**self.hyperparameters, "base_model": self.base_model, "validation_file": self.validation_path}
         if self.train_path:
             params["train_file"] = self.train_path
+        if self.columns:
+            params.update(Columns.parse(self.columns).params())
+        if self.topic_pairs:
+            params.update(TopicPairs.parse(self.topic_pairs).params())
         return params
 
     def tags(self) -> dict[str, str]:
@@ -255,6 +264,8 @@ class GridSpec:
     user_id: str = ""
     run_date: str = ""
     max_runs: int = field(default_factory=max_grid_runs)
+    columns: Mapping[str, str] | None = None  # e.g. {text: transcript, label: topic}; None: the usual names
+    topic_pairs: Mapping[str, Any] | bool | None = None  # e.g. {template: "This call is about {}.", negatives: 2}
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -303,6 +314,13 @@ class GridSpec:
         if PLACEHOLDER not in self.train_file and len(self.dataset_versions) > 1:
             raise GridError(f"must contain {PLACEHOLDER} where each dataset version's file name goes.",
                             key="train_file")
+        columns = Columns.parse(self.columns)
+        set_(self, "columns", columns.to_dict() if columns else None)
+        pairs = TopicPairs.parse(self.topic_pairs)
+        set_(self, "topic_pairs", pairs.to_dict() if pairs else None)
+        if pairs and columns and columns.text_pair:
+            raise GridError("topic pairs write their own second text (the template with a topic): leave "
+                            "text_pair out of the mapping.", key="columns.text_pair")
         if not self.run_date:
             set_(self, "run_date", _dt.date.today().strftime("%Y%m%d"))
         else:
@@ -337,7 +355,7 @@ class GridSpec:
                     kind="baseline", experiment_name=experiment, run_name=naming.baseline_run_name(model),
                     base_model=model, validation_path=self.validation_file,
                     output_dir=str(Path(self.output_dir) / leaf), hyperparameters=dict(DEFAULTS),
-                    grid_id=grid_id))
+                    grid_id=grid_id, columns=self.columns, topic_pairs=self.topic_pairs))
         for model in self.base_model_versions:
             for version in self.dataset_versions:
                 for index, params in enumerate(self.hyperparameters, start=1):
@@ -346,7 +364,8 @@ class GridSpec:
                         kind="fine_tune", experiment_name=experiment, run_name=name, base_model=model,
                         validation_path=self.validation_file, output_dir=str(Path(self.output_dir) / leaf / name),
                         hyperparameters={**DEFAULTS, **params}, dataset_version=version,
-                        train_path=self.train_path(version), param_set=index, grid_id=grid_id))
+                        train_path=self.train_path(version), param_set=index, grid_id=grid_id,
+                        columns=self.columns, topic_pairs=self.topic_pairs))
         return runs
 
     def to_dict(self) -> dict[str, Any]:
@@ -354,6 +373,9 @@ class GridSpec:
         data["dataset_versions"] = list(self.dataset_versions)
         data["base_model_versions"] = list(self.base_model_versions)
         data["hyperparameters"] = [dict(p) for p in self.hyperparameters]
+        for key in ("columns", "topic_pairs"):  # None: left out, so a grid file stays as the seed wrote it
+            if data[key] is None:
+                del data[key]
         return data
 
     @classmethod

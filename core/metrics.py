@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc")
+# A run on calls labelled with topics (core.topic_pairs) is judged by how it tags the calls: these come first
+TOPIC_METRICS = ("topic_f1_macro", "topic_f1_micro", "topic_precision_macro", "topic_recall_macro", "topic_accuracy")
 POSITIVE_NAMES = ("entailment", "positive", "yes", "true", "1")
 # Metrics where lower is better: selection minimises these.
 LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "perplexity", "runtime")
@@ -22,7 +24,7 @@ LOWER_IS_BETTER = ("loss", "error", "mse", "mae", "rmse", "perplexity", "runtime
 # The HF Trainer logs what compute_metrics returns from evaluate() as eval_<name> (eval_accuracy, eval_f1...).
 EVAL_PREFIX = "eval_"
 # What the HF Trainer logs beside the scores: never a sensible metric to rank runs by.
-BOOKKEEPING = ("epoch", "runtime", "per_second", "flos", "learning_rate", "grad_norm", "num_input_tokens")
+BOOKKEEPING = ("epoch", "runtime", "per_second", "_seconds", "flos", "learning_rate", "grad_norm", "num_input_tokens")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -79,15 +81,19 @@ def ordered(names: Iterable[str]) -> list[str]:
     """Metric names, the ones worth ranking by first: the five classification metrics, their ``eval_`` forms,
     the other scores and losses (sorted), then bookkeeping (epoch, runtimes, throughputs...)."""
     names = list(dict.fromkeys(names))
-    first = [m for m in METRICS if m in names] + [EVAL_PREFIX + m for m in METRICS if EVAL_PREFIX + m in names]
+    first = [m for m in (*TOPIC_METRICS, *METRICS) if m in names] + \
+        [EVAL_PREFIX + m for m in METRICS if EVAL_PREFIX + m in names]
     rest = sorted(m for m in names if m not in first)
     return first + [m for m in rest if not is_bookkeeping(m)] + [m for m in rest if is_bookkeeping(m)]
 
 
 def default_metric(names: Sequence[str]) -> str | None:
-    """The metric to rank by when nobody chose one: accuracy- or F1-like (bare or ``eval_``), else another
-    score, else a loss; bookkeeping such as ``epoch`` or ``train_runtime`` only when nothing else was logged."""
+    """The metric to rank by when nobody chose one: a topic run's ``topic_f1_macro``, else accuracy- or F1-like
+    (bare or ``eval_``), else another score, else a loss; bookkeeping such as ``epoch`` or ``train_runtime`` only
+    when nothing else was logged."""
     names = list(names)
+    if TOPIC_METRICS[0] in names:
+        return TOPIC_METRICS[0]
     for token in ("accuracy", "f1"):
         for name in (token, EVAL_PREFIX + token):
             if name in names:

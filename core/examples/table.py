@@ -99,6 +99,47 @@ def log_predictions(examples, probs: np.ndarray, true_ids: Sequence[int], id2lab
     return frame
 
 
+NO_TOPIC = "(no topic)"
+
+
+def build_call_table(rows: Sequence[str], texts: Sequence[str], truth: Sequence[Sequence[str]], scores: np.ndarray,
+                     topics: Sequence[str], threshold: float) -> pd.DataFrame:
+    """One row per call of a topic run: its true topics and the topics tagged at ``threshold`` (each joined by
+    "; " in the topics' order, so a call is right when the two are the same), the likeliest topic's score, and
+    one ``score: <topic>`` column per topic (its entailment probability)."""
+    scores = np.asarray(scores, dtype=float)
+    order = {t.casefold(): i for i, t in enumerate(topics)}
+
+    def joined(found) -> str:
+        ranked = sorted({order[t.casefold()] for t in found if t.casefold() in order})
+        return "; ".join(topics[i] for i in ranked) or NO_TOPIC
+
+    tagged = [[t for j, t in enumerate(topics) if scores[i, j] >= threshold] for i in range(len(scores))]
+    frame = pd.DataFrame({"row": list(rows), "text": list(texts), "true_label": [joined(t) for t in truth],
+                          "predicted_label": [joined(t) for t in tagged]})
+    frame["correct"] = frame["true_label"] == frame["predicted_label"]
+    frame["confidence"] = scores.max(axis=1).round(6) if len(topics) else 0.0
+    for j, topic in enumerate(topics):
+        frame[SCORE_PREFIX + topic] = scores[:, j].round(6)
+    return frame
+
+
+def log_call_predictions(calls, scores: np.ndarray, topics: Sequence[str], threshold: float,
+                         cap: int) -> pd.DataFrame:
+    """Log a topic run's per-call table (:func:`build_call_table`) as the run's predictions table; return it."""
+    import mlflow
+
+    keep = sample_indices(len(calls), cap)
+    pick = (lambda values: [values[i] for i in keep]) if len(keep) < len(calls) else list
+    frame = build_call_table(pick(calls.rows), pick(calls.text_a), pick(calls.labels), np.asarray(scores)[keep],
+                             topics, threshold)
+    mlflow.log_table(frame, artifact_file=ARTIFACT)
+    if len(keep) < len(calls):
+        mlflow.set_tag(SAMPLE_TAG, f"kept {len(keep)} of {len(calls)}, random sample, seed {SAMPLE_SEED} "
+                                   f"({MAX_ROWS_VARIABLE}={cap})")
+    return frame
+
+
 def read_predictions(mlflow_client, run_id: str) -> pd.DataFrame | None:
     """A run's predictions table, or None when it has none (runs logged before tables, or by other tools).
 

@@ -19,7 +19,16 @@ from pathlib import Path
 
 from core import paths
 from core.compare import neutralised
-from core.data import FORMATS, PAIR_COLUMNS, keep_checked, megabytes_from_env, read_frame
+from core.data import (
+    FORMATS,
+    PAIR_COLUMNS,
+    csv_delimiter,
+    delimiter_of,
+    keep_checked,
+    megabytes_from_env,
+    read_frame,
+    split_sheet,
+)
 from core.errors import DataError
 from core.scoring.topics import tagged as over_threshold
 
@@ -37,6 +46,7 @@ class Table:
     frame: object  # pandas.DataFrame
     rows: tuple[str, ...]
     fmt: str
+    delimiter: str = ","  # a CSV's separator: the scored CSV is written with the same one
 
     @property
     def columns(self) -> list[str]:
@@ -58,15 +68,16 @@ def read(path: str | Path) -> Table:
 
 
 def _read_table(path: Path) -> Table:
-    if path.is_file():
-        size, limit = path.stat().st_size, max_mb()
+    file, _ = split_sheet(path)
+    if file.is_file():
+        size, limit = file.stat().st_size, max_mb()
         if size > limit * 2**20:
             raise DataError(path, f"is {size / 2**20:.1f} MB, over the limit of {limit:g} MB for scoring.",
                             hint=f"Split it into smaller files, or raise {MAX_MB_VARIABLE}.")
     frame, rows = read_frame(path)
     if len(frame) == 0:
         raise DataError(path, "has a header but no rows.", hint="Add at least one text to score.")
-    return Table(str(path), frame, tuple(rows), FORMATS[path.suffix.lower()])
+    return Table(str(path), frame, tuple(rows), FORMATS[file.suffix.lower()], csv_delimiter(path))
 
 
 def choose_columns(table: Table, text_column: str | None = None, pair_column: str | None = None, *,
@@ -152,24 +163,28 @@ def output_format(output: str | Path, input_path: str | Path | None = None) -> s
     """The output's format: from its extension when it has a known one, else the input's."""
     fmt = FORMATS.get(Path(output).suffix.lower())
     if fmt is None and input_path is not None:
-        fmt = FORMATS.get(Path(input_path).suffix.lower())
+        fmt = FORMATS.get(split_sheet(input_path)[0].suffix.lower())
     if fmt is None:
         raise DataError(output, "the output needs a file type.", hint=f"End its name in one of: "
                         f"{', '.join(sorted(FORMATS))}.")
     return fmt
 
 
-def write(frame, output: str | Path, fmt: str | None = None) -> Path:
-    """Write ``frame`` as ``fmt`` (from the extension when None), neutralised, via a temporary file and a rename."""
+def write(frame, output: str | Path, fmt: str | None = None, delimiter: str = ",") -> Path:
+    """Write ``frame`` as ``fmt`` (from the extension when None; a CSV separated by ``delimiter``), via a temporary
+    file and a rename. Text a spreadsheet would run as a formula never is: a workbook's cells are typed as text,
+    and the other formats get a leading quote."""
     output = Path(output)
     fmt = fmt or output_format(output)
-    safe = neutralised(frame)
+    safe = neutralised(frame) if fmt != "xlsx" else frame
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".part", dir=output.parent)
     os.close(fd)
     try:
         if fmt == "csv":
-            safe.to_csv(tmp, index=False)
+            safe.to_csv(tmp, index=False, sep=delimiter)
+        elif fmt == "xlsx":
+            _write_workbook(frame, tmp)
         elif fmt == "tsv":
             safe.to_csv(tmp, index=False, sep="\t")
         elif fmt == "json":
@@ -181,6 +196,28 @@ def write(frame, output: str | Path, fmt: str | None = None) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return output
+
+
+def _write_workbook(frame, path: str) -> None:
+    """One sheet; every text cell typed as text, so a call that starts with "=" is never a formula."""
+    import math
+
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "scored"
+    for r, values in enumerate([list(frame.columns), *frame.itertuples(index=False, name=None)], start=1):
+        for c, value in enumerate(values, start=1):
+            if isinstance(value, float) and math.isnan(value):
+                continue
+            cell = sheet.cell(row=r, column=c)
+            if isinstance(value, (bool, int, float)):
+                cell.value = value
+            else:
+                cell.value = str(value)
+                cell.data_type = "s"
+    book.save(path)
 
 
 def save_upload(name: str, content: bytes, folder: str | Path) -> Path:
@@ -210,4 +247,7 @@ def preview(name: str, content: bytes, rows: int = 5):
         return pd.read_parquet(buffer).head(rows)
     if fmt == "json":
         return pd.read_json(buffer, lines=True, dtype=False).head(rows)
-    return pd.read_csv(buffer, sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False, nrows=rows)
+    if fmt == "xlsx":
+        return pd.read_excel(buffer, dtype=str, keep_default_na=False, nrows=rows, engine="openpyxl")
+    sep = "\t" if fmt == "tsv" else delimiter_of(content[:65536].decode("utf-8-sig", errors="replace"))
+    return pd.read_csv(buffer, sep=sep, dtype=str, keep_default_na=False, nrows=rows)

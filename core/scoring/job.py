@@ -31,7 +31,7 @@ from typing import Any
 
 from core import paths, tracking
 from core import runs as runs_mod
-from core.data import FORMATS, file_digest
+from core.data import FORMATS, file_digest, split_sheet
 from core.errors import NotFoundError, ScoreError, explain
 from core.jobkind import SPEC_TAG
 from core.models import sources as models
@@ -80,8 +80,9 @@ class ScoreSpec:
             raise ScoreError(f"must be one of {', '.join(MODES)}, not {self.mode!r}.", key="mode")
         if not self.output_name:  # the output file's own name, else "<input>_scored" in the input's format
             out = Path(self.output_path or "")
+            given, _ = split_sheet(self.input_path)  # a workbook's sheet: the scored workbook
             set_(self, "output_name", out.name if out.suffix.lower() in FORMATS else
-                 f"{Path(self.input_path).stem}_scored{Path(self.input_path).suffix}")
+                 f"{given.stem}_scored{given.suffix}")
         if Path(self.output_name).name != self.output_name:
             raise ScoreError("must be a file name, not a path.", key="output_name")
 
@@ -108,7 +109,7 @@ class ScoreSpec:
 
     @property
     def run_name(self) -> str:
-        return f"score_{Path(self.input_path).stem}"
+        return f"score_{split_sheet(self.input_path)[0].stem}"
 
     def params(self) -> dict[str, Any]:
         """What the run logs as MLflow params."""
@@ -259,12 +260,13 @@ def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress
     say("writing result")
     fmt = files.output_format(spec.output_name, spec.input_path)
     with tempfile.TemporaryDirectory() as tmp:
-        staged = files.write(frame, Path(tmp) / spec.output_name, fmt)
+        staged = files.write(frame, Path(tmp) / spec.output_name, fmt, table.delimiter)  # a ";" CSV stays one
         mlflow.log_artifact(str(staged), ARTIFACT_FOLDER)
     # 6. what it did; the user's file last, so a run that failed never leaves one
     mlflow.log_metrics({"rows": float(len(table)), "rows_per_second": len(table) / seconds,
                         "scoring_seconds": seconds, **counts})
-    output = files.write(frame, spec.output_path, files.output_format(spec.output_path, spec.input_path)) \
+    output = files.write(frame, spec.output_path, files.output_format(spec.output_path, spec.input_path),
+                         table.delimiter) \
         if spec.output_path else None
     return len(table), output
 

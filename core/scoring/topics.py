@@ -15,7 +15,6 @@ about several topics, or none. ``tagged`` keeps those at or above a threshold.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -24,59 +23,18 @@ import pandas as pd
 from core.errors import TopicError
 from core.models.infer import predict_proba
 from core.models.sources import load
+from core.topic_pairs import (  # noqa: F401 - shared with training, named here for scoring's callers
+    DEFAULT_TEMPLATE,
+    DEFAULT_THRESHOLD,
+    MAX_TOPICS,
+    check_template,
+    check_threshold,
+    contradiction_index,
+    entailment_index,
+    is_nli,
+)
 
-DEFAULT_TEMPLATE = "This call is about {}."
-DEFAULT_THRESHOLD = 0.5
-MAX_TOPICS = 50
 MAX_TOPIC_CHARS = 200
-
-
-def _normalised(label) -> str:
-    return str(label).strip().lower().replace("-", "_").replace(" ", "_")
-
-
-def _index_of(id2label: Mapping, accept: Callable[[str], bool]) -> int | None:
-    for key, label in (id2label or {}).items():
-        if accept(_normalised(label)):
-            return int(key)
-    return None
-
-
-def entailment_index(id2label: Mapping) -> int | None:
-    """The class index whose label means entailment ("entailment", "ENTAILMENT", "entail"...); None if none.
-
-    "not_entailment" and the like are the opposite, not a match.
-    """
-    return _index_of(id2label, lambda name: name.startswith("entail"))
-
-
-def contradiction_index(id2label: Mapping) -> int | None:
-    """The class index labelled contradiction ("contradiction", "CONTRADICTION", "contradict"); None if none."""
-    return _index_of(id2label, lambda name: name.startswith("contradict"))
-
-
-def is_nli(id2label: Mapping) -> bool:
-    """Whether a model with these labels can tag topics (one of its labels means entailment)."""
-    return entailment_index(id2label) is not None
-
-
-def check_template(template: str) -> str:
-    """The hypothesis template, stripped; it must hold exactly one ``{}`` where the topic goes."""
-    if not isinstance(template, str) or not template.strip():
-        raise TopicError(f"The hypothesis template is empty. Write a sentence with {{}} where the topic goes, "
-                         f"e.g. {DEFAULT_TEMPLATE!r}.", key="template")
-    template = template.strip()
-    try:
-        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(template)
-                  if name is not None]
-    except ValueError:
-        fields = None  # a lone "{" or "}"
-    if fields is None or len(fields) != 1 or fields[0] != ("", "", None):
-        found = "none" if fields == [] else "a stray or named brace" if fields is None or len(fields) == 1 \
-            else f"{len(fields)}"
-        raise TopicError(f"The hypothesis template {template!r} must contain exactly one {{}} where the topic "
-                         f"goes (found {found}), e.g. {DEFAULT_TEMPLATE!r}.", key="template")
-    return template
 
 
 def parse_topics(text: str) -> list[str]:
@@ -177,17 +135,6 @@ def call_topics(ref: str, transcript: str, topics: Sequence[str], template: str 
     template = check_template(template)
     model, tokenizer, _ = load(ref)
     return pd.Series(topic_scores(model, tokenizer, [transcript], topics, template)[0], index=topics, name="score")
-
-
-def check_threshold(threshold: float) -> float:
-    """The tagging threshold as a float in [0, 1]."""
-    try:
-        value = float(threshold)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise TopicError(f"The threshold must be a number between 0 and 1, not {threshold!r}.", key="threshold")
-    return value
 
 
 def tagged(scores: np.ndarray, topics: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> list[list[str]]:

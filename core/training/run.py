@@ -4,14 +4,17 @@
 
 1. open the MLflow run (a new one, or one created earlier by the job queue);
 2. log the spec: hyperparameters, base model, dataset paths and digests;
-3. read and check the data (inside the allowed roots when the spec is confined:
-   ``core.paths``); align its labels with the model's head;
+3. read and check the data through its column mapping (inside the allowed roots when
+   the spec is confined: ``core.paths``); calls labelled with topics become NLI pairs
+   (``core.topic_pairs``); align the labels with the model's head (``core.training.check``);
 4. load the model and tokenizer, tokenize with dynamic padding;
 5. fine-tune with the Trainer (skipped for a baseline), logging loss and
    learning rate per logging step and eval metrics per epoch, asynchronously;
 6. evaluate on the validation file: accuracy, F1, precision, recall, ROC-AUC,
    confusion matrix and ROC curve, and every example's prediction as a table
-   (``core.examples``; a seeded sample above ``TUNEBOARD_PREDICTIONS_MAX_ROWS``);
+   (``core.examples``; a seeded sample above ``TUNEBOARD_PREDICTIONS_MAX_ROWS``); for
+   calls with topics, every call against every topic: ``topic_*`` metrics, a table per
+   topic, and the table per call (its true and tagged topics);
 7. save the model under ``output_dir`` and log it with
    ``mlflow.transformers.log_model``;
 8. end the run FINISHED, or FAILED with the error's message on it (a full
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from transformers import TrainerCallback
 
 from core import paths, speed, tracking
@@ -40,10 +44,15 @@ from core.grid import OWN_KEYS, RunSpec
 from core.metrics import classification_metrics, softmax
 from core.models import loading
 from core.naming import MODEL_URI_TAG
+from core.scoring.topic_eval import topic_metrics, truth_matrix
+from core.scoring.topics import topic_scores
 from core.settings import Settings, configure_mlflow, ensure_experiment
-from core.training.check import read_inputs
+from core.topic_pairs import TopicPairs
+from core.training.check import Inputs, read_inputs
 
 log = logging.getLogger(__name__)
+
+TOPIC_TABLE = "topic_metrics.json"  # per topic: support, tagged, precision, recall, F1 (and the averages)
 
 
 
@@ -117,6 +126,13 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     cap = predictions.max_rows()  # a mistyped cap stops the run here, not after training
     inputs = read_inputs(spec)
     validation, train, mapping = inputs.validation, inputs.train, inputs.mapping
+    if inputs.calls is not None:  # calls labelled with topics, trained and evaluated as NLI pairs
+        mlflow.log_params({"topic_pairs.train_pairs": len(train) if train is not None else 0,
+                           "topic_pairs.validation_pairs": len(validation),
+                           "topic_pairs.held_out_calls": inputs.held_out,
+                           "topics": "; ".join(inputs.topics)[:6000]})
+    if inputs.expanded:
+        mlflow.log_param("multi_topic_rows", inputs.expanded)  # each read as one example per topic
     _log_dataset(validation, "validation")
     if train is not None:
         _log_dataset(train, "training")
@@ -136,7 +152,7 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     mlflow.set_tags(plan.tags())
     trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set, train_set, run_id, callbacks, plan)
     try:
-        return _train_and_log(spec, trainer, tokenizer, train, eval_set, mapping, say, validation, cap)
+        return _train_and_log(spec, trainer, tokenizer, inputs, eval_set, say, cap)
     except Exception as exc:
         if plan.compile_mode is None or not speed.is_compile_failure(exc):
             raise
@@ -148,16 +164,17 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
         eager = speed.Plan(None, [], {k: v for k, v in plan.arguments.items() if not k.startswith("torch_compile")})
         model, tokenizer = loading.load_for_classification(spec.base_model, mapping)
         trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set, train_set, run_id, callbacks, eager)
-        return _train_and_log(spec, trainer, tokenizer, train, eval_set, mapping, say, validation, cap)
+        return _train_and_log(spec, trainer, tokenizer, inputs, eval_set, say, cap)
     finally:
         shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # the Trainer's scratch folder
 
 
-def _train_and_log(spec: RunSpec, trainer, tokenizer, train: Examples | None, eval_set, mapping: LabelMapping,
-                   say: Callable[[str], None], validation: Examples, cap: int) -> dict[str, float]:
+def _train_and_log(spec: RunSpec, trainer, tokenizer, inputs: Inputs, eval_set, say: Callable[[str], None],
+                   cap: int) -> dict[str, float]:
     """Steps 5 to 7; ``cap``: the most rows the predictions table keeps."""
     import mlflow
 
+    train, validation, mapping = inputs.train, inputs.validation, inputs.mapping
     # 5. fine-tune
     started = time.perf_counter()
     if train is not None:
@@ -177,7 +194,11 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, train: Examples | None, ev
         mlflow.log_dict(details["roc"], "roc_curve.json")
     if "roc_auc_skipped" in details:
         mlflow.set_tag("roc_auc_skipped", details["roc_auc_skipped"])
-    predictions.log_predictions(validation, probs, output.label_ids, mapping.id2label, cap)
+    if inputs.calls is None:
+        predictions.log_predictions(validation, probs, output.label_ids, mapping.id2label, cap)
+    else:  # calls and their topics: every call against every topic, and the per-call table
+        say("evaluating topics")
+        metrics.update(_topic_evaluation(spec, trainer.model, tokenizer, inputs, cap))
 
     # 7. keep the model
     if spec.kind == "fine_tune":
@@ -191,6 +212,33 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, train: Examples | None, ev
         info = loading.log_model(trainer.model, tokenizer, pairs=train.text_b is not None)
         mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
     return metrics
+
+
+def _topic_evaluation(spec: RunSpec, model, tokenizer, inputs: Inputs, cap: int) -> dict[str, float]:
+    """Tag every validation call with every topic (``core.scoring.topics``) and score the tags against its true
+    topics (``core.scoring.topic_eval``): logged as ``topic_*`` metrics, a per-topic table and the per-call
+    predictions table. Returns the metrics."""
+    import mlflow
+
+    pairs, calls, topics = TopicPairs.parse(spec.topic_pairs), inputs.calls, list(inputs.topics)
+    started = time.perf_counter()
+    scores = topic_scores(model, tokenizer, calls.text_a, topics, pairs.template,
+                          batch_size=int(spec.hyperparameters.get("per_device_eval_batch_size", 32)),
+                          max_length=int(spec.hyperparameters.get("max_length", 128)))
+    seconds = time.perf_counter() - started
+    table = topic_metrics(calls.labels, scores, topics, pairs.threshold)
+    by = table.set_index("topic")
+    truth = truth_matrix(calls.labels, topics)
+    found = {"topic_f1_macro": by.loc["macro avg", "f1"], "topic_f1_micro": by.loc["micro avg", "f1"],
+             "topic_precision_macro": by.loc["macro avg", "precision"],
+             "topic_recall_macro": by.loc["macro avg", "recall"],
+             # the likeliest topic is one of the call's own
+             "topic_accuracy": float(truth[np.arange(len(truth)), scores.argmax(axis=1)].mean())}
+    found = {k: float(v) for k, v in found.items()}
+    mlflow.log_metrics({**found, "topic_eval_seconds": round(seconds, 3)})
+    mlflow.log_table(table, artifact_file=TOPIC_TABLE)
+    predictions.log_call_predictions(calls, scores, topics, pairs.threshold, cap)
+    return found
 
 
 def _log_dataset(examples: Examples, context: str) -> None:
