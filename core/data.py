@@ -345,6 +345,14 @@ def _usual(frame) -> tuple[tuple[str, ...], str | None]:
     return text_cols, next((lower[c] for c in LABEL_COLUMNS if c in lower), None)
 
 
+def usual_columns(frame) -> Columns | None:
+    """The file's columns as a mapping when they are named the usual way (nothing to map), else None."""
+    texts, label = _usual(frame)
+    if not texts or label is None:
+        return None
+    return Columns(text=texts[0], label=label, text_pair=texts[1] if len(texts) > 1 else None)
+
+
 def _guessed(frame, path: str | Path) -> tuple[tuple[str, ...], str]:
     """The usual columns; a file named otherwise is refused with the mapping that would read it."""
     columns = [str(c) for c in frame.columns]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 import yaml
@@ -9,12 +11,14 @@ import yaml
 from core import demo, paths
 from core import hyperparameter_sets as hsets
 from core import runs as runs_mod
-from core.data import FORMATS
+from core.data import FORMATS, Columns, guess_columns, read_frame, usual_columns
 from core.data import save_upload as data_save_upload
 from core.errors import GridError, TuneboardError
 from core.grid import GridSpec
 from core.hyperparameter_sets import COLUMNS, OTHER, table_row
+from core.models.loading import load_config
 from core.naming import experiment_name
+from core.topic_pairs import DEFAULT_TEMPLATE, is_nli
 from core.training import estimate
 from core.training.kind import past_grid
 from pages.common import (
@@ -58,7 +62,8 @@ def init_state() -> None:
                 "c_demo": list(demo_models()), "c_paths": "", "c_baseline": True, "c_priority": 0,
                 "c_datasets": [f for f in ("full_dataset.csv", "train_sample.csv") if f in data_files()],
                 "c_validation": "test.csv" if "test.csv" in data_files() else None,
-                "c_sets": DEFAULT_SETS.copy(), "c_editor_version": 0, "c_output": str(s.home / "trained_models")}
+                "c_sets": DEFAULT_SETS.copy(), "c_editor_version": 0, "c_output": str(s.home / "trained_models"),
+                "c_pairs_template": DEFAULT_TEMPLATE, "c_pairs_negatives": 2}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
 
@@ -80,7 +85,14 @@ def apply_grid(data: dict) -> None:
         c_paths="\n".join(m for m in spec.base_model_versions if m not in demos),
         c_baseline=spec.evaluate_pretrained_model, c_output=spec.output_dir, c_datasets=datasets,
         c_validation=validation, c_sets=pd.DataFrame([table_row(p) for p in spec.hyperparameters]),
-        c_editor_version=st.session_state.get("c_editor_version", 0) + 1)
+        c_editor_version=st.session_state.get("c_editor_version", 0) + 1, c_pairs=bool(spec.topic_pairs))
+    if spec.columns:  # the grid's mapping, not a new guess
+        st.session_state.update(c_col_file=(datasets or [validation])[0], c_col_text=spec.columns["text"],
+                                c_col_label=spec.columns["label"],
+                                c_col_pair=spec.columns.get("text_pair") or "(none)")
+    if spec.topic_pairs:
+        st.session_state.update(c_pairs_template=spec.topic_pairs["template"],
+                                c_pairs_negatives=spec.topic_pairs["negatives"])
 
 
 def load_yaml_file() -> None:
@@ -135,6 +147,78 @@ def estimate_grid(spec: GridSpec) -> estimate.Estimate:
                              lambda path: row_count(str(path), path.stat().st_mtime))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def file_head(path: str, mtime: float) -> pd.DataFrame:
+    """The first rows of a data file, as read for training (cached until the file changes)."""
+    return read_frame(path)[0].head(500)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def model_labels(path: str) -> dict:
+    """A base model's class names (its config only); empty when it cannot be read here."""
+    try:
+        return dict(getattr(load_config(path), "id2label", None) or {})
+    except TuneboardError:
+        return {}
+
+
+def choose_columns() -> dict | None:
+    """The column mapping: none when the files use the usual names; else guessed from the first training file
+    (the longest free-text column, a column with few distinct values), changeable, shown on five rows."""
+    chosen = [*st.session_state["c_datasets"][:1], st.session_state["c_validation"]]
+    first = next((name for name in chosen if name and (data_dir / name).is_file()), None)
+    if first is None:
+        return None
+    path = data_dir / first
+    try:
+        head = file_head(str(path), path.stat().st_mtime)
+    except TuneboardError as exc:
+        st.error(md(exc), icon=":material/error:")
+        return None
+    if usual_columns(head) is not None:
+        st.caption(f"{md(first)} names its columns the usual way ({md(', '.join(map(str, head.columns)))}): "
+                   "nothing to map.")
+        return None
+    names = [str(c) for c in head.columns]
+    if st.session_state.get("c_col_file") != first:  # another file: guess again
+        guess = guess_columns(head) or Columns(text=names[0], label=names[-1])
+        st.session_state.update(c_col_file=first, c_col_text=guess.text, c_col_label=guess.label,
+                                c_col_pair="(none)")
+    st.write(f"**Which columns hold what.** {md(first)} names its columns {md(', '.join(names))}; the guess "
+             "below reads it as it is (the same columns are read in every file of the grid).")
+    c1, c2, c3 = st.columns(3)
+    text = c1.selectbox("Text (the call or document)", options=names, key="c_col_text")
+    label = c2.selectbox("Label (its topic or class)", options=names, key="c_col_label")
+    pair = c3.selectbox("Second text (for sentence pairs; optional)", options=["(none)", *names], key="c_col_pair")
+    mapping = {"text": text, "label": label, **({"text_pair": pair} if pair != "(none)" else {})}
+    shown = [c for c in (text, pair if pair != "(none)" else None, label) if c]
+    if len(set(shown)) == len(shown):
+        st.dataframe(head[shown].head(5).rename(columns={text: f"text: {text}", label: f"label: {label}"}),
+                     hide_index=True, width="stretch")
+    return mapping
+
+
+def choose_topic_pairs(mapping: dict | None) -> dict | None:
+    """Topics as NLI pairs, offered when a chosen base model's labels include entailment."""
+    chosen = [demo_models()[m] for m in st.session_state["c_demo"] if m in demo_models()] + \
+        [line.strip() for line in st.session_state["c_paths"].splitlines() if line.strip()]
+    nli = [Path(m).name for m in chosen if is_nli(model_labels(m))]
+    if not nli or mapping is None:
+        st.session_state["c_pairs"] = False
+        return None
+    on = st.toggle(f"Train {', '.join(nli)} (NLI) to tag the calls' topics: each call entails \"This call is about "
+                   "{its topic}.\" and not a few other topics", key="c_pairs")
+    if not on:
+        return None
+    p1, p2 = st.columns([3, 1])
+    template = p1.text_input("Hypothesis template ({} is where the topic goes)", key="c_pairs_template")
+    negatives = p2.number_input("Other topics per call", min_value=0, max_value=20, step=1,
+                                key="c_pairs_negatives")
+    st.caption("Several topics in one cell are separated by ';' (\"fees; rollover\"). Every validation call is "
+               "also tagged with every topic, so runs are ranked by topic_f1_macro: how well they tag calls.")
+    return {"template": template, "negatives": int(negatives)}
+
+
 init_state()
 st.title("Compose & launch")
 st.write("Choose base models, dataset versions and hyperparameter sets. Every combination becomes one training run; "
@@ -166,7 +250,8 @@ st.text_area("Other models: local folders or hub ids, one per line", key="c_path
 field_error("base_model_versions")
 
 st.subheader("3. Data")
-upload = st.file_uploader("Add a dataset version (CSV, TSV, JSONL or Parquet; checked before it is kept)",
+upload = st.file_uploader("Add a dataset version (CSV, TSV, JSONL, Parquet or an Excel workbook; checked before "
+                          "it is kept)",
                           type=[k.lstrip(".") for k in FORMATS], key="c_upload")
 if upload is not None and st.session_state.get("c_uploaded") != (upload.name, upload.size):
     try:
@@ -183,6 +268,10 @@ field_error("dataset_versions")
 field_error("train_file")
 st.selectbox("Validation file (every run is evaluated on it)", options=files, key="c_validation")
 field_error("validation_file")
+column_mapping = choose_columns()
+field_error("columns")
+topic_pairs = choose_topic_pairs(column_mapping)
+field_error("topic_pairs")
 
 st.subheader("4. Hyperparameter sets")
 st.caption("One row per set. Leave a cell empty for the default. 'other settings' takes any transformers "
@@ -228,7 +317,8 @@ try:
                     train_file=str(data_dir / "{data_version}"),
                     validation_file=str(data_dir / (st.session_state["c_validation"] or "")) if
                     st.session_state["c_validation"] else "",
-                    evaluate_pretrained_model=st.session_state["c_baseline"])
+                    evaluate_pretrained_model=st.session_state["c_baseline"], columns=column_mapping,
+                    topic_pairs=topic_pairs)
     st.session_state["c_error"] = None
 except GridError as exc:
     st.session_state["c_error"] = (exc.key or "", str(exc))
@@ -249,6 +339,9 @@ else:
     took = estimate_grid(spec)
     st.write(f"Experiment **{md(spec.experiment_name)}** — **{len(runs)} runs**, about **{took.seconds / 60:.0f} "
              f"min** on one slot (rough: {md(took.basis)}).")
+    if spec.topic_pairs:
+        st.write("Each run is judged by **topic_f1_macro** (Compare ranks by it): the calls' topics tagged "
+                 "against their true ones, each topic weighing the same.")
     st.dataframe(pd.DataFrame({"run": [r.run_name for r in runs],
                                "what": ["evaluate the pretrained model" if r.kind == "baseline" else "fine-tune"
                                         for r in runs]}), hide_index=True, height=min(400, 38 + 35 * len(runs)))

@@ -355,3 +355,79 @@ def _a_run_model(tmp_path: Path, bert_model: str) -> str:
     result = execute(spec)
     assert result.status == "FINISHED", result.error
     return result.run_id
+
+
+# -- the Compose page ---------------------------------------------------------------------------------------------
+def test_compose_guesses_the_mapping_shows_five_rows_and_launches_topic_pairs(tmp_path, demo_models, monkeypatch,
+                                                                             allowed_roots):
+    import shutil
+
+    from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    from core.jobs import JobQueue
+
+    use_store(monkeypatch, tmp_path / "home")
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("calls_train.csv", "calls_test.csv"):
+        shutil.copy(DATA / name, data / name)
+    monkeypatch.setenv("TUNEBOARD_DATA_DIR", str(data))
+    at = AppTest.from_file(str(ROOT / "pages" / "compose.py"), default_timeout=120)
+    state = {"c_demo": [], "c_paths": str(demo_models["demo-deberta-v2-tiny"]), "c_datasets": ["calls_train.csv"],
+             "c_validation": "calls_test.csv", "c_baseline": True, "c_output": str(tmp_path / "home" / "out"),
+             "c_sets": pd.DataFrame([{"n_epochs": 1, "learning_rate": 5e-4, "train_batch_size": 8}])}
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    assert (at.selectbox(key="c_col_text").value, at.selectbox(key="c_col_label").value) == ("transcript", "topic")
+    preview = next(d.value for d in at.dataframe if "text: transcript" in d.value.columns)
+    assert list(preview.columns) == ["text: transcript", "label: topic"] and len(preview) == 5
+    at.toggle(key="c_pairs").set_value(True).run()
+    assert "topic_f1_macro" in "\n".join(str(m.value) for m in at.markdown)
+    at.button(key="c_launch").click().run()
+    assert not at.exception, at.exception
+    jobs = JobQueue().jobs()
+    assert len(jobs) == 2  # the baseline and one fine-tune, queued with the mapping and the pairs
+    params = JobQueue().client.get_run(jobs[1].run_id).data.params
+    assert params["columns.text"] == "transcript" and params["topic_pairs.negatives"] == "2"
+    from core.worker import stop_worker
+
+    stop_worker()
+
+
+@pytest.mark.slow
+def test_the_cli_runs_a_grid_file_with_a_mapping_and_topic_pairs(tmp_path, demo_models):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, child_env
+    from mlflow.tracking import MlflowClient
+
+    from core.settings import default_tracking_uri
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"""
+base_name: Calls
+data_src: CallTranscript
+user_id: cli-user
+dataset_versions: [calls_train.csv]
+base_model_versions: ["{demo_models['demo-bert-tiny']}"]
+hyperparameters:
+  - {{n_epochs: 1, max_steps: 2}}
+train_file: "{DATA}/{{data_version}}"
+validation_file: "{DATA}/calls_test.csv"
+output_dir: "{tmp_path}/out"
+evalute_pretrained_model: false
+columns: {{text: transcript, label: topic}}
+topic_pairs: {{template: "The customer calls about {{}}.", negatives: 1}}
+""", encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "core.cli", "run", str(grid)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=900, env=child_env(TUNEBOARD_HOME=str(tmp_path / "home")), check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    client = MlflowClient(default_tracking_uri((tmp_path / "home").resolve()))
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (run,) = client.search_runs(experiments, "attributes.status = 'FINISHED'")
+    assert run.data.params["topic_pairs.template"] == "The customer calls about {}."
+    assert run.data.params["topic_pairs.negatives"] == "1" and "topic_f1_macro" in run.data.metrics
