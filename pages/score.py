@@ -59,7 +59,7 @@ if ref:
 
 # -- 2. the file -------------------------------------------------------------------------------------------------
 st.subheader("2. The file")
-upload = st.file_uploader("A CSV, TSV, JSONL or Parquet file, one text (or call) per row",
+upload = st.file_uploader("A CSV, TSV, JSONL or Parquet file, or an Excel workbook: one text (or call) per row",
                           type=[k.lstrip(".") for k in files.FORMATS], key="s_upload")
 table = None
 if upload is not None:
