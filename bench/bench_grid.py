@@ -1,7 +1,17 @@
-"""An 8-run grid through the job queue against the same 8 fine-tunes run one after another by a plain script.
+"""A grid through the real job queue: where each job's time goes; and against a plain script.
 
-    python bench/bench_grid.py                    # tiny demo model on CPU
-    python bench/bench_grid.py --shape base       # DeBERTa-v3-base shape, 32-256 token mix (GPU)
+    python bench/bench_grid.py --breakdown                # the 4-job demo grid: per-stage times of each job
+    python bench/bench_grid.py --breakdown --shape base --steps 2   # one DeBERTa-v3-base-shaped job, few steps
+    python bench/bench_grid.py                            # 8-run grid: queue vs plain script, tiny model on CPU
+    python bench/bench_grid.py --shape base               # DeBERTa-v3-base shape, 32-256 token mix (GPU)
+
+``--breakdown`` submits the demo grid (both demo models, one set of one epoch on ``train_sample.csv``,
+baselines first; with ``--shape`` one fine-tune of that shape for ``--steps`` steps) to a fresh store and a
+fresh worker, and prints each job's stages as the job recorded them (``stage_*_seconds``: start-up, reading
+data, loading the model and tokenizer, tokenizing, training, evaluating, saving, logging the model), the
+Trainer's ``train_runtime`` and ``eval_runtime``, finishing (the last stage's end to the run's end, from
+MLflow), and the overhead: job start to end minus ``train_runtime`` and ``eval_runtime``; then the median
+overhead per job (issue 21's target: at most 2.0 s on the demo grid).
 
 2 dataset versions x 4 parameter sets. The plain side is one Python process looping over the 8 runs with
 the HF Trainer: load the model, tokenize, train, evaluate each epoch, predict, save the model. The queue side
@@ -94,6 +104,84 @@ def run_queue(model: str, work: Path, sets: list[dict], versions: list[str], tim
     return {"seconds": seconds, "runs": runs, "all_finished": all(r["status"] == "FINISHED" for r in runs)}
 
 
+STAGES = ("startup", "reading_data", "loading_model", "tokenizing", "training", "evaluating", "evaluating_topics",
+          "saving_model", "logging_model")
+
+
+def breakdown(queue, run_ids: list[str]) -> list[dict]:
+    """Each job's recorded stages, its Trainer runtimes, finishing and overhead (seconds)."""
+    rows = []
+    for run_id in run_ids:
+        run = queue.client.get_run(run_id)
+        metrics, tags = run.data.metrics, run.data.tags
+        started = float(tags.get("job_started_at", run.info.start_time / 1000))
+        total = run.info.end_time / 1000 - started
+        stages = {s: metrics.get(f"stage_{s}_seconds") for s in STAGES if f"stage_{s}_seconds" in metrics}
+        history = queue.client.get_metric_history(run_id, "eval_runtime")
+        eval_runtime = sum(m.value for m in history)  # every evaluation (per epoch), as the Trainer timed them
+        train_runtime = metrics.get("train_runtime", 0.0)
+        accounted = sum(v for v in stages.values())
+        rows.append({"run": run.info.run_name, "status": run.info.status, "total": round(total, 2),
+                     "train_runtime": round(train_runtime, 2), "eval_runtime": round(eval_runtime, 2),
+                     **{k: round(v, 2) for k, v in stages.items()},
+                     "finishing": round(max(0.0, total - accounted), 2),
+                     "overhead": round(total - train_runtime - eval_runtime, 2)})
+    return rows
+
+
+def run_breakdown(args, work: Path) -> dict:
+    """The demo grid (or one job of ``--shape``) through a fresh queue; the per-stage breakdown of each job."""
+    import statistics
+
+    from core.demo import ensure_demo
+    from core.grid import GridSpec
+    from core.jobs import JobQueue
+    from core.settings import Settings
+    from core.worker import stop_worker
+
+    settings = Settings.from_env()
+    if args.shape == "tiny":
+        models = tuple(str(p) for p in ensure_demo(settings).values())
+        sets = ({"n_epochs": 1, "learning_rate": 5e-4, "train_batch_size": 8, "eval_batch_size": 64},)
+        versions, baseline = ("train_sample.csv",), True
+        data = settings.data_dir
+    else:
+        from core.demo import build_model
+
+        models = (str(build_model(work / f"model-{args.shape}", **SHAPES[args.shape])),)
+        write_data(work / "data" / "v1", args.examples, max(64, args.examples // 4), True, 0)
+        sets = ({"n_epochs": 1, "max_steps": args.steps, "train_batch_size": args.batch, "eval_batch_size": 64,
+                 "max_length": args.max_length},)
+        versions, baseline, data = ("v1/train.csv",), False, work / "data"
+    grid = GridSpec(base_name="Breakdown", data_src="Bench", dataset_versions=versions, hyperparameters=sets,
+                    base_model_versions=models, output_dir=str(work / "out"), train_file=str(data / "{data_version}"),
+                    validation_file=str(data / ("test.csv" if args.shape == "tiny" else "v1/eval.csv")),
+                    evaluate_pretrained_model=baseline, user_id="bench")
+    queue = JobQueue()
+    start = time.perf_counter()
+    jobs = queue.submit(grid)
+    try:
+        while not all(queue.get(j.run_id).status.is_terminal() for j in jobs):
+            if time.perf_counter() - start > args.timeout:
+                break
+            time.sleep(0.5)
+        seconds = time.perf_counter() - start
+    finally:
+        stop_worker()
+    rows = breakdown(queue, [j.run_id for j in jobs])
+    columns = ["run", "status", "total", "train_runtime", "eval_runtime", *STAGES, "finishing", "overhead"]
+    shown = [c for c in columns if any(c in r for r in rows)]
+    print(" | ".join(shown))
+    for row in rows:
+        print(" | ".join(str(row.get(c, "")) for c in shown))
+    overheads = [r["overhead"] for r in rows]
+    summary = {"grid_seconds": round(seconds, 1), "jobs": rows, "median_overhead": statistics.median(overheads),
+               "max_overhead": max(overheads)}
+    print(f"{len(rows)} jobs in {seconds:.1f} s; overhead per job (start to end, less train_runtime and "
+          f"eval_runtime): median {summary['median_overhead']:.2f} s, max {summary['max_overhead']:.2f} s")
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
@@ -103,6 +191,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--timeout", type=float, default=1800, help="give up waiting on the queue after this")
     parser.add_argument("--json", help="also write the figures to this file (after each side)")
+    parser.add_argument("--breakdown", action="store_true", help="the per-stage breakdown of a grid's jobs")
+    parser.add_argument("--steps", type=int, default=2, help="--breakdown --shape: training steps of the job")
     args = parser.parse_args()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # cut off by a time limit: still stop the worker
@@ -114,6 +204,12 @@ def main() -> None:
 
     from core.demo import build_model
 
+    if args.breakdown:
+        os.environ["TUNEBOARD_DATA_DIR"] = str(work / "demo-data")  # the demo data, written there by ensure_demo
+        summary = run_breakdown(args, work)
+        if args.json:
+            Path(args.json).write_text(json.dumps(summary, indent=2))
+        return
     model = str(build_model(work / f"model-{args.shape}", **SHAPES[args.shape]))
     versions = ["v1", "v2"]
     for i, version in enumerate(versions):

@@ -149,8 +149,7 @@ def test_the_allowed_exceptions_only_shrink():
 # A core module imported inside a function hides an arrow until that path runs. Only the entry points do it (each
 # command loads what it needs), and these, for the reason given.
 LAZY = {
-    ("core.jobs.runner", "core.training.run"): "a warm spare imports torch and transformers before its job comes",
-    ("core.training.kind", "core.training.run"): "torch and transformers load in the job's process only",
+    ("core.training.kind", "core.training.run"): "torch and transformers load in a job's process (or its spare)",
 }
 
 

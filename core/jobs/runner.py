@@ -105,7 +105,10 @@ def run_job(run_id: str, log_path: str | None = None, checkpoint: Checkpoint | N
     """Run the job whose MLflow run is ``run_id`` through its kind; returns the process's exit code."""
     settings = configure_mlflow()
     context = Context(run_id, settings, log_path, checkpoint)
-    text = context.client.get_run(run_id).data.tags[SPEC]
+    tags = context.client.get_run(run_id).data.tags
+    text = tags[SPEC]
+    if tags.get(STARTED_AT):  # from the worker handing the job over to this process starting on it
+        context.client.log_metric(run_id, "stage_startup_seconds", round(time.time() - float(tags[STARTED_AT]), 3))
     kind = kinds.for_spec(text)
     outcome = kind.run(kind.spec_from_json(text), context)
     if outcome.status == "REQUEUED":
@@ -151,13 +154,15 @@ def _queue_alone(run_id: str, error: str) -> None:
 
 
 def _warm_spare(checkpoint: Checkpoint | None) -> int:
-    """Import what training needs, then wait for a job from the worker on stdin."""
-    import mlflow  # noqa: F401
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
+    """Do every first-time cost a job would pay (imports, the tracking store, each kind's own warm-up), then
+    wait for a job from the worker on stdin."""
+    from mlflow.tracking import MlflowClient
 
-    import core.training.run  # noqa: F401 - the point is to import it now
-
+    MlflowClient(configure_mlflow().tracking_uri).search_experiments(max_results=1)  # the store's engine, once
+    for kind in kinds.all_kinds():
+        warm_up = getattr(kind, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
     print("ready", flush=True)
     line = sys.stdin.readline().strip()
     if not line:

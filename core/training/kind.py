@@ -83,6 +83,12 @@ class TrainingKind:
     def gpu_bytes(self, spec: RunSpec, memory_peak: Callable[[str], tuple[float, int] | None]) -> int | None:
         return packing.job_bytes(dict(spec.hyperparameters), spec.base_model, memory_peak(spec.base_model_name))
 
+    def warm_up(self) -> None:
+        """What a warm spare does before its job comes: every first-time cost of a run, paid while idle."""
+        from core.training.run import warm_up  # torch and transformers, as in run()
+
+        warm_up()
+
 
 TRAINING = TrainingKind()
 

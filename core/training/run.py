@@ -56,6 +56,57 @@ TOPIC_TABLE = "topic_metrics.json"  # per topic: support, tagged, precision, rec
 
 
 
+# Model families whose modules a warm spare imports before its job names one (the rest load on first use)
+WARM_FAMILIES = ("bert", "deberta_v2", "roberta", "xlm_roberta", "distilbert", "electra", "modernbert")
+
+
+def warm_up() -> None:
+    """Pay a run's first-time costs now (a warm spare, waiting for its job): the model families' modules,
+    scikit-learn's metrics, the data reader's builders, and MLflow's map of installed packages (which
+    ``log_model`` builds on first use to check the model's requirements: seconds)."""
+    import importlib
+
+    import datasets.packaged_modules.csv.csv  # noqa: F401 - the reader's builder, imported on first read
+    import mlflow.transformers  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+    from mlflow.utils import requirements_utils
+
+    for family in WARM_FAMILIES:
+        try:
+            importlib.import_module(f"transformers.models.{family}.modeling_{family}")
+        except ImportError:  # a family this transformers does not have
+            pass
+    try:
+        requirements_utils._init_packages_to_modules_map()  # private, cached by MLflow once built
+    except Exception as exc:  # noqa: BLE001 - a warm-up must never stop the spare: log_model builds it itself
+        log.info("could not warm MLflow's package map: %s", exc)
+
+
+class StageClock:
+    """Says each stage of a run (``say``) and times it: a stage lasts from its start to the next one's."""
+
+    def __init__(self, say: Callable[[str], None]):
+        self.say, self.seconds = say, {}
+        self._stage: str | None = None
+        self._since = 0.0
+
+    def __call__(self, stage: str) -> None:
+        self._close()
+        self._stage, self._since = stage, time.perf_counter()
+        self.say(stage)
+
+    def _close(self) -> None:
+        if self._stage is not None:
+            key = self._stage.replace(" ", "_")
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - self._since
+            self._stage = None
+
+    def metrics(self) -> dict[str, float]:
+        """``stage_<name>_seconds`` of every stage so far (the last one ends now)."""
+        self._close()
+        return {f"stage_{name}_seconds": round(seconds, 3) for name, seconds in self.seconds.items()}
+
+
 @dataclass(frozen=True)
 class RunResult:
     run_id: str
@@ -79,7 +130,7 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
     import mlflow
 
     settings = configure_mlflow(settings)
-    say = on_status or (lambda message: log.info(message))
+    say = StageClock(on_status or (lambda message: log.info(message)))
     # 1. open the run
     if run_id is None:
         experiment_id = ensure_experiment(spec.experiment_name, settings)
@@ -102,6 +153,7 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
         tracking.record_failure(run_id, exc, message, before_end)
         return RunResult(run_id, spec.run_name, "FAILED", {}, message)
     try:
+        mlflow.log_metrics(say.metrics())  # where the run's time went, stage by stage
         tracking.flush()
         if before_end is not None:
             before_end()
@@ -145,6 +197,7 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     say("loading model")
     model, tokenizer = loading.load_for_classification(spec.base_model, mapping)
     max_length = int(spec.hyperparameters.get("max_length", 128))
+    say("tokenizing")
     eval_set = _tokenize(validation, tokenizer, mapping, max_length)
 
     train_set = _tokenize(train, tokenizer, mapping, max_length) if train else None
@@ -181,11 +234,21 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, inputs: Inputs, eval_set, 
         say("training")
         trainer.train()
 
-    # 6. evaluate
+    # 6. evaluate (the last epoch's evaluation, when it was on the final weights: the same numbers, once)
     say("evaluating")
-    output = trainer.predict(eval_set)
-    probs = softmax(output.predictions)
-    metrics, details = classification_metrics(output.label_ids, probs, mapping.id2label)
+    reused = trainer.compute_metrics.of_final_weights(trainer) if train is not None else None
+    if reused is None:
+        trainer.compute_metrics = None  # the metrics below are computed once, from these predictions
+        output = trainer.predict(eval_set)
+        logits, label_ids = output.predictions, output.label_ids
+        if train is None:  # a baseline's evaluation takes this long (a fine-tune logs it per epoch)
+            mlflow.log_metric("eval_runtime", round(output.metrics.get("test_runtime", 0.0), 4))
+    else:
+        logits, label_ids = reused
+    mlflow.set_tag("final_evaluation", "the last epoch's evaluation (the same weights)" if reused is not None
+                   else "evaluated after training")
+    probs = softmax(logits)
+    metrics, details = classification_metrics(label_ids, probs, mapping.id2label)
     mlflow.log_metrics({**metrics, **_costs(trainer, time.perf_counter() - started)}, step=trainer.state.global_step)
     mlflow.set_tags({"metric_average": details["average"],
                      **({"positive_label": details["positive_label"]} if "positive_label" in details else {})})
@@ -195,7 +258,7 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, inputs: Inputs, eval_set, 
     if "roc_auc_skipped" in details:
         mlflow.set_tag("roc_auc_skipped", details["roc_auc_skipped"])
     if inputs.calls is None:
-        predictions.log_predictions(validation, probs, output.label_ids, mapping.id2label, cap)
+        predictions.log_predictions(validation, probs, label_ids, mapping.id2label, cap)
     else:  # calls and their topics: every call against every topic, and the per-call table
         say("evaluating topics")
         metrics.update(_topic_evaluation(spec, trainer.model, tokenizer, inputs, cap))
@@ -315,9 +378,10 @@ def _make_trainer(spec: RunSpec, model, tokenizer, mapping: LabelMapping, eval_s
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
         data_collator=speed.BucketCollator(tokenizer, plan.edges, pad),
-        processing_class=tokenizer, compute_metrics=_trainer_metrics(mapping),
+        processing_class=tokenizer, compute_metrics=LastEvaluation(mapping),
         callbacks=[MlflowMetricsCallback(run_id), speed.CostCallback(), *callbacks],
     )
+    trainer.compute_metrics.trainer = trainer
     # With tqdm off (our default) the Trainer prints every log as a raw dict; the numbers go to MLflow, and
     # progress to the callbacks the caller passed (core.progress), so drop the printer, in notebooks too.
     trainer.remove_callback(PrinterCallback)
@@ -336,12 +400,27 @@ def _costs(trainer, seconds: float) -> dict[str, float]:
     return figures
 
 
-def _trainer_metrics(mapping: LabelMapping):
-    def compute(prediction) -> dict[str, float]:
-        metrics, _ = classification_metrics(prediction.label_ids, softmax(prediction.predictions), mapping.id2label)
+class LastEvaluation:
+    """The Trainer's ``compute_metrics``, keeping the latest evaluation's predictions and the step its weights
+    had: when training ends on those same weights, the final evaluation is that one, not a second pass."""
+
+    def __init__(self, mapping: LabelMapping):
+        self.mapping, self.trainer = mapping, None
+        self.step: int | None = None
+        self.predictions = self.label_ids = None
+
+    def __call__(self, prediction) -> dict[str, float]:
+        self.step = self.trainer.state.global_step if self.trainer is not None else None
+        self.predictions, self.label_ids = prediction.predictions, prediction.label_ids
+        metrics, _ = classification_metrics(prediction.label_ids, softmax(prediction.predictions),
+                                            self.mapping.id2label)
         return metrics
 
-    return compute
+    def of_final_weights(self, trainer) -> tuple | None:
+        """(predictions, label ids) when the latest evaluation was on the weights training ended with."""
+        if self.predictions is None or self.step != trainer.state.global_step:
+            return None
+        return self.predictions, self.label_ids
 
 
 def describe(result: RunResult) -> str:
