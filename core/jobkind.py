@@ -16,7 +16,7 @@ kind (one of the kind's :attr:`JobKind.names`), which is also the run's ``run_ty
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,6 +48,16 @@ class Planned:
     experiment_name: str
     tags: Mapping[str, str] = field(default_factory=dict)
     experiment_tags: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Past:
+    """A finished job, as a kind learns from it how long the next ones take: its spec, its seconds from start to
+    end, and what it measured (``train_runtime``, ``train_samples_per_second``, ``eval_runtime``...)."""
+
+    spec: JobSpec
+    seconds: float
+    figures: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,9 @@ class JobKind(Protocol):
 
     def gpu_bytes(self, spec: JobSpec, memory_peak: Callable[[str], tuple[float, int] | None]) -> int | None:
         """The GPU memory the job needs; ``memory_peak(base_model_name)`` gives a past run's measured peak."""
+
+    def expected_seconds(self, spec: JobSpec, past: Sequence[Past]) -> float | None:
+        """How long the job should take from start to end, from finished jobs (None: no idea; optional)."""
 
 
 def spec_kind(text: str) -> str | None:

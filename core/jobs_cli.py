@@ -35,6 +35,8 @@ def show(queue: JobQueue, grid_id: str | None, watch: bool) -> int:
         counts = {s: sum(j.status == s for j in jobs) for s in JobStatus}
         print(f"-- {time.strftime('%H:%M:%S')} {queue.backend_name} queue: "
               + ", ".join(f"{n} {s.value.lower()}" for s, n in counts.items() if n))
+        for grid, eta in queue.grid_etas(jobs).items():
+            print(f"grid {grid}: {eta.sentence()}")
         for job in jobs:
             print(describe(job))
         if not watch or all(j.status.is_terminal() for j in jobs):

@@ -99,6 +99,18 @@ def _jobs(tracking_uri: str, home: str, backend: str, grid_id: str | None, who: 
     return queue().jobs(grid_id=grid_id, loader=_runs_loader(), loader_key=(tracking_uri, who), max_age=POLL_TTL)
 
 
+def grid_progress() -> list[tuple[str, str, str]]:
+    """(grid id, experiment name, "3 of 10 jobs left ...; it should end at 14:32, in 6 min") of every grid with
+    jobs left, from the whole queue (what is queued ahead counts)."""
+    jobs = list_jobs()
+    names = {e.experiment_id: e.name for e in experiments()}
+    first = {}
+    for job in jobs:
+        first.setdefault(job.grid_id, job)
+    return [(grid, names.get(first[grid].experiment_id, grid), eta.sentence())
+            for grid, eta in queue().grid_etas(jobs).items()]
+
+
 def list_jobs(grid_id: str | None = None) -> list:
     """The queue's jobs (of one grid), at most POLL_TTL old; call jobs_changed() after acting on one."""
     import os

@@ -14,6 +14,7 @@ from pages.common import (
     client,
     experiments,
     fmt,
+    grid_progress,
     list_jobs,
     md,
     runs_key,
@@ -41,6 +42,8 @@ cols[1].metric("Waiting in the queue", counts[JobStatus.SCHEDULED])
 cols[2].metric("Finished", counts[JobStatus.FINISHED])
 cols[3].metric("Failed or cancelled", counts[JobStatus.FAILED] + counts[JobStatus.KILLED])
 if counts[JobStatus.RUNNING] or counts[JobStatus.SCHEDULED]:
+    for _, name, sentence in grid_progress():
+        st.write(f"Grid of **{md(name)}**: {md(sentence)}.")
     st.page_link("pages/jobs.py", label="Watch the jobs that are running", icon=":material/pending_actions:")
 recent = sorted((j for j in jobs if j.status.is_terminal() and j.end_time), key=lambda j: -j.end_time)[:5]
 if recent:

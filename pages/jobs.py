@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.jobs import kinds
 from core.jobs.model import Job, JobStatus
-from pages.common import jobs_changed, list_jobs, md, queue, settings, show_error, sign_in_gate
+from pages.common import grid_progress, jobs_changed, list_jobs, md, queue, settings, show_error, sign_in_gate
 
 sign_in_gate()
 
@@ -69,6 +69,10 @@ def live_table() -> None:
         return
     counts = {s: sum(j.status == s for j in jobs) for s in JobStatus}
     st.write(", ".join(f"**{n}** {s.value.lower()}" for s, n in counts.items() if n))
+    shown = {j.grid_id for j in jobs}
+    for grid, name, sentence in grid_progress():
+        if grid in shown:
+            st.write(f"Grid of **{md(name)}**: {md(sentence)}.")
     st.dataframe(pd.DataFrame([row(j) for j in jobs]), hide_index=True, width="stretch", column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=100, format="%d%%")})
     job_details({j.run_id: j for j in jobs})

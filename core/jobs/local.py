@@ -154,6 +154,11 @@ class LocalBackend:
     def log_tail(self, job: Job, lines: int) -> str:
         return tail(log_path(self.settings, job.run_id), lines)
 
+    def capacity(self) -> int | None:
+        """The running worker's slots (None while no worker runs)."""
+        info = worker_info(self.settings)
+        return len(info["slots"]) if info else None
+
     def reconcile(self, jobs: list[Job]) -> list[str]:
         """With no worker alive, a RUNNING job is dead: end it FAILED (KILLED if it was cancelled)."""
         running = [j for j in jobs if j.status == JobStatus.RUNNING]

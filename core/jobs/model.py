@@ -11,7 +11,8 @@ from __future__ import annotations
 import enum
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from core import runs as runs_mod
@@ -39,6 +40,8 @@ SUBMITTING = "job_submitting"  # the queue id while a submit is writing the run,
 # A run whose submit was cut off (the app killed half way) is ended FAILED once it is this old (seconds;
 # env TUNEBOARD_SUBMIT_GRACE_SECONDS); a submit writes each run in well under a second
 SUBMIT_GRACE_SECONDS = float(os.environ.get("TUNEBOARD_SUBMIT_GRACE_SECONDS", "30"))
+# What a finished job measured that says how long the next ones take (core.jobs.eta)
+FIGURES = ("train_runtime", "eval_runtime", "train_samples_per_second", "eval_samples_per_second", "rows_per_second")
 REQUEUED_CODE = 75  # EX_TEMPFAIL: a job's process put its job back in the queue; the worker does not end it
 
 
@@ -74,11 +77,14 @@ class Job:
     retry_of: str | None
     slot: str | None
     kind: str
+    spec: str | None = None  # the job's JSON spec (its ``job_spec`` tag), which its kind reads
+    figures: Mapping[str, float] = field(default_factory=dict)  # what it measured (FIGURES), once it ran
 
     @classmethod
     def from_run(cls, run) -> Job:
         info = run.info
-        return cls._of(info.run_id, info.run_name, info.experiment_id, info.status, info.end_time, run.data.tags)
+        return cls._of(info.run_id, info.run_name, info.experiment_id, info.status, info.end_time, run.data.tags,
+                       run.data.metrics)
 
     @classmethod
     def from_row(cls, row: dict) -> Job:
@@ -87,12 +93,13 @@ class Job:
 
         end = row.get("end_time")
         tags = {k[5:]: v for k, v in row.items() if k.startswith("tags.") and isinstance(v, str)}  # lacking: NaN
+        metrics = {name: row[f"metrics.{name}"] for name in FIGURES if pd.notna(row.get(f"metrics.{name}"))}
         return cls._of(row["run_id"], row.get("run_name"), row["experiment_id"], row["status"],
-                       end.value // 1_000_000 if isinstance(end, pd.Timestamp) else None, tags)  # NaT: none
+                       end.value // 1_000_000 if isinstance(end, pd.Timestamp) else None, tags, metrics)  # NaT: none
 
     @classmethod
     def _of(cls, run_id: str, run_name: str | None, experiment_id: str, status: str, end_ms: int | None,
-            tags: dict) -> Job:
+            tags: dict, metrics: Mapping[str, float]) -> Job:
         return cls(
             run_id=run_id, run_name=run_name or "", experiment_id=experiment_id, status=JobStatus(status),
             backend=tags.get(BACKEND, "?"), grid_id=tags.get("grid_id"),
@@ -100,7 +107,8 @@ class Job:
             start_time=float(tags[STARTED_AT]) if tags.get(STARTED_AT) else None,
             end_time=end_ms / 1000 if end_ms else None,
             progress=Progress.from_json(tags.get(PROGRESS)), reason=tags.get(REASON),
-            retry_of=tags.get(RETRY_OF), slot=tags.get(SLOT), kind=tags.get(RUN_TYPE_TAG, ""))
+            retry_of=tags.get(RETRY_OF), slot=tags.get(SLOT), kind=tags.get(RUN_TYPE_TAG, ""), spec=tags.get(SPEC),
+            figures={k: float(metrics[k]) for k in FIGURES if k in metrics})
 
     def spec_order(self) -> tuple:
         """Queue order: higher priority first, then first come first served."""
@@ -127,6 +135,9 @@ class JobBackend(Protocol):
 
     def reconcile(self, jobs: list[Job]) -> list[str]:
         """End runs whose executor says they are gone, so nothing looks alive that is not; return their ids."""
+
+    def capacity(self) -> int | None:
+        """How many jobs run at once (None: not known here)."""
 
 
 def end_run(client, run_id: str, status: JobStatus, reason: str | None = None) -> None:

@@ -25,6 +25,7 @@ from core import runs as runs_mod
 from core.errors import NotFoundError, TuneboardError
 from core.jobkind import Planned
 from core.jobs import kinds
+from core.jobs.eta import GridEta, grid_etas
 from core.jobs.local import LocalBackend
 from core.jobs.model import (
     BACKEND,
@@ -160,6 +161,10 @@ class JobQueue:
         column = f"tags.{QUEUE}"
         rows = frame[frame[column] == queue].to_dict("records") if column in frame.columns else []
         return [Job.from_row(row) for row in rows]
+
+    def grid_etas(self, jobs: list[Job]) -> dict[str, GridEta]:
+        """When each grid among ``jobs`` (this queue's, just listed) should end (``core.jobs.eta``)."""
+        return grid_etas(jobs, self.backend.capacity())
 
     def get(self, run_id: str) -> Job:
         try:

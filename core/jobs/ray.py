@@ -112,6 +112,10 @@ class RayBackend:
         who = client.get_run(job.run_id).data.tags.get(CANCEL, "someone")
         end_run(client, job.run_id, JobStatus.KILLED, f"cancelled by {who} while it was running")
 
+    def capacity(self) -> int | None:
+        """The cluster decides how many run at once: not known here."""
+        return None
+
     def log_tail(self, job: Job, lines: int) -> str:
         try:
             text = self.client.get_job_logs(submission_id(job.run_id))

@@ -1,18 +1,23 @@
-"""How long a grid should take on one slot: examples x epochs over each base model's measured speed.
+"""How long training takes: a grid before it is launched, and each queued run once others have finished.
 
-The speed is the median ``train_samples_per_second`` of past finished runs of the same base model
-(``core.runs.training_speed``); with none yet, a guess (fast for the tiny demo models). Each run adds a few
-seconds of start-up and evaluation. Rough, and said to be.
+- :func:`estimate`: a grid on one slot, before launch: examples x epochs over each base model's measured speed
+  (the median ``train_samples_per_second`` of past finished runs of it, ``core.runs.training_speed``; with none
+  yet, a guess, fast for the tiny demo models), plus a few seconds per run. Rough, and said to be.
+- :func:`job_seconds`: one run of a grid in the queue, from the finished runs it can learn from (the same base
+  model first): its training samples over their training speed, its evaluations over their evaluation speed,
+  and the time they spent outside both (start-up, loading, saving, logging).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from core import paths
-from core.grid import GridSpec
+from core.grid import GridSpec, RunSpec
+from core.jobkind import Past
 from core.naming import base_model_name
 
 GUESS_DEMO, GUESS_OTHER = 800.0, 150.0  # samples/s before any run of the model has finished
@@ -52,3 +57,53 @@ def estimate(spec: GridSpec, speed_of: Callable[[str], float | None],
         if spec.evaluate_pretrained_model:
             total += PER_RUN_SECONDS
     return Estimate(total, "; ".join(sorted(notes)))
+
+
+def _median(values: Sequence[float]) -> float | None:
+    values = sorted(v for v in values if v is not None and v > 0)
+    return values[len(values) // 2] if values else None
+
+
+def _evaluations(spec: RunSpec) -> int:
+    """How often a run evaluates: once per epoch for a fine-tune, once for a baseline."""
+    if spec.kind != "fine_tune":
+        return 1
+    return max(1, math.ceil(float(spec.hyperparameters.get("num_train_epochs", 1))))
+
+
+def _outside(past: Past) -> float:
+    """A finished run's seconds outside training and evaluation: start-up, loading, saving, logging."""
+    return past.seconds - past.figures.get("train_runtime", 0.0) \
+        - _evaluations(past.spec) * past.figures.get("eval_runtime", 0.0)
+
+
+def _train_samples(spec: RunSpec, rows_of: Callable[[Path], int]) -> float:
+    hyper = spec.hyperparameters
+    batch = int(hyper.get("per_device_train_batch_size", 16)) * int(hyper.get("gradient_accumulation_steps", 1))
+    if int(hyper.get("max_steps", -1) or -1) > 0:
+        return float(int(hyper["max_steps"]) * batch)
+    path = Path(spec.train_path or "")
+    rows = rows_of(path) if path.is_file() and paths.may_read_data(path) else 0
+    return rows * float(hyper.get("num_train_epochs", 3))
+
+
+def job_seconds(spec: RunSpec, past: Sequence[Past], rows_of: Callable[[Path], int] = row_count) -> float | None:
+    """The run's expected seconds from start to end, learnt from ``past`` finished runs (of the same base model
+    when there are some, else of any); None while no run has finished to learn from."""
+    runs = [p for p in past if isinstance(p.spec, RunSpec)]
+    same = [p for p in runs if p.spec.base_model_name == spec.base_model_name] or runs
+    if not same:
+        return None
+    train_speed = _median([p.figures.get("train_samples_per_second") for p in same if p.spec.kind == "fine_tune"]) \
+        or _median([p.figures.get("train_samples_per_second") for p in runs if p.spec.kind == "fine_tune"])
+    eval_speed = _median([p.figures.get("eval_samples_per_second") for p in same])
+    overhead = _median([_outside(p) for p in same if p.spec.kind == spec.kind]) \
+        or _median([_outside(p) for p in same]) or PER_RUN_SECONDS
+    validation = Path(spec.validation_path)
+    eval_rows = rows_of(validation) if validation.is_file() and paths.may_read_data(validation) else 0
+    one_eval = eval_rows / eval_speed if eval_speed else _median([p.figures.get("eval_runtime") for p in same]) or 0.0
+    if spec.kind != "fine_tune":
+        return overhead + one_eval
+    if not train_speed:
+        return None
+    return overhead + _train_samples(spec, rows_of) / train_speed + _evaluations(spec) * one_eval

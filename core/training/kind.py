@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import ClassVar
 
@@ -19,9 +19,10 @@ from core import runs as runs_mod
 from core.errors import NotFoundError
 from core.examples.evaluation import RUN_TAGS as EVALUATION_TAGS
 from core.grid import GridSpec, RunSpec
-from core.jobkind import SPEC_TAG, JobContext, Outcome, Planned, spec_kind
+from core.jobkind import SPEC_TAG, JobContext, Outcome, Past, Planned, spec_kind
 from core.progress import TrainingProgress
 from core.settings import Settings, current_user
+from core.training import estimate
 from core.training.check import check_grid, read_inputs
 
 GRID_TAGS = ("base_name", "data_src", "user_id")  # kept on the experiment, so its grid can be rebuilt
@@ -82,6 +83,9 @@ class TrainingKind:
 
     def gpu_bytes(self, spec: RunSpec, memory_peak: Callable[[str], tuple[float, int] | None]) -> int | None:
         return packing.job_bytes(dict(spec.hyperparameters), spec.base_model, memory_peak(spec.base_model_name))
+
+    def expected_seconds(self, spec: RunSpec, past: Sequence[Past]) -> float | None:
+        return estimate.job_seconds(spec, past)
 
     def warm_up(self) -> None:
         """What a warm spare does before its job comes: every first-time cost of a run, paid while idle."""

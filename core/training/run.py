@@ -241,8 +241,9 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, inputs: Inputs, eval_set, 
         trainer.compute_metrics = None  # the metrics below are computed once, from these predictions
         output = trainer.predict(eval_set)
         logits, label_ids = output.predictions, output.label_ids
-        if train is None:  # a baseline's evaluation takes this long (a fine-tune logs it per epoch)
-            mlflow.log_metric("eval_runtime", round(output.metrics.get("test_runtime", 0.0), 4))
+        if train is None:  # how long a baseline's evaluation took, and its speed (a fine-tune logs them per epoch)
+            mlflow.log_metrics({"eval_runtime": round(output.metrics.get("test_runtime", 0.0), 4),
+                                "eval_samples_per_second": output.metrics.get("test_samples_per_second", 0.0)})
     else:
         logits, label_ids = reused
     mlflow.set_tag("final_evaluation", "the last epoch's evaluation (the same weights)" if reused is not None

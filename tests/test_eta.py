@@ -1,0 +1,74 @@
+"""A grid's end, from what its finished jobs measured (issue 21): core.jobs.eta on jobs as the queue lists them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.grid import RunSpec
+from core.jobs.eta import grid_etas
+from core.jobs.model import Job, JobStatus
+from core.progress import Progress
+
+NOW = 1_000_000.0
+
+
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    train, validation = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_text("text,label\n" + "x,a\n" * 100, encoding="utf-8")
+    validation.write_text("text,label\n" + "y,b\n" * 40, encoding="utf-8")
+    return train, validation
+
+
+def job(run_id: str, spec: RunSpec, status: JobStatus, *, grid: str = "g1", start: float | None = None,
+        end: float | None = None, figures: dict | None = None, eta: float | None = None, queued: float = 0.0) -> Job:
+    return Job(run_id=run_id, run_name=spec.run_name, experiment_id="1", status=status, backend="local",
+               grid_id=grid, priority=0, queued_at=queued, start_time=start, end_time=end,
+               progress=Progress(stage="training", eta_seconds=eta) if eta else None, reason=None, retry_of=None,
+               slot=None, kind=spec.kind, spec=spec.to_json(), figures=figures or {})
+
+
+def tune(train: Path, validation: Path, name: str, epochs: int = 1, model: str = "/m/demo-bert-tiny") -> RunSpec:
+    return RunSpec(kind="fine_tune", experiment_name="e", run_name=name, base_model=model,
+                   validation_path=str(validation), output_dir="out",
+                   hyperparameters={"num_train_epochs": epochs, "per_device_train_batch_size": 10},
+                   dataset_version="train.csv", train_path=str(train), param_set=1)
+
+
+def test_a_grid_ends_when_its_last_job_does_as_the_slots_will_run_them(tmp_path):
+    train, validation = files(tmp_path)
+    # finished: 100 samples at 10/s (10 s), one 40-example evaluation at 20/s (2 s), 15 s in all: 3 s outside
+    done = job("a", tune(train, validation, "a"), JobStatus.FINISHED, start=NOW - 100, end=NOW - 85,
+               figures={"train_runtime": 10.0, "train_samples_per_second": 10.0, "eval_runtime": 2.0,
+                        "eval_samples_per_second": 20.0})
+    running = job("b", tune(train, validation, "b"), JobStatus.RUNNING, start=NOW - 5)
+    queued = [job(c, tune(train, validation, c, epochs=2), JobStatus.SCHEDULED, queued=i)
+              for i, c in enumerate("cd")]
+    one = grid_etas([done, running, *queued], capacity=1, now=NOW)["g1"]
+    # b: 15 s expected, 5 s run -> 10 s left; then c and d one after another: 3 + 20 + 2 x 2 = 27 s each
+    assert (one.jobs, one.left, one.running) == (4, 3, 1)
+    assert one.ends_at == pytest.approx(NOW + 10 + 27 + 27)
+    two = grid_etas([done, running, *queued], capacity=2, now=NOW)["g1"]
+    assert two.ends_at == pytest.approx(NOW + max(10 + 27, 27))  # c starts now on the free slot, d after b
+    assert "3 of 4 jobs left (1 running); it should end at" in one.sentence() and "in 1 min 04 s" in one.sentence()
+
+
+def test_a_running_job_has_at_least_what_its_progress_says_and_a_grid_waits_for_those_ahead(tmp_path):
+    train, validation = files(tmp_path)
+    done = job("a", tune(train, validation, "a"), JobStatus.FINISHED, start=NOW - 100, end=NOW - 85,
+               figures={"train_runtime": 10.0, "train_samples_per_second": 10.0, "eval_runtime": 2.0,
+                        "eval_samples_per_second": 20.0})
+    slow = job("b", tune(train, validation, "b"), JobStatus.RUNNING, start=NOW - 14, eta=40.0)
+    ahead = job("c", tune(train, validation, "c"), JobStatus.SCHEDULED, grid="g1", queued=1)
+    later = job("d", tune(train, validation, "d"), JobStatus.SCHEDULED, grid="g2", queued=2)
+    etas = grid_etas([done, slow, ahead, later], capacity=1, now=NOW)
+    assert etas["g1"].ends_at == pytest.approx(NOW + 40 + 15)  # its progress says 40 s more, not 1
+    assert etas["g2"].ends_at == pytest.approx(NOW + 40 + 15 + 15)  # after g1's queued job
+
+
+def test_a_grid_with_nothing_finished_to_learn_from_says_so(tmp_path):
+    train, validation = files(tmp_path)
+    eta = grid_etas([job("a", tune(train, validation, "a"), JobStatus.SCHEDULED)], capacity=None, now=NOW)["g1"]
+    assert eta.ends_at is None and "its end is estimated once one of its jobs has finished" in eta.sentence()
+    assert grid_etas([job("a", tune(train, validation, "a"), JobStatus.FINISHED, start=1, end=2)], 1) == {}
