@@ -64,7 +64,7 @@ def run_worker_until_idle(extra_env: dict | None = None) -> subprocess.Completed
                           check=False)
 
 
-def test_submit_queues_every_run_with_its_spec_and_the_worker_runs_them(queue, bert_model, tmp_path):
+def test_submit_queues_every_run_with_its_spec_and_the_worker_runs_them(queue, store, bert_model, tmp_path):
     jobs = queue.submit(grid(bert_model, tmp_path, SHORT, {**SHORT, "learning_rate": 1e-3}), start=False)
     assert [j.run_name for j in jobs] == ["demo-bert-tiny_train_sample_param_set1",
                                           "demo-bert-tiny_train_sample_param_set2"]
@@ -82,6 +82,9 @@ def test_submit_queues_every_run_with_its_spec_and_the_worker_runs_them(queue, b
     assert "job.log" in {a.path for a in queue.client.list_artifacts(jobs[0].run_id)}
     log = queue.log_tail(jobs[0].run_id)
     assert "FINISHED" in log and "training 100% step 3/3" in log and "{'" not in log  # progress, no raw dicts
+    whole = (store.home / "jobs" / f"{jobs[0].run_id}.log").read_text()
+    for chatter in ("model card", "license information", "can be interpreted in multiple ways", "Loading weights"):
+        assert chatter not in whole, chatter  # nothing a person reading the log should have to decode
     # FIFO: the first queued ran first
     assert float(finished[0].start_time) < float(finished[1].start_time)
 

@@ -40,6 +40,7 @@ from core import runs as runs_mod
 from core.jobs import kinds
 from core.jobs.model import (
     CANCEL,
+    JOB_ENV,
     PID,
     QUEUE,
     REQUEUED_CODE,
@@ -271,7 +272,7 @@ class Worker:
         for slot in self.slots:
             slot.env = {**os.environ, "CUDA_VISIBLE_DEVICES": slot.gpu or "", "TUNEBOARD_WORKER_PID": str(os.getpid()),
                         "TUNEBOARD_HOME": str(self.settings.home), "MLFLOW_TRACKING_URI": self.settings.tracking_uri,
-                        "MLFLOW_REGISTRY_URI": self.settings.registry_uri, "TOKENIZERS_PARALLELISM": "false",
+                        "MLFLOW_REGISTRY_URI": self.settings.registry_uri, **JOB_ENV,
                         **({} if slot.gpu else {"OMP_NUM_THREADS": str(threads)})}
 
     # -- ownership -------------------------------------------------------------------------------

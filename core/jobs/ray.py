@@ -25,7 +25,7 @@ import time
 from core import paths
 from core import runs as runs_mod
 from core.errors import TuneboardError
-from core.jobs.model import CANCEL, Job, JobStatus, end_run
+from core.jobs.model import CANCEL, JOB_ENV, Job, JobStatus, end_run
 from core.settings import REPO_ROOT, Settings
 
 EXCLUDES = [".venv", ".mlflow", ".git", "tests", "bench", "__pycache__", "*.pyc", ".whl"]
@@ -67,7 +67,7 @@ class RayBackend:
         """Every job goes to the cluster (``start`` is the local worker's choice: Ray always runs them)."""
         env = {"MLFLOW_TRACKING_URI": self.settings.tracking_uri, "MLFLOW_REGISTRY_URI": self.settings.registry_uri,
                "TUNEBOARD_HOME": str(self.settings.home), "TUNEBOARD_DATA_DIR": str(self.settings.data_dir),
-               "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"), "TOKENIZERS_PARALLELISM": "false"}
+               "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"), **JOB_ENV}
         # A confined job (its spec says so) reads its files behind the same fence they were checked against
         # here: the roots this deployment set, else the same defaults (home and data folder above).
         env.update({v: os.environ[v] for v in (paths.DATA_ROOTS, paths.MODEL_ROOTS) if os.environ.get(v, "").strip()})

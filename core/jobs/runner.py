@@ -22,7 +22,7 @@ from core import faults, tracking
 from core.faults import Checkpoint
 from core.jobkind import Outcome
 from core.jobs import kinds
-from core.jobs.model import PID, PROGRESS, REQUEUED_CODE, SLOT, SPEC, STARTED_AT, JobStatus
+from core.jobs.model import JOB_ENV, PID, PROGRESS, REQUEUED_CODE, SLOT, SPEC, STARTED_AT, JobStatus
 from core.packing import RUN_ALONE_TAG, SHARED_TAG
 from core.progress import Progress, ProgressBar
 from core.settings import Settings, configure_mlflow
@@ -189,7 +189,8 @@ def _yield_cpu() -> None:
 
 
 def main(argv: list[str]) -> int:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    for name, value in JOB_ENV.items():  # started by hand or by another executor: the same quiet log
+        os.environ.setdefault(name, value)
     parent = int(os.environ.get("TUNEBOARD_WORKER_PID", "0"))
     _die_with_parent(parent)
     _yield_cpu()

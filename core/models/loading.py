@@ -7,6 +7,7 @@ refused. Every failure to load names the path and says what to do.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -145,6 +146,14 @@ def log_model(model, tokenizer, *, pairs: bool, name: str = "model"):
     """
     import mlflow
 
-    return mlflow.transformers.log_model(
-        transformers_model={"model": model, "tokenizer": tokenizer}, name=name, task="text-classification",
-        signature=signature(pairs), pip_requirements=pip_requirements())
+    # MLflow looks for a model card and a licence on the hub, and warns when a local model has neither: words that
+    # would only worry the person reading the job's log
+    flavor_log = logging.getLogger("mlflow.transformers")
+    level = flavor_log.level
+    flavor_log.setLevel(logging.ERROR)
+    try:
+        return mlflow.transformers.log_model(
+            transformers_model={"model": model, "tokenizer": tokenizer}, name=name, task="text-classification",
+            signature=signature(pairs), pip_requirements=pip_requirements())
+    finally:
+        flavor_log.setLevel(level)

@@ -28,6 +28,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -313,9 +314,11 @@ def _log_dataset(examples: Examples, context: str) -> None:
     if examples.text_b is not None:
         columns[examples.columns[1]] = examples.text_b
     frame = pd.DataFrame(columns)
-    dataset = mlflow.data.from_pandas(frame, source=str(Path(examples.path).resolve()),
-                                      name=Path(examples.path).stem, targets=examples.columns[2],
-                                      digest=examples.digest[:16])
+    with warnings.catch_warnings():  # "the source can be interpreted in multiple ways": a local file; say nothing
+        warnings.filterwarnings("ignore", message="The specified dataset source", category=UserWarning)
+        dataset = mlflow.data.from_pandas(frame, source=str(Path(examples.path).resolve()),
+                                          name=Path(examples.path).stem, targets=examples.columns[2],
+                                          digest=examples.digest[:16])
     mlflow.log_input(dataset, context=context)
 
 
