@@ -15,7 +15,8 @@ running), then checks the store and prints one JSON object:
 - the kills by kind, the jobs by final state, and how long after each worker restart the dead worker's runs
   stayed RUNNING.
 
-Exit status 0 when all three are 0.
+Exit status 0 when all three are 0. ``--resume HOME`` drains and checks the store of a soak whose own wait
+for the queue ran out.
 """
 
 from __future__ import annotations
@@ -104,7 +105,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--drain-minutes", type=float, default=60.0, help="the longest wait for the queue to end")
+    parser.add_argument("--resume", metavar="HOME", help="only drain and check the store of an earlier soak")
     args = parser.parse_args()
+    if args.resume:
+        return resume(args.resume, args.drain_minutes)
     rng = random.Random(args.seed)
 
     work = Path(tempfile.mkdtemp(prefix="chaos-"))
@@ -167,12 +171,20 @@ def main() -> int:
         next_kill = time.monotonic() + rng.uniform(60, 180)
 
     say("the chaos is over; waiting for the queue to drain")
+    result = settle(settings, queue, jobs, args.drain_minutes)
+    result.update(minutes=round((time.monotonic() - started) / 60, 1), steps=args.steps, kills=kills,
+                  worker_recoveries_s=recoveries, store=str(work))
+    print(json.dumps(result, indent=2))
+    return 0 if not (result["lost"] or result["finished_twice"] or result["left_running"]) else 1
+
+
+def settle(settings: Settings, queue: JobQueue, jobs: list, drain_minutes: float) -> dict:
+    """Let a worker drain the queue (at most ``drain_minutes``), then count what went wrong."""
     ensure_worker(settings)
-    deadline = time.monotonic() + args.drain_minutes * 60
+    deadline = time.monotonic() + drain_minutes * 60
     while time.monotonic() < deadline and not all(j.status.is_terminal() for j in queue.jobs()):
         time.sleep(2)
     stop_worker(settings)
-
     final = {j.run_id: j for j in queue.jobs()}
     lost = [j.run_id for j in jobs if j.run_id not in final or not final[j.run_id].status.is_terminal()]
     finished_twice, started_more = [], []
@@ -184,18 +196,26 @@ def main() -> int:
         if len(re.findall(rf"job {job.run_id}: \S+ \(", text)) > 1:
             started_more.append(job.run_id)
     left_running = [r for r, j in final.items() if j.status == JobStatus.RUNNING]
-    states = {s.value: sum(j.status == s for j in final.values()) for s in JobStatus}
     reasons: dict[str, int] = {}
     for job in final.values():
         if job.status == JobStatus.FAILED:
             key = (job.reason or "")[:70]
             reasons[key] = reasons.get(key, 0) + 1
-    result = {"minutes": round((time.monotonic() - started) / 60, 1), "jobs": len(jobs), "steps": args.steps,
-              "kills": kills, "states": states, "lost": len(lost), "finished_twice": len(finished_twice),
-              "started_more_than_once": len(started_more), "left_running": len(left_running),
-              "worker_recoveries_s": recoveries, "failure_reasons": reasons, "store": str(work)}
+    return {"jobs": len(jobs), "states": {s.value: sum(j.status == s for j in final.values()) for s in JobStatus},
+            "lost": len(lost), "finished_twice": len(finished_twice), "started_more_than_once": len(started_more),
+            "left_running": len(left_running), "failure_reasons": reasons}
+
+
+def resume(home: str, drain_minutes: float) -> int:
+    """Drain and check the store of a soak whose own wait for the queue ran out (``--resume HOME``)."""
+    os.environ["TUNEBOARD_HOME"] = home
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    settings = Settings.from_env()
+    queue = JobQueue(settings)
+    say(f"draining the queue of {home}")
+    result = {**settle(settings, queue, queue.jobs(), drain_minutes), "store": home, "resumed": True}
     print(json.dumps(result, indent=2))
-    return 0 if not (lost or finished_twice or left_running) else 1
+    return 0 if not (result["lost"] or result["finished_twice"] or result["left_running"]) else 1
 
 
 if __name__ == "__main__":
