@@ -1,0 +1,119 @@
+"""Is the difference real? (issue 19) on real runs: ``ModelSelector``, the CLI, Compare and the promotion
+confirmation, on the session's shared store of finished runs (tests/shared_store.py); what writes (promotions,
+added runs) uses the module's copy of it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+from conftest import ROOT, child_env, point_at
+
+from core import runs
+from core.examples import noise, read_predictions
+from core.examples import significance as sig
+from core.model_selector import ModelSelector
+
+if TYPE_CHECKING:
+    from shared_store import SharedStore
+
+pytestmark = [pytest.mark.xdist_group("shared_store")]  # one worker for every module on the shared store
+TEST_ROWS = 400  # data/test.csv
+
+
+@pytest.fixture
+def stored(shared_store, monkeypatch) -> SharedStore:
+    """The session's store, read only."""
+    point_at(monkeypatch, shared_store)
+    return shared_store
+
+
+@pytest.fixture
+def copied(private_store, monkeypatch) -> SharedStore:
+    """The module's copy of the store, for tests that promote or add runs."""
+    point_at(monkeypatch, private_store)
+    return private_store
+
+
+def table(run_id: str):
+    return read_predictions(runs.client(), run_id)
+
+
+def best_and_weaker(store: SharedStore) -> tuple[str, str]:
+    best = ModelSelector(store.examples, "accuracy").get_best_model().info.run_id
+    return best, next(r for r in store.tunes if r != best)
+
+
+# -- ModelSelector ---------------------------------------------------------------------------------------------------
+def test_model_selector_says_which_runs_are_within_noise_of_the_best(stored):
+    # the two learning fine-tunes: the best one against the other, as the selector must find it
+    selector = ModelSelector(stored.examples, "accuracy")
+    best, weaker = best_and_weaker(stored)
+    expected = sig.compare_tables(table(best), table(weaker), "accuracy")
+    within = selector.within_noise_of_best()
+    assert [r.info.run_id for r in within] == ([] if expected.real else [weaker])
+    (rival,) = selector.noise.rivals  # the run logged by plain MLflow holds no model: not a candidate here
+    assert rival.difference.p_value == expected.p_value and rival.difference.b == expected.b
+    assert selector.get_best_model().info.run_id == best  # the seed's methods answer as before
+
+    # three short fine-tunes that all answer the same: none is clearly behind the best
+    small = ModelSelector(stored.small, "accuracy")
+    chosen = small.get_best_model().info.run_id
+    within = small.within_noise_of_best()
+    assert sorted(r.info.run_id for r in within) == sorted(r for r in stored.small_tunes if r != chosen)
+    assert small.noise.sentence().startswith(f"2 runs are within what chance gives on {TEST_ROWS} examples: ")
+    assert small.get_best_model().info.run_id == chosen
+    assert set(small.get_best_models_by_tag("param_set")) == {"param_set1", "param_set2", "param_set3"}
+
+
+def test_runs_on_another_file_or_without_a_table_get_no_answer(stored):
+    client = runs.client()
+    best, _ = best_and_weaker(stored)
+    found, a, b = noise.compare_runs(client, best, stored.other)
+    assert found.why == "the two runs were evaluated on different validation files, so their examples cannot be paired"
+    assert a.digest != b.digest and found.p_value is None
+    found, _, _ = noise.compare_runs(client, best, stored.foreign)
+    assert "run B has no predictions table" in found.why and found.difference is None
+    frame = runs.load_frame(client, [client.get_experiment_by_name(stored.examples).experiment_id,
+                                     client.get_experiment_by_name(stored.other_experiment).experiment_id])
+    cells = noise.in_frame(frame, "accuracy", table).column()
+    assert cells[best] == "best"
+    assert cells[stored.other] == "cannot tell: it was evaluated on another validation file"
+    assert cells[stored.foreign].startswith("cannot tell: it has no predictions table")
+
+
+# -- the command line ------------------------------------------------------------------------------------------------
+def cli(store: SharedStore, *args: str) -> subprocess.CompletedProcess:
+    env = child_env(TUNEBOARD_HOME=str(store.home), TUNEBOARD_DATA_DIR=str(store.data_dir), TUNEBOARD_USER="tester")
+    return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+@pytest.mark.slow
+def test_compare_and_best_on_the_command_line(stored):
+    best, weaker = best_and_weaker(stored)
+    expected = sig.compare_tables(table(best), table(weaker), "f1")
+    done = cli(stored, "compare", best, weaker, "--metric", "f1", "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert {k: answer[k] for k in ("metric", "a", "b", "difference", "p_value", "real")} == \
+        {"metric": "f1", "a": expected.a, "b": expected.b, "difference": expected.difference,
+         "p_value": expected.p_value, "real": expected.real}
+    assert answer["ci95"] == list(expected.ci95) and answer["run_b"]["id"] == weaker
+
+    text = cli(stored, "compare", best, weaker).stdout  # accuracy: McNemar's exact test
+    found = sig.compare_tables(table(best), table(weaker))
+    assert f"Difference (B minus A): {found.difference:+.4f}; 95% interval {found.ci95[0]:+.4f}" in text
+    assert f"({sig.MCNEMAR}, on the {found.a_only + found.b_only} examples one gets right and the other wrong" in text
+    assert f"B against A: {found.verdict(better='difference')}." in text
+
+    refused = cli(stored, "compare", best, stored.other, "--json")
+    assert refused.returncode == 2
+    assert json.loads(refused.stdout)["why"].startswith("the two runs were evaluated on different validation files")
+    assert json.loads(refused.stdout)["difference"] is None
+
+    listed = cli(stored, "best", stored.small).stdout
+    assert f"2 runs are within what chance gives on {TEST_ROWS} examples: " in listed
