@@ -331,7 +331,8 @@ def _dispatch(args) -> int:
         print("\n".join(f"repaired: {p}" for p in fixed) or f"{args.model}: nothing to repair.")
     elif args.command == "history":
         events = transition.audit_trail()
-        print("\n".join(e.as_text for e in events) or f"{args.model} has never been promoted.")
+        print("\n".join(e.as_text + (f"\n    evidence: {e.evidence['verdict']}" if e.evidence.get("verdict") else "")
+                        for e in events) or f"{args.model} has never been promoted.")
     return 0
 
 

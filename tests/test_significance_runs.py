@@ -16,6 +16,7 @@ from core import runs
 from core.examples import noise, read_predictions
 from core.examples import significance as sig
 from core.model_selector import ModelSelector
+from core.model_transition import AUDIT_PREFIX, AuditEvent, ModelTransition
 
 if TYPE_CHECKING:
     from shared_store import SharedStore
@@ -117,3 +118,24 @@ def test_compare_and_best_on_the_command_line(stored):
 
     listed = cli(stored, "best", stored.small).stdout
     assert f"2 runs are within what chance gives on {TEST_ROWS} examples: " in listed
+
+
+# -- the audit trail's layout ----------------------------------------------------------------------------------------
+def test_audit_events_written_before_evidence_existed_still_load(copied):
+    client = runs.client()
+    transition = ModelTransition("Old_Trail_Model")
+    version = transition.register_run(client.get_run(copied.small_tunes[0]))
+    old = {"at": "2026-11-01T10:00:00+00:00", "action": "promote", "alias": "staging", "version": "1",
+           "replaced": None, "user": "someone", "reason": "before issue 19"}
+    client.set_registered_model_tag("Old_Trail_Model", f"{AUDIT_PREFIX}1", json.dumps(old))
+    transition.promote(version.version, "Production", reason="no evidence given", user="tester")
+    first, second = transition.audit_trail()
+    assert first == AuditEvent(**old) and first.evidence == {}
+    assert second.evidence == {} and not any(k.startswith("evidence.") for k in transition.current().tags)
+    written = [json.loads(v) for k, v in client.get_registered_model("Old_Trail_Model").tags.items()
+               if k.startswith(AUDIT_PREFIX)]
+    assert all("evidence" not in event for event in written)  # readers of the older layout read them too
+    # through transition_model, the seed's call, evidence lands on the version and in the trail
+    transition.transition_model("Staging", version=version.version, evidence={"verdict": "by hand", "p_value": "1"})
+    assert transition.current("Staging").tags["evidence.verdict"] == "by hand"
+    assert transition.audit_trail()[-1].evidence == {"verdict": "by hand", "p_value": "1"}
