@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from conftest import ROOT, child_env, point_at
+from test_pages import app
 
 from core import runs
 from core.examples import noise, read_predictions
@@ -118,6 +119,36 @@ def test_compare_and_best_on_the_command_line(stored):
 
     listed = cli(stored, "best", stored.small).stdout
     assert f"2 runs are within what chance gives on {TEST_ROWS} examples: " in listed
+
+
+# -- Compare ---------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_compare_says_which_runs_are_within_noise_and_charts_intervals(stored):
+    client = runs.client()
+    experiment = client.get_experiment_by_name(stored.examples).experiment_id
+    expected = noise.in_frame(runs.load_frame(client, [experiment]), "accuracy", table)
+    at = app("pages/compare.py")
+    at.multiselect(key="cmp_exps").set_value([experiment]).run()
+    assert not at.exception, at.exception
+    sentence = next(i.value for i in at.info if "within what chance gives" in i.value)
+    assert sentence.startswith("No other run is within what chance gives on 400 examples" if not expected.within
+                               else f"{len(expected.within)} run")
+    assert "logged-elsewhere, as it has no predictions table" in sentence
+    assert "With 400 examples, differences in accuracy under about" in sentence
+    shown = next(d.value for d in at.dataframe if "within noise of best" in d.value.columns)
+    cells = dict(zip(shown["run_name"], shown["within noise of best"], strict=True))
+    best, weaker = (client.get_run(r).info.run_name for r in best_and_weaker(stored))
+    assert cells[best] == "best" and cells["demo-bert-tiny_pretrained_baseline"] == ""
+    assert cells[weaker] == expected.column()[best_and_weaker(stored)[1]]
+    # the by-group chart: each group's best carries its 95% interval (Wilson's, for accuracy)
+    at.selectbox(key="cmp_group").set_value("tag: param_set").run()
+    chart = next(c for c in at.get("plotly_chart") if "95% interval of each group" in c.proto.spec)
+    spec = json.loads(chart.proto.spec)
+    stars = next(t for t in spec["data"] if t.get("name") == "best of group")
+    interval = sig.estimate(table(best_and_weaker(stored)[0]), "accuracy").ci95
+    assert f"95% interval {interval[0]:.3f} to {interval[1]:.3f}" in "".join(stars["customdata"])
+    # the runs of no param_set (the one logged by plain MLflow, with no table) have no interval
+    assert [x is None for x in stars["error_y"]["array"]] == [g == "(not set)" for g in stars["x"]]
 
 
 # -- the audit trail's layout ----------------------------------------------------------------------------------------
