@@ -9,13 +9,15 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING
 
+import mlflow
 import pytest
 from conftest import ROOT, child_env, point_at
-from test_pages import app
+from test_pages import app, texts
 
 from core import runs
 from core.examples import noise, read_predictions
 from core.examples import significance as sig
+from core.examples.table import ARTIFACT
 from core.model_selector import ModelSelector
 from core.model_transition import AUDIT_PREFIX, AuditEvent, ModelTransition
 
@@ -149,6 +151,98 @@ def test_compare_says_which_runs_are_within_noise_and_charts_intervals(stored):
     assert f"95% interval {interval[0]:.3f} to {interval[1]:.3f}" in "".join(stars["customdata"])
     # the runs of no param_set (the one logged by plain MLflow, with no table) have no interval
     assert [x is None for x in stars["error_y"]["array"]] == [g == "(not set)" for g in stars["x"]]
+
+
+# -- the promotion confirmation ----------------------------------------------------------------------------------------
+def _promote_best(experiment: str, model: str):
+    at = app("pages/registry.py")
+    at.selectbox(key="r_model").set_value(model).run()
+    at.selectbox(key="r_experiment").set_value(experiment).run()
+    at.button(key="r_promote_best").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _in_order(node) -> list:
+    """The page's elements top to bottom (AppTest's tree, depth first)."""
+    children = getattr(node, "children", None)
+    if not children:
+        return [node]
+    return [leaf for key in sorted(children) for leaf in _in_order(children[key])]
+
+
+@pytest.mark.slow
+def test_a_clear_improvement_is_said_with_its_figures_and_recorded_as_evidence(copied):
+    best, weaker = best_and_weaker(copied)
+    transition = ModelTransition("Noise_Model")
+    transition.promote(transition.register_run(runs.client().get_run(weaker)).version, "Production", reason="test",
+                       user="tester")
+    expected = sig.compare_tables(table(weaker), table(best))  # the candidate (B) against production (A)
+    at = _promote_best(copied.examples, "Noise_Model")
+    said = f"Against version 1 in production: {expected.verdict()}."
+    assert expected.real and "a clear improvement (p < 0.001; 95% interval" in said
+    assert any(said.replace("<", "&lt;") in s.value for s in at.success)  # HTML-escaped, as page text is
+    assert "With 400 examples, differences in accuracy under about" in texts(at)
+
+    at.button(key="r_confirm_btn").click().run()
+    assert not at.exception, at.exception
+    version = transition.current("Production")
+    assert str(version.version) == "2"
+    assert version.tags["evidence.verdict"] == expected.verdict()
+    assert version.tags["evidence.p_value"] == f"{expected.p_value:.4g}"
+    assert version.tags["evidence.ci95"] == f"{expected.ci95[0]:+.4f} to {expected.ci95[1]:+.4f}"
+    assert version.tags["evidence.compared_with"] == "version 1"
+    assert float(version.tags["evidence.candidate"]) == pytest.approx(expected.b, abs=1e-4)
+    event = transition.audit_trail()[-1]
+    assert event.evidence == {k.removeprefix("evidence."): v for k, v in version.tags.items()
+                              if k.startswith("evidence.")}
+    audit = next(d.value for d in at.dataframe if "evidence" in d.value.columns)
+    assert audit["evidence"].iloc[0] == expected.verdict()
+
+
+def _close_runs(store: SharedStore) -> tuple[str, str]:
+    """An experiment of two runs that differ on two examples only: the best fine-tune's predictions as they are,
+    and with two of its right answers made wrong (logged with the real MLflow client, holding its model)."""
+    client = runs.client()
+    best, _ = best_and_weaker(store)
+    source = client.get_run(best)
+    predictions = table(best)
+    experiment = client.create_experiment("Close_Calls")
+    made = []
+    for name, flips in (("close-behind", 2), ("close-ahead", 0)):
+        rows = predictions.copy()
+        flipped = rows.index[rows["correct"]][:flips]
+        rows.loc[flipped, "predicted_label"] = [next(lab for lab in set(rows["true_label"]) if lab != t)
+                                                for t in rows.loc[flipped, "true_label"]]
+        rows["correct"] = rows["true_label"] == rows["predicted_label"]
+        with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
+            mlflow.log_params({"validation_digest": source.data.params["validation_digest"]})
+            mlflow.log_metrics({"accuracy": float(rows["correct"].mean())})
+            mlflow.set_tags({"run_type": "fine_tune", "base_model_name": "demo-bert-tiny",
+                             "model_uri": source.data.tags["model_uri"]})
+            mlflow.log_table(rows, ARTIFACT)
+        made.append(run.info.run_id)
+    return made[0], made[1]
+
+
+@pytest.mark.slow
+def test_a_difference_chance_explains_is_said_before_the_confirm_button_which_stays(copied):
+    behind, ahead = _close_runs(copied)
+    transition = ModelTransition("Close_Model")
+    transition.promote(transition.register_run(runs.client().get_run(behind)).version, "Production", reason="test",
+                       user="tester")
+    at = _promote_best("Close_Calls", "Close_Model")
+    said = ("Against version 1 in production: better by 0.005 accuracy, but on these 400 examples a difference this "
+            "size comes by chance in 50% of cases: not a clear improvement.")  # 2 split examples: p = 2 x 1/4
+    warning = next(w for w in at.warning if said in w.value)
+    page = _in_order(at.main)
+    confirm = at.button(key="r_confirm_btn")
+    assert page.index(warning) < page.index(confirm)  # the sentence first, then the button, still there
+    confirm.click().run()
+    assert not at.exception, at.exception
+    version = transition.current("Production")
+    assert version.tags["evidence.verdict"].endswith("not a clear improvement")
+    assert version.tags["source_run_id"] == ahead and version.tags["evidence.p_value"] == "0.5"
 
 
 # -- the audit trail's layout ----------------------------------------------------------------------------------------
