@@ -23,8 +23,13 @@ from core.examples.table import read_predictions
 from core.metrics import metric_key
 
 LIMIT = 30  # runs compared with the best at most, the closest first: each costs a table read and a test
-BEST, WITHIN, WORSE, BETTER, UNKNOWN, SKIPPED = "best", "within noise", "clearly worse", "clearly better", \
-    "cannot tell", "not compared"
+# what a run is, against the best
+BEST = "best"
+WITHIN = "within noise"
+WORSE = "clearly worse"
+BETTER = "clearly better"  # on these examples: a best chosen by a logged metric that its table does not bear out
+UNKNOWN = "cannot tell"
+SKIPPED = "not compared"
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ class Noise:
     why: str | None = None  # no comparison at all (the metric, or the best's table)
 
     def of(self, status: str) -> list[Rival]:
+        """The runs of one status (:data:`WITHIN`, :data:`WORSE`...), closest to the best first."""
         return [r for r in self.rivals if r.status == status]
 
     @property
