@@ -24,7 +24,8 @@ from core.model_transition import AUDIT_PREFIX, AuditEvent, ModelTransition
 if TYPE_CHECKING:
     from shared_store import SharedStore
 
-pytestmark = [pytest.mark.xdist_group("shared_store")]  # one worker for every module on the shared store
+# the shared store trains models when a session first asks for it: slow, like every test on it
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("shared_store")]  # one worker for the shared store
 TEST_ROWS = 400  # data/test.csv
 
 
@@ -96,7 +97,6 @@ def cli(store: SharedStore, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300, check=False)
 
 
-@pytest.mark.slow
 def test_compare_and_best_on_the_command_line(stored):
     best, weaker = best_and_weaker(stored)
     expected = sig.compare_tables(table(best), table(weaker), "f1")
@@ -124,7 +124,6 @@ def test_compare_and_best_on_the_command_line(stored):
 
 
 # -- Compare ---------------------------------------------------------------------------------------------------------
-@pytest.mark.slow
 def test_compare_says_which_runs_are_within_noise_and_charts_intervals(stored):
     client = runs.client()
     experiment = client.get_experiment_by_name(stored.examples).experiment_id
@@ -171,7 +170,6 @@ def _in_order(node) -> list:
     return [leaf for key in sorted(children) for leaf in _in_order(children[key])]
 
 
-@pytest.mark.slow
 def test_a_clear_improvement_is_said_with_its_figures_and_recorded_as_evidence(copied):
     best, weaker = best_and_weaker(copied)
     transition = ModelTransition("Noise_Model")
@@ -225,7 +223,6 @@ def _close_runs(store: SharedStore) -> tuple[str, str]:
     return made[0], made[1]
 
 
-@pytest.mark.slow
 def test_a_difference_chance_explains_is_said_before_the_confirm_button_which_stays(copied):
     behind, ahead = _close_runs(copied)
     transition = ModelTransition("Close_Model")
