@@ -216,9 +216,9 @@ def _show_verdict(found: evaluation.LikeForLike) -> None:
     if difference is None:
         return
     said = " ".join(md(line) for line in (found.verdict, found.detectable) if line)
-    if difference.why is None and difference.real and difference.difference > 0:
+    if difference.outcome == "better":
         st.success(said, icon=":material/verified:")
-    elif difference.why is None and difference.real:
+    elif difference.outcome == "worse":
         st.error(said, icon=":material/trending_down:")
     else:
         st.warning(said, icon=":material/casino:")

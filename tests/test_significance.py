@@ -72,6 +72,7 @@ def test_a_pair_split_nine_to_one_on_a_hundred_examples():
     back = sig.compare_tables(b, a, "accuracy")
     assert back.difference == pytest.approx(-0.08) and back.p_value == found.p_value
     assert back.verdict().startswith("worse by 0.080 accuracy on these 100 examples: clearly worse (p = 0.021")
+    assert (found.outcome, back.outcome) == ("better", "worse")
 
 
 def test_not_a_clear_improvement_says_how_often_chance_gives_it():
@@ -81,6 +82,7 @@ def test_not_a_clear_improvement_says_how_often_chance_gives_it():
     assert found.verdict() == ("better by 0.015 accuracy, but on these 400 examples a difference this size comes by "
                                "chance in 33% of cases: not a clear improvement")
     assert sig.compare_tables(b, a, "accuracy").verdict().endswith("in 33% of cases: not clearly worse")
+    assert found.outcome == "unclear"
     low, high = found.ci95
     assert low < 0 < high
 
@@ -155,6 +157,7 @@ def test_no_answer_says_why_and_holds_no_number():
         assert why in found.why, found.why
         assert (found.difference, found.ci95, found.p_value, found.real) == (None, None, None, None)
         assert found.verdict().startswith("no answer: ")
+        assert found.outcome == "none"
     # the same file (same digest): the examples both tables hold are compared
     assert sig.compare_tables(a, b.iloc[:20], digests=("x", "x")).examples == 20
 

@@ -130,6 +130,16 @@ class Difference:
         return None if self.p_value is None else bool(self.p_value < ALPHA)
 
     @property
+    def outcome(self) -> str:
+        """"better" or "worse" (B clearly is), "unclear" (chance could give it, or no difference) or "none" (no
+        answer): how a page colours the verdict."""
+        if self.why or self.p_value is None:
+            return "none"
+        if not self.real or not self.difference:
+            return "unclear"
+        return "better" if self.difference > 0 else "worse"
+
+    @property
     def discordance(self) -> float | None:
         """The share of examples one run gets right and the other wrong."""
         if self.a_only is None or self.b_only is None or not self.examples:
