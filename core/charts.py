@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -81,11 +82,14 @@ def _no_runs(df: pd.DataFrame, metric: str) -> str | None:
     return None
 
 
-def metric_by_group(df: pd.DataFrame, metric: str, column: str) -> go.Figure:
+def metric_by_group(df: pd.DataFrame, metric: str, column: str,
+                    intervals: Mapping[str, tuple[float, float]] | Iterable[tuple[str, tuple[float, float]]] | None
+                    = None) -> go.Figure:
     """Box plot with every run's ``metric`` per value of ``column``; each group's best starred.
 
     Candidate runs only; runs without a value of ``column`` form a "(not set)" group. The best run
-    overall is annotated with its name.
+    overall is annotated with its name. ``intervals`` ({run_id: (low, high)}, or its items): each group's best
+    carries its 95% interval as an error bar (``core.examples.noise.group_intervals``); runs without one, none.
     """
     why = _no_runs(df, metric)
     if why:
@@ -102,17 +106,27 @@ def metric_by_group(df: pd.DataFrame, metric: str, column: str) -> go.Figure:
         fig.add_trace(go.Box(x=[group] * len(members), y=members[col], name=group, boxpoints="all", jitter=0.3,
                              pointpos=0, hovertext=_run_labels(members), showlegend=False,
                              hovertemplate=f"%{{hovertext}}<br>{name}=%{{y:.4f}}<extra></extra>"))
+    spans = dict(intervals or {})
+    ends = [spans.get(str(r)) for r in best["run_id"]] if "run_id" in best.columns else [None] * len(best)
+    values = best[col].astype(float).tolist()
+    error = None
+    if any(ends):  # from the run's value to each end of its interval
+        error = {"type": "data", "symmetric": False, "color": "black", "thickness": 1.5, "width": 8,
+                 "array": [span[1] - v if span else None for v, span in zip(values, ends, strict=True)],
+                 "arrayminus": [v - span[0] if span else None for v, span in zip(values, ends, strict=True)]}
+    spread = [f"<br>95% interval {span[0]:.3f} to {span[1]:.3f}" if span else "" for span in ends]
     fig.add_trace(go.Scatter(x=best["group"], y=best[col], mode="markers", name="best of group",
                              marker={"symbol": "star", "size": 16, "color": "gold",
                                      "line": {"color": "black", "width": 1}},
-                             hovertext=_run_labels(best),
-                             hovertemplate=f"best: %{{hovertext}}<br>{name}=%{{y:.4f}}<extra></extra>"))
+                             hovertext=_run_labels(best), customdata=spread, error_y=error,
+                             hovertemplate=f"best: %{{hovertext}}<br>{name}=%{{y:.4f}}%{{customdata}}<extra></extra>"))
     overall = compare.best_run(rows, metric)
     if overall is not None:
         fig.add_annotation(x=overall[column], y=overall[col], text=f"best overall: {overall.get('run_name')}",
                            showarrow=True, arrowhead=2, ax=40, ay=-40)
     direction = "lower is better" if lower_is_better(metric) else "higher is better"
-    fig.update_layout(title=f"{name} by {_bare(column)} ({direction})", template=TEMPLATE,
+    bars = "; bars: 95% interval of each group's best" if error else ""
+    fig.update_layout(title=f"{name} by {_bare(column)} ({direction}{bars})", template=TEMPLATE,
                       xaxis={"title": _bare(column), "type": "category"}, yaxis={"title": name})
     return fig
 

@@ -3,6 +3,7 @@
     python -m core.cli demo                      # build the demo, run the demo grid, promote the best
     python -m core.cli run grid.yaml             # run a grid file (YAML or JSON, the seed's arguments)
     python -m core.cli best EXPERIMENT [--metric f1] [--by-tag base_model_name] [--by-param learning_rate]
+    python -m core.cli compare RUN_A RUN_B [--metric accuracy] [--json]   # is B's difference from A real?
     python -m core.cli promote MODEL --experiment EXPERIMENT [--metric accuracy] [--stage Production]
     python -m core.cli promote MODEL --version 3 [--stage Production] [--reason "..."]
     python -m core.cli rollback MODEL [--stage Production]
@@ -44,6 +45,7 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # reading predictions tables
     warnings.filterwarnings("ignore")
     for name in ("mlflow", "transformers", "datasets", "alembic", "httpx"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -71,9 +73,10 @@ def demo_grid(settings=None):
 
 
 def _print_best(experiment: str, metric: str, by_tag: str | None = None, by_param: str | None = None,
-                told: frozenset[str] = frozenset()) -> None:
+                told: frozenset[str] = frozenset(), noise: bool = False) -> None:
     """The experiment's best run and how it compares with its pretrained baseline (not repeated when its run id is
-    in ``told``: the run summary just said it), then the best run of each group."""
+    in ``told``: the run summary just said it), with ``noise`` the runs within noise of it, then the best run of
+    each group."""
     from core.experiment_manager import baseline_verdict
     from core.model_selector import ModelSelector
 
@@ -83,6 +86,9 @@ def _print_best(experiment: str, metric: str, by_tag: str | None = None, by_para
         value, gain = best.data.metrics[metric], selector.gain_over_baseline(best)
         baseline = None if gain is None else value + gain if selector.minimise else value - gain
         print(f"Best run by {metric}: {best.info.run_name}, {baseline_verdict(metric, value, baseline)}.")
+    if noise:
+        selector.within_noise_of_best()
+        print("\n".join(line for line in (selector.noise.sentence(), selector.noise.detectable()) if line))
     groups = {}
     if by_tag:
         groups = selector.get_best_models_by_tag(by_tag)
@@ -111,6 +117,42 @@ def _told(summary) -> frozenset[str]:
     """The run ids whose comparison with the baseline the summary already printed."""
     best = summary.best_fine_tune()
     return frozenset({best[0].run_id} if best else ())
+
+
+def _compare(args) -> int:
+    """Run B against run A, example by example: 0 with an answer, 2 (and why) without one."""
+    import json
+    import math
+
+    from core import runs
+    from core.examples import noise, significance
+
+    found, a, b = noise.compare_runs(runs.client(), args.run_a, args.run_b, args.metric)
+    # without an answer, the values are the runs' logged ones (as far as they logged the metric)
+    value_a = found.a if found.a is not None else a.value if math.isfinite(a.value) else None
+    value_b = found.b if found.b is not None else b.value if math.isfinite(b.value) else None
+    if args.json:
+        print(json.dumps({**found.to_json(), "a": value_a, "b": value_b,
+                          "run_a": {"id": a.run_id, "name": a.name}, "run_b": {"id": b.run_id, "name": b.name},
+                          "detectable": significance.detectable_difference(found.examples, found.discordance)
+                          if found.discordance else None}))
+        return 2 if found.why else 0
+    name = significance.name_of(found.metric)
+    for side, run, value in (("A", a, value_a), ("B", b, value_b)):
+        print(f"{side}: {run.name} ({run.run_id}): {name} {'not logged' if value is None else f'{value:.4f}'}")
+    if found.why:
+        print(f"No answer: {found.why}.")
+        return 2
+    interval = f"{found.ci95[0]:+.4f} to {found.ci95[1]:+.4f}" if found.ci95 else "none (a resample lacked a class)"
+    print(f"Difference (B minus A): {found.difference:+.4f}; 95% interval {interval} ({significance.BOOTSTRAP})")
+    split = (f", on the {found.a_only + found.b_only} examples one gets right and the other wrong: {found.a_only} "
+             f"only A, {found.b_only} only B" if found.metric == "accuracy" else "")
+    print(f"p-value: {found.p_value:.4g} ({found.test}{split})")
+    print(f"B against A: {found.verdict(better='difference')}.")
+    detectable = significance.detectable_words(found.examples, found.discordance)
+    if detectable:
+        print(detectable)
+    return 0
 
 
 def _score(args) -> int:
@@ -157,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--metric", default="accuracy")
     p.add_argument("--by-tag")
     p.add_argument("--by-param")
+    p = sub.add_parser("compare", help="is the difference between two runs real? B against A, example by example")
+    p.add_argument("run_a", help="a run id")
+    p.add_argument("run_b", help="a run id; the difference is B minus A")
+    p.add_argument("--metric", default="accuracy", help="accuracy, f1, precision, recall or roc_auc")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p = sub.add_parser("promote", help="register the best run (or move a version) to a stage")
     p.add_argument("model")
     p.add_argument("--experiment")
@@ -262,8 +309,10 @@ def _dispatch(args) -> int:
         _print_best(spec.experiment_name, "accuracy", told=_told(summary))
         return 1 if summary.failed else 0
     if args.command == "best":
-        _print_best(args.experiment, args.metric, args.by_tag, args.by_param)
+        _print_best(args.experiment, args.metric, args.by_tag, args.by_param, noise=True)
         return 0
+    if args.command == "compare":
+        return _compare(args)
     if args.command == "score":
         return _score(args)
     if args.command in ("submit", "jobs", "cancel", "retry", "logs", "worker"):
@@ -282,7 +331,8 @@ def _dispatch(args) -> int:
         print("\n".join(f"repaired: {p}" for p in fixed) or f"{args.model}: nothing to repair.")
     elif args.command == "history":
         events = transition.audit_trail()
-        print("\n".join(e.as_text for e in events) or f"{args.model} has never been promoted.")
+        print("\n".join(e.as_text + (f"\n    evidence: {e.evidence['verdict']}" if e.evidence.get("verdict") else "")
+                        for e in events) or f"{args.model} has never been promoted.")
     return 0
 
 

@@ -5,7 +5,8 @@ tool tagged one, MLflow 3 links a logged model to it, or an MLflow 2-style ``MLm
 (``core.runs.find_models``), so runs logged by other tools count too. A metric a run did not log is read as
 the HF Trainer's ``eval_`` form (``accuracy`` -> ``eval_accuracy``), and :attr:`ModelSelector.metric_label`
 says so. Loss-like metrics (``loss``, ``error``, ``mse``...) are minimised, the rest maximised. Ties go to the
-run that started first, so the answer is stable.
+run that started first, so the answer is stable. :meth:`ModelSelector.within_noise_of_best` says which runs the
+best one does not clearly beat on their validation examples (``core.examples.noise``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Callable
 
 from core import runs as runs_mod
 from core.errors import NotFoundError
+from core.examples import noise as noise_mod
+from core.examples.table import read_predictions
 from core.metrics import lower_is_better, metric_key, read_as
 
 
@@ -29,6 +32,7 @@ class ModelSelector:
         self.models: dict[str, str] = {}  # run_id -> model URI, of the runs the last selection looked at
         self.without_model: list = []  # finished runs with the metric that hold no model, best first
         self.metric_label = metric  # how the metric was read, e.g. "accuracy (read as eval_accuracy, ...)"
+        self.noise: noise_mod.Noise | None = None  # the best run against the others, after within_noise_of_best()
 
     @property
     def minimise(self) -> bool:
@@ -98,6 +102,23 @@ class ModelSelector:
         """Runs that beat ``best`` on the metric but cannot be promoted, as they hold no model (after a selection)."""
         ahead = self._ranked([*self.without_model, best])
         return ahead[:ahead.index(best)]
+
+    def within_noise_of_best(self) -> list:
+        """The runs the best one does not clearly beat: on the validation examples both were evaluated on, their
+        difference on the metric is what chance gives (p >= 0.05; McNemar's exact test for accuracy), closest
+        first. Only runs that hold a model count, as for :meth:`get_best_model`; :attr:`noise` keeps the whole
+        answer (the runs that could not be compared and why, the sentences)."""
+        scored = self._scored()
+        best = self._pick(scored)
+        by_id = {r.info.run_id: r for r in scored}
+        self.noise = noise_mod.against_best(self._ref(best), [self._ref(r) for r in scored if r is not best],
+                                            self.metric, lambda run_id: read_predictions(self.client, run_id))
+        return [by_id[r.run.run_id] for r in self.noise.within]
+
+    def _ref(self, run) -> noise_mod.RunRef:
+        value = self.value(run)
+        return noise_mod.RunRef(run.info.run_id, run.info.run_name or run.info.run_id,
+                                run.data.params.get("validation_digest"), math.nan if value is None else value)
 
     def model_uri(self, run) -> str:
         """Where a run the last selection looked at keeps its model."""

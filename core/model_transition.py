@@ -4,8 +4,9 @@ Stages are deprecated in MLflow 3 and refused by Unity Catalog, so a
 transition always sets an alias (``Production`` -> ``production``) and also
 sets the stage where the registry supports it, archiving the version it
 replaces. Each promotion records who, when, why and the version replaced, on
-the new version and in an audit trail on the registered model; ``rollback``
-puts back the version that the current one replaced.
+the new version and in an audit trail on the registered model (with, when given,
+the evidence it was promoted on: the candidate against production in figures);
+``rollback`` puts back the version that the current one replaced.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import datetime as _dt
 import json
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from mlflow.exceptions import MlflowException
 
@@ -28,6 +29,7 @@ from core.naming import STAGES, alias_for
 from core.settings import Settings, configure_mlflow, current_user
 
 AUDIT_PREFIX = "audit."
+EVIDENCE_PREFIX = "evidence."  # version tags: the figures a promotion was decided on
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class AuditEvent:
     user: str
     reason: str
     note: str = ""  # e.g. overtaken by a promotion made at the same moment
+    evidence: dict[str, str] = field(default_factory=dict)  # the figures it was decided on (events before: none)
 
     @property
     def as_text(self) -> str:
@@ -168,8 +171,10 @@ class ModelTransition:
         return version
 
     def transition_model(self, stage: str, experiment_name: str | None = None, metric: str = "accuracy",
-                         version: str | int | None = None, *, reason: str = "", user: str | None = None):
-        """Move ``version`` (or, with none, the best run of ``experiment_name`` by ``metric``) to ``stage``."""
+                         version: str | int | None = None, *, reason: str = "", user: str | None = None,
+                         evidence: Mapping[str, str] | None = None):
+        """Move ``version`` (or, with none, the best run of ``experiment_name`` by ``metric``) to ``stage``;
+        ``evidence`` as for :meth:`promote`."""
         alias_for(stage)  # refuse a bad name before registering anything
         if version is None:
             if not experiment_name:
@@ -178,11 +183,15 @@ class ModelTransition:
             best = selector.get_best_model()
             version = self.register_run(best, selector.model_uri(best)).version
             reason = reason or f"best run of {experiment_name} by {selector.metric_label}"
-        return self.promote(version, stage, reason=reason, user=user)
+        return self.promote(version, stage, reason=reason, user=user, evidence=evidence)
 
     def promote(self, version: str | int, stage: str = "Production", *, reason: str = "", user: str | None = None,
-                action: str = "promote"):
+                action: str = "promote", evidence: Mapping[str, str] | None = None):
         """Point the stage's alias at ``version``, set the stage where supported, and record it.
+
+        ``evidence``: the figures the promotion was decided on (``core.examples.evaluation.LikeForLike.evidence``:
+        the candidate against production, its interval, p-value and verdict), written as ``evidence.*`` tags on
+        the version and into the audit event.
 
         Safe when several people promote at once: the alias is the single source of truth (one value, last
         writer wins) and :meth:`_settle` brings the stages in line with it, so exactly one version ends in a
@@ -207,12 +216,15 @@ class ModelTransition:
             note = "" if holder is not None and str(holder.version) == version else \
                 f"overtaken: version {holder.version if holder else '?'} was put there at the same moment"
             event = AuditEvent(at=at, action=action, alias=alias, version=version, replaced=replaced, user=user,
-                               reason=reason, note=note)
+                               reason=reason, note=note, evidence={str(k): str(v) for k, v in (evidence or {}).items()})
             for key, value in {"promoted_by": user, "promoted_at": event.at, "promoted_to": alias,
-                               "promotion_reason": reason, "replaced_version": replaced or "none"}.items():
+                               "promotion_reason": reason, "replaced_version": replaced or "none",
+                               **{EVIDENCE_PREFIX + k: v for k, v in event.evidence.items()}}.items():
                 self.client.set_model_version_tag(self.model_name, version, key, value)
+            # an event without evidence is written as before, so readers of the older layout still read it
+            recorded = {k: v for k, v in event.__dict__.items() if k != "evidence" or v}
             self.client.set_registered_model_tag(self.model_name, f"{AUDIT_PREFIX}{time.time_ns()}",
-                                                 json.dumps(event.__dict__))
+                                                 json.dumps(recorded))
         except MlflowException as exc:
             raise refusal(exc, action, self.model_name) or RegistryError(
                 f"the registry refused to {action} version {version} of {self.model_name!r} to {stage}: "

@@ -156,6 +156,11 @@ def predictions(run_id: str, status: str):
     return read_predictions(client(), run_id)
 
 
+def finished_predictions(run_id: str):
+    """A finished run's predictions table (cached), or None: the reader core's comparisons take."""
+    return predictions(run_id, "FINISHED")
+
+
 def jobs_changed(*run_ids: str) -> None:
     """After a submit, cancel or retry, the next listing reads MLflow again (and ``run_ids``, ended runs this
     page changed, e.g. the job a retry tags, are read again in full)."""

@@ -6,11 +6,13 @@ import pandas as pd
 import streamlit as st
 
 from core import charts, compare
+from core.examples import noise
 from core.runs import NO_MODEL
 from pages.common import (
     built,
     confusion_matrix,
     experiments,
+    finished_predictions,
     fmt,
     md,
     metric_histories,
@@ -34,6 +36,14 @@ def _leader(view: pd.DataFrame, metric: str) -> tuple:
     return best, gain, compare.metric_label(view, metric), promotable
 
 
+def _noise(view: pd.DataFrame, metric: str):
+    return noise.in_frame(view, metric, finished_predictions)
+
+
+def _intervals(view: pd.DataFrame, metric: str, column: str) -> tuple:
+    return tuple(noise.group_intervals(view, metric, column, finished_predictions).items())
+
+
 def _curves(_view, runs: tuple, metric: str):
     return charts.training_curves(metric_histories(dict(runs), metric), metric)
 
@@ -43,9 +53,11 @@ def _matrices(_view, runs: tuple) -> tuple:
     return matrices, charts.confusion_matrices(matrices) if matrices else None
 
 
-def _table(view: pd.DataFrame, metrics: tuple, params: tuple) -> pd.DataFrame:
-    view = view.assign(**{"holds a model": compare.holds_model(view)})
-    columns = ["experiment", "run_name", "status", "holds a model", *[f"metrics.{m}" for m in metrics],
+def _table(view: pd.DataFrame, metrics: tuple, params: tuple, within: tuple) -> pd.DataFrame:
+    view = view.assign(**{"holds a model": compare.holds_model(view),
+                          "within noise of best": view["run_id"].map(dict(within)).fillna("")})
+    columns = ["experiment", "run_name", "status", "holds a model", "within noise of best",
+               *[f"metrics.{m}" for m in metrics],
                *[f"params.{p}" for p in params],
                *[c for c in view.columns if c.startswith("tags.") and c.removeprefix("tags.")
                  in compare.tag_names(view)]]
@@ -92,6 +104,7 @@ if text:
 
 ended = (*runs_key(chosen, runs.ended_version), tuple(keep), text)  # the ended runs in view
 best, gain, label, promotable = built(_leader, view, ended, metric)
+within = None
 if best is None:
     st.warning(f"No finished fine-tuned run has {md(repr(metric))} yet.")
 else:
@@ -102,6 +115,11 @@ else:
         then = (f" The best run that holds a model is **{md(promotable['run_name'])}** ({md(metric)} "
                 f"{fmt(compare.value_of(promotable, metric))})." if promotable is not None else "")
         st.info(f"**{md(best['run_name'])}** cannot be promoted: {md(NO_MODEL)}.{then}", icon=":material/info:")
+    # is the lead real? the best run against the others, example by example (built once per version of the runs)
+    within = built(_noise, view, ended, metric)
+    said = " ".join(md(line) for line in (within.sentence(), within.detectable()) if line)
+    if said:
+        st.info(said, icon=":material/casino:")
 if group_col:
     per_group = built(compare.best_per_group, view, ended, metric, group_col)
     if len(per_group):
@@ -117,8 +135,9 @@ tab_group, tab_parallel, tab_scatter, tab_curves, tab_cm, tab_gain, tab_examples
      "Gain over baseline", "Examples", "Table & export"])
 with tab_group:
     if group_col:
-        st.plotly_chart(built(charts.metric_by_group, chart_view, ended, metric, group_col), width="stretch",
-                        key="cmp_chart_group")
+        intervals = built(_intervals, chart_view, ended, metric, group_col)
+        st.plotly_chart(built(charts.metric_by_group, chart_view, ended, metric, group_col, intervals),
+                        width="stretch", key="cmp_chart_group")
 params = compare.param_names(frame)
 with tab_parallel:
     shown = st.multiselect("Parameters", options=params, key="cmp_pc_params",
@@ -156,7 +175,9 @@ with tab_cm:
 with tab_gain:
     st.plotly_chart(built(charts.gain_chart, chart_view, ended, metric), width="stretch", key="cmp_chart_gain")
 with tab_table:
-    table = built(_table, view, (*runs_key(chosen, runs.version), tuple(keep), text), tuple(metrics), tuple(params))
+    cells = tuple(within.column().items()) if within is not None else ()
+    table = built(_table, view, (*runs_key(chosen, runs.version), tuple(keep), text), tuple(metrics), tuple(params),
+                  cells)
     st.dataframe(table, hide_index=True, width="stretch")
     # made when clicked, not on every poll (the table changes while jobs run)
     st.download_button("Export this table as CSV", lambda: compare.safe_csv(table), file_name="runs.csv",

@@ -23,7 +23,7 @@ from core.compare import NOT_SET
 from core.examples import evaluation
 from core.metrics import headline
 from core.promotion import Candidate
-from pages.common import client, fmt, jobs_changed, md, predictions, queue, show_error
+from pages.common import client, finished_predictions, fmt, jobs_changed, md, predictions, queue, show_error
 
 EACH_RUN = "(each run on its own)"
 
@@ -165,35 +165,39 @@ def _disagreement_section(names: dict[str, str], rows: pd.DataFrame, run_id: str
 
 
 # -- Registry: what a promotion changes ------------------------------------------------------------------------
-def promotion_changes(pending: Candidate, current, model_name: str, may_queue: bool) -> None:
+def promotion_changes(pending: Candidate, current, model_name: str,
+                      may_queue: bool) -> evaluation.LikeForLike:
     """Inside the promotion confirmation: the candidate beside version ``current`` in production, example by
-    example, like for like (production scored on the candidate's validation file when theirs differ)."""
+    example, like for like (production scored on the candidate's validation file when theirs differ): whether its
+    difference is more than chance gives, what it fixes and breaks. Returns the comparison (its ``evidence`` is
+    what the promotion records)."""
     found = evaluation.like_for_like(client(), model_name, current, pending.run_id, pending.digest,
-                                     pending.validation_file, lambda run_id: predictions(run_id, "FINISHED"))
+                                     pending.validation_file, finished_predictions, pending.metric)
     if found.changes is not None:
         if found.scored_by:
             st.caption(f"Version {current.version} was scored on the candidate's validation file by the job "
                        f"{md(found.scored_by)}; compared like for like:")
+        _show_verdict(found)
         _show_changes(found.changes, found.against)
-        return
+        return found
     if not found.candidate_has_table:
         if found.different_files:
             st.warning("The two were evaluated on different validation files, so their numbers are not directly "
                        "comparable.")
         st.info(md(found.why), icon=":material/info:")
-        return
+        return found
     st.warning(md(found.why), icon=":material/compare_arrows:")
     run = found.evaluation
     status = run.info.status if run is not None else None
     if status in ("SCHEDULED", "RUNNING"):
         _wait_for(run.info.run_id, str(current.version))
-        return
+        return found
     if status in ("FAILED", "KILLED"):
         st.error(f"Scoring version {current.version} on the candidate's file ended {status.lower()}: "
                  f"{md(run.data.tags.get('error', 'no reason recorded'))}")
     if not found.can_evaluate:
         st.caption("The candidate's run does not name its validation file, so production cannot be scored on it.")
-        return
+        return found
     if may_queue and st.button(f"Score version {current.version} on the candidate's validation file (a background "
                                "job), then compare like for like", key="r_eval_prod"):
         try:
@@ -203,6 +207,21 @@ def promotion_changes(pending: Candidate, current, model_name: str, may_queue: b
             st.rerun()
         except Exception as exc:  # noqa: BLE001
             show_error(exc, "queueing the evaluation of the production version")
+    return found
+
+
+def _show_verdict(found: evaluation.LikeForLike) -> None:
+    """Is the difference real? The answer in words; the confirm button stays below it whatever it says."""
+    difference = found.difference
+    if difference is None:
+        return
+    said = " ".join(md(line) for line in (found.verdict, found.detectable) if line)
+    if difference.outcome == "better":
+        st.success(said, icon=":material/verified:")
+    elif difference.outcome == "worse":
+        st.error(said, icon=":material/trending_down:")
+    else:
+        st.warning(said, icon=":material/casino:")
 
 
 @st.fragment(run_every=3)

@@ -88,11 +88,12 @@ if pending and may_promote:
     label = f"version {current.version} now in production" if current is not None else "production"
     for sentence in compare.compare_versions(pending.scores, now, candidate_label="", current_label=""):
         box.write(f"- {sentence}")
+    compared = None  # the candidate against production, example by example: what the promotion records
     if current is not None:
         if pending.is_worse_than(now):
             box.warning(f"The candidate is worse than {label} on {md(pending.metric)}.")
-        with box:  # the examples it fixes and breaks; not like for like on different validation files
-            promotion_changes(pending, current, model_name, may_promote)
+        with box:  # is it more than chance? what it fixes and breaks; not like for like on different files
+            compared = promotion_changes(pending, current, model_name, may_promote)
         box.write(f"Promoting replaces **{label}**; you can roll back afterwards.")
     else:
         box.write("Nothing is in production yet.")
@@ -101,7 +102,8 @@ if pending and may_promote:
     if b1.button("Confirm: put it into production", type="primary", key="r_confirm_btn"):
         try:
             version = transition.register_run(client().get_run(pending.run_id), pending.model_uri)
-            done = transition.promote(version.version, "Production", reason=reason, user=user())
+            done = transition.promote(version.version, "Production", reason=reason, user=user(),
+                                      evidence=compared.evidence if compared is not None else None)
             st.session_state["r_confirm"] = None
             st.session_state["r_flash"] = f"Version {done.version} of {md(model_name)} is now in production."
             st.rerun()
@@ -146,7 +148,8 @@ st.subheader("Audit trail")
 trail = transition.audit_trail()
 if trail:
     st.dataframe([{"when": e.at, "who": e.user, "what": e.action, "version": e.version, "stage/alias": e.alias,
-                   "replaced": e.replaced or "—", "why": e.reason} for e in reversed(trail)], hide_index=True,
+                   "replaced": e.replaced or "—", "why": e.reason, "evidence": e.evidence.get("verdict", "")}
+                  for e in reversed(trail)], hide_index=True,
                  width="stretch")
 else:
     st.write("Nothing promoted yet.")

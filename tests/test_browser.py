@@ -1,5 +1,6 @@
-"""End to end in a real browser: compose a demo grid, launch, watch it finish, compare, read a run's mistakes,
-promote after seeing what the candidate fixes and breaks against production.
+"""End to end in a real browser: compose a demo grid, launch, watch it finish, compare (with which runs are within
+noise of the best), read a run's mistakes, promote after seeing whether the candidate's lead is real and what it
+fixes and breaks against production.
 
 Debian's chromium (/usr/bin/chromium) driven by Playwright; the dashboard is the real
 ``streamlit run app.py`` with a real local worker on a fresh store. Screenshots of each
@@ -152,8 +153,15 @@ evalute_pretrained_model: true
 
         page.get_by_role("link", name="Compare").first.click()
         expect(page.get_by_text("Best run overall by accuracy")).to_be_visible()
+        # is the lead real? the other fine-tune is within what chance gives, or clearly behind
+        expect(page.get_by_text(re.compile(r"(\d+ runs? (is|are)|No other run is) within what chance gives on 400 "
+                                           r"examples"))).to_be_visible()
+        expect(page.get_by_text("differences in accuracy under about")).to_be_visible()
         expect(page.locator(".js-plotly-plot").first).to_be_visible()
+        expect(page.get_by_text("95% interval of each group's best").first).to_be_visible()  # the chart's bars
         page.screenshot(path=str(shots / "4-compare.png"), full_page=True)
+        page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()  # Streamlit scrolls inside its main block
+        page.screenshot(path=str(shots / "4a-compare-intervals.png"))
         # the runs table's export is made when clicked (deferred): the browser gets the file
         page.get_by_role("tab", name="Table & export").click()
         exported = tmp / "runs.csv"
@@ -184,6 +192,12 @@ evalute_pretrained_model: true
         expect(page.get_by_text("Promoting replaces version 1 now in production")).to_be_visible()
         expect(page.get_by_text("validation examples, the candidate fixes")).to_be_visible()
         expect(page.get_by_text("it got right (net")).to_be_visible()
+        # whether the candidate's lead is more than chance, in words, before the confirm button
+        verdict = page.get_by_text(re.compile(r"^Against version 1 in production: (better|worse|the same) .* on "
+                                              r"these 400 examples"))
+        expect(verdict).to_be_visible()
+        verdict.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "5a-registry-noise.png"))
         page.get_by_text("examples it fixes").click()
         page.get_by_text("Per label (by true label), before and after").scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "5-registry-confirm.png"))
@@ -211,6 +225,7 @@ evalute_pretrained_model: true
     check = subprocess.run([sys.executable, "-m", "core.cli", "history", MODEL_NAME], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=120, check=True)
     assert "e2e-user promoted version 2 to production" in check.stdout
+    assert "    evidence: " in check.stdout and "on these 400 examples" in check.stdout  # what it was decided on
 
 
 def test_score_a_file_and_download_it(dashboard):

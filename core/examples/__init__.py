@@ -5,7 +5,10 @@
 - ``analysis``: filters, per-label precision / recall / F1 / support, where two runs disagree, and what a
   candidate changes against the model in production ("fixes 23, breaks 5");
 - ``evaluation``: the production version scored on a candidate's validation file, as a background job,
-  so a promotion compares like with like.
+  so a promotion compares like with like;
+- ``table_metrics``, ``significance``: the five metrics from a table, and whether a difference between two runs
+  is more than chance (paired, example by example; one run's interval; what a validation set can tell);
+- ``noise``: which runs are within noise of the best.
 
 Pure functions over DataFrames, except where a name says it reads or writes MLflow.
 """

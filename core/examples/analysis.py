@@ -90,6 +90,12 @@ def _matched(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
     return ka.loc[shared].reset_index(drop=True), kb.loc[shared].reset_index(drop=True)
 
 
+def matched(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of ``a`` and ``b`` holding the same examples, in ``a``'s order, aligned row by row (a paired
+    comparison of two runs starts here)."""
+    return _matched(a, b)
+
+
 def _example_columns(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[[c for c in ("row", "text", "hypothesis", "true_label") if c in rows.columns]]
 
