@@ -2,6 +2,7 @@
 
     python bench/bench_grid.py --breakdown                # the 4-job demo grid: per-stage times of each job
     python bench/bench_grid.py --breakdown --shape base --steps 2   # one DeBERTa-v3-base-shaped job, few steps
+    python bench/bench_grid.py --eta                      # Compose's demo grid: the ETA shown against the real end
     python bench/bench_grid.py                            # 8-run grid: queue vs plain script, tiny model on CPU
     python bench/bench_grid.py --shape base               # DeBERTa-v3-base shape, 32-256 token mix (GPU)
 
@@ -12,6 +13,12 @@ data, loading the model and tokenizer, tokenizing, training, evaluating, saving,
 Trainer's ``train_runtime`` and ``eval_runtime``, finishing (the last stage's end to the run's end, from
 MLflow), and the overhead: job start to end minus ``train_runtime`` and ``eval_runtime``; then the median
 overhead per job (issue 21's target: at most 2.0 s on the demo grid).
+
+``--eta`` submits the grid Compose offers first (both demo models x ``full_dataset.csv`` and
+``train_sample.csv`` x its two default sets, baselines first: 10 jobs) to a fresh store and worker, reads the
+grid's ETA as the Jobs page does (``JobQueue.grid_etas``) every second, and prints, for the ETA read just after
+each job finished, its error against the real end as a share of the time that was then left (issue 21's
+target: within 25% once two jobs have finished).
 
 2 dataset versions x 4 parameter sets. The plain side is one Python process looping over the 8 runs with
 the HF Trainer: load the model, tokenize, train, evaluate each epoch, predict, save the model. The queue side
@@ -182,6 +189,58 @@ def run_breakdown(args, work: Path) -> dict:
     return summary
 
 
+def run_eta(args) -> dict:
+    """Compose's demo grid through a fresh queue; the ETA read after each finished job against the real end."""
+    from core.demo import ensure_demo
+    from core.grid import GridSpec
+    from core.hyperparameter_sets import DEFAULT_SETS, sets_from_rows
+    from core.jobs import JobQueue
+    from core.settings import Settings
+    from core.worker import stop_worker
+
+    settings = Settings.from_env()
+    models = tuple(str(p) for p in ensure_demo(settings).values())
+    data = settings.data_dir
+    grid = GridSpec(base_name="EtaBench", data_src="Bench", dataset_versions=("full_dataset.csv", "train_sample.csv"),
+                    hyperparameters=tuple(sets_from_rows([dict(row) for row in DEFAULT_SETS])),
+                    base_model_versions=models, output_dir=str(Path(settings.home) / "out"),
+                    train_file=str(data / "{data_version}"), validation_file=str(data / "test.csv"),
+                    evaluate_pretrained_model=True, user_id="bench")
+    queue = JobQueue()
+    start = time.time()
+    jobs = queue.submit(grid)
+    grid_id, readings, finished_seen = jobs[0].grid_id, [], -1
+    try:
+        while time.time() - start < args.timeout:
+            listed = queue.jobs(grid_id=grid_id)
+            finished = sum(j.status.is_terminal() for j in listed)
+            if finished == len(listed):
+                break
+            if finished != finished_seen:  # the first reading after a job ended
+                eta = queue.grid_etas(listed).get(grid_id)
+                readings.append({"finished": finished, "at": time.time(), "ends_at": eta and eta.ends_at,
+                                 "sentence": eta and eta.sentence()})
+                finished_seen = finished
+            time.sleep(1.0)
+        end = time.time()
+    finally:
+        stop_worker()
+    listed = queue.jobs(grid_id=grid_id)
+    print(f"{len(listed)} jobs ({sum(j.status.value == 'FINISHED' for j in listed)} finished) in {end - start:.1f} s")
+    rows = []
+    for r in readings:
+        left = end - r["at"]
+        error = None if r["ends_at"] is None or left <= 0 else (r["ends_at"] - end) / left
+        rows.append({"jobs_finished": r["finished"], "elapsed": round(r["at"] - start, 1),
+                     "real_seconds_left": round(left, 1),
+                     "eta_seconds_left": None if r["ends_at"] is None else round(r["ends_at"] - r["at"], 1),
+                     "error_share_of_time_left": None if error is None else round(error, 3)})
+        shown = "unknown" if error is None else f"{error:+.0%} of the time left"
+        print(f"after {r['finished']} jobs ({r['at'] - start:.0f} s in): ETA {rows[-1]['eta_seconds_left']} s left, "
+              f"really {left:.0f} s: {shown} ({r['sentence']})")
+    return {"grid_seconds": round(end - start, 1), "readings": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
@@ -192,6 +251,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="give up waiting on the queue after this")
     parser.add_argument("--json", help="also write the figures to this file (after each side)")
     parser.add_argument("--breakdown", action="store_true", help="the per-stage breakdown of a grid's jobs")
+    parser.add_argument("--eta", action="store_true", help="Compose's demo grid: its ETA against the real end")
     parser.add_argument("--steps", type=int, default=2, help="--breakdown --shape: training steps of the job")
     args = parser.parse_args()
 
@@ -204,9 +264,9 @@ def main() -> None:
 
     from core.demo import build_model
 
-    if args.breakdown:
+    if args.breakdown or args.eta:
         os.environ["TUNEBOARD_DATA_DIR"] = str(work / "demo-data")  # the demo data, written there by ensure_demo
-        summary = run_breakdown(args, work)
+        summary = run_eta(args) if args.eta else run_breakdown(args, work)
         if args.json:
             Path(args.json).write_text(json.dumps(summary, indent=2))
         return

@@ -24,6 +24,11 @@ COLUMNS: dict[str, type] = {"n_epochs": int, "learning_rate": float, "weight_dec
 FIELDS = {"n_epochs": "num_train_epochs", "learning_rate": "learning_rate", "weight_decay": "weight_decay",
           "train_batch_size": "per_device_train_batch_size", "eval_batch_size": "per_device_eval_batch_size"}
 MAX_GENERATED = 500
+# the two sets Compose offers first (the demo grid: both demo models x two dataset versions x these)
+DEFAULT_SETS: tuple[dict[str, Any], ...] = (
+    {"n_epochs": 5, "learning_rate": 5e-4, "weight_decay": 0.01, "train_batch_size": 8, "eval_batch_size": 64},
+    {"n_epochs": 5, "learning_rate": 2e-3, "weight_decay": 0.01, "train_batch_size": 16, "eval_batch_size": 64},
+)
 
 
 def _blank(value: Any) -> bool:

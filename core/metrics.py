@@ -173,19 +173,3 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray,
         details["roc_average"] = "macro one-vs-rest"
     return metrics, details
 
-
-def per_label_metrics(true: Sequence[Any], predicted: Sequence[Any], labels: Sequence[Any]) -> dict[str, list]:
-    """Precision, recall, F1 and support of each of ``labels`` (in that order), one-vs-rest.
-
-    A label never predicted has precision 0, one never true has recall 0 and support 0 (no warnings).
-    """
-    from sklearn.metrics import precision_recall_fscore_support
-
-    labels = list(labels)
-    if not len(true):
-        return {"label": labels, "precision": [0.0] * len(labels), "recall": [0.0] * len(labels),
-                "f1": [0.0] * len(labels), "support": [0] * len(labels)}
-    p, r, f, s = precision_recall_fscore_support(list(true), list(predicted), labels=labels, average=None,
-                                                 zero_division=0)
-    return {"label": labels, "precision": [float(x) for x in p], "recall": [float(x) for x in r],
-            "f1": [float(x) for x in f], "support": [int(x) for x in s]}

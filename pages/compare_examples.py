@@ -96,10 +96,15 @@ def _browse(table: pd.DataFrame, row: pd.Series) -> None:
     sample = row.get("tags.predictions_sample")
     if isinstance(sample, str) and sample:
         st.caption(f"This table is a sample: {md(sample)}.")
+    # a topic run's table holds one row per call: its true topics and the topics the run tags
+    calls = pd.notna(row.get("params.topic_pairs.validation_pairs"))
+    if calls:
+        st.caption("One row per validation call: its true topics and the topics this run tags (each topic whose "
+                   "entailment score reaches the threshold); a call counts as right when the two are the same.")
     labels = ex.labels_of(table)
     f1, f2, f3 = st.columns(3)
-    true = f1.multiselect("True label", options=labels, key="cmp_ex_true")
-    said = f2.multiselect("Predicted label", options=labels, key="cmp_ex_pred")
+    true = f1.multiselect("True topic" if calls else "True label", options=labels, key="cmp_ex_true")
+    said = f2.multiselect("Tagged topic" if calls else "Predicted label", options=labels, key="cmp_ex_pred")
     band = f3.slider("Confidence", min_value=0.0, max_value=1.0, value=(0.0, 1.0), step=0.05, key="cmp_ex_conf")
     g1, g2 = st.columns([1, 2])
     wrong = g1.checkbox("Wrong only", key="cmp_ex_wrong")
@@ -107,10 +112,13 @@ def _browse(table: pd.DataFrame, row: pd.Series) -> None:
     shown = ex.filter_examples(table, true_labels=true, predicted_labels=said, wrong_only=wrong, confidence=band,
                                search=search)
     wrong_total = int((~table["correct"]).sum())
-    st.write(f"{len(shown)} of {len(table)} examples shown; the run gets {wrong_total} of {len(table)} wrong.")
+    noun = "calls" if calls else "examples"
+    st.write(f"{len(shown)} of {len(table)} {noun} shown; the run gets {wrong_total} of {len(table)} wrong.")
     columns = [c for c in ("row", "text", "hypothesis", "true_label", "predicted_label", "confidence")
                if c in shown.columns]
-    st.dataframe(_shown(shown[columns]), hide_index=True, width="stretch", key="cmp_ex_table")
+    headers = {"true_label": "true topics", "predicted_label": "tagged topics"} if calls else {}
+    st.dataframe(_shown(shown[columns]).rename(columns=headers), hide_index=True, width="stretch",
+                 key="cmp_ex_table")
     _full_text(shown.reset_index(drop=True), "cmp_ex_full")
     st.write("Per label, on every example of this run:")
     st.dataframe(ex.per_label(table), hide_index=True, width="stretch", key="cmp_ex_per_label")

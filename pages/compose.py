@@ -35,12 +35,7 @@ from pages.common import (
 
 sign_in_gate()
 
-DEFAULT_SETS = pd.DataFrame([
-    {"n_epochs": 5, "learning_rate": 5e-4, "weight_decay": 0.01, "train_batch_size": 8, "eval_batch_size": 64,
-     OTHER: ""},
-    {"n_epochs": 5, "learning_rate": 2e-3, "weight_decay": 0.01, "train_batch_size": 16, "eval_batch_size": 64,
-     OTHER: ""},
-])
+DEFAULT_SETS = pd.DataFrame([{**row, OTHER: ""} for row in hsets.DEFAULT_SETS])
 
 s = settings()
 data_dir = s.data_dir

@@ -151,6 +151,37 @@ def test_filters_and_per_label_numbers_match_a_hand_count():
     assert numbers.loc["c"].tolist() == pytest.approx([1.0, 1.0, 1.0, 2])
 
 
+def test_a_topic_runs_call_table_counts_each_topic_a_call_holds():
+    """One row per call (true and tagged topics joined by "; "): filters find a topic inside a joined cell, and
+    per-label numbers are each topic's over the calls, as core.scoring.topic_eval counts them."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    topics = ["fees", "rollover", "login"]
+    scores = np.array([[0.9, 0.8, 0.1],   # true fees; rollover -> tagged fees; rollover (right)
+                       [0.9, 0.1, 0.1],   # true fees; login    -> tagged fees (misses login)
+                       [0.1, 0.1, 0.2],   # true rollover       -> no topic
+                       [0.1, 0.7, 0.9]])  # true login          -> tagged rollover; login
+    table = table_mod.build_call_table(["c1", "c2", "c3", "c4"], ["a", "b", "c", "d"],
+                                       [["rollover", "fees"], ["fees", "login"], ["rollover"], ["login"]],
+                                       scores, topics, 0.5)
+    assert list(table["true_label"]) == ["fees; rollover", "fees; login", "rollover", "login"]
+    assert list(table["predicted_label"]) == ["fees; rollover", "fees", table_mod.NO_TOPIC, "rollover; login"]
+    assert list(ex.filter_examples(table, true_labels=["login"])["row"]) == ["c2", "c4"]
+    assert list(ex.filter_examples(table, predicted_labels=["rollover"])["row"]) == ["c1", "c4"]
+    numbers = ex.per_label(table).set_index("label")
+    # fees: true c1 c2, tagged c1 c2 -> 1, 1; rollover: true c1 c3, tagged c1 c4 -> 1/2, 1/2; login: true c2 c4,
+    # tagged c4 -> precision 1, recall 1/2
+    assert numbers.loc["fees"].tolist() == pytest.approx([1.0, 1.0, 1.0, 2])
+    assert numbers.loc["rollover"].tolist() == pytest.approx([0.5, 0.5, 0.5, 2])
+    assert numbers.loc["login"].tolist() == pytest.approx([1.0, 0.5, 2 / 3, 2])
+    # on a plain table, the same numbers as scikit-learn's one-vs-rest
+    plain = _hand_table(["a", "b", "c", "a", "c", "b"], [0.9] * 6)
+    p, r, f, n = precision_recall_fscore_support(plain["true_label"], plain["predicted_label"],
+                                                 labels=["a", "b", "c"], average=None, zero_division=0)
+    assert ex.per_label(plain)[["precision", "recall", "f1", "support"]].to_numpy() == \
+        pytest.approx(np.column_stack([p, r, f, n]))
+
+
 def test_disagreements_and_what_a_candidate_fixes_and_breaks_by_hand():
     current = _hand_table(["a", "b", "b", "a", "c", "c"], [0.9] * 6)  # wrong on lines 3 and 5
     candidate = _hand_table(["a", "a", "b", "b", "b", "c"], [0.9] * 6)  # wrong on line 6 only

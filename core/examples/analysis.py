@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from core.examples.table import SCORE_PREFIX, score_columns
-from core.metrics import per_label_metrics
+from core.examples.table import NO_TOPIC, SCORE_PREFIX, TOPIC_SEPARATOR, score_columns
 
 SHORT = 120  # characters of a text shown in a table cell; the full text on demand
 
@@ -37,10 +36,11 @@ def filter_examples(frame: pd.DataFrame, *, true_labels: Sequence[str] | None = 
     ``predicted_labels`` (None or empty: any), wrongly predicted, a confidence within the band (ends
     included), ``search`` found in the text or the hypothesis (ignoring case, as plain text, not a pattern)."""
     keep = pd.Series(True, index=frame.index)
-    if true_labels:
-        keep &= frame["true_label"].isin(list(true_labels))
-    if predicted_labels:
-        keep &= frame["predicted_label"].isin(list(predicted_labels))
+    labels = labels_of(frame)
+    for column, chosen in (("true_label", true_labels), ("predicted_label", predicted_labels)):
+        if chosen:  # a call's cell may hold several topics: it passes when one of them is chosen
+            keep &= pd.Series([bool(found & set(chosen)) for found in label_sets(frame[column], labels)],
+                              index=frame.index)
     if wrong_only:
         keep &= ~frame["correct"].astype(bool)
     low, high = confidence
@@ -53,9 +53,36 @@ def filter_examples(frame: pd.DataFrame, *, true_labels: Sequence[str] | None = 
     return frame[keep]
 
 
+def label_sets(values: Sequence, labels: Sequence[str]) -> list[set[str]]:
+    """Each cell's labels: a label as it is; a topic run's call cell split into its topics ("fees; rollover"),
+    "(no topic)" as none."""
+    known = set(labels)
+    return [{str(v)} if str(v) in known else set() if v == NO_TOPIC else set(str(v).split(TOPIC_SEPARATOR))
+            for v in values]
+
+
+def one_against_rest(true: Sequence, predicted: Sequence, labels: Sequence[str]) -> dict[str, list]:
+    """Precision, recall, F1 and support of each of ``labels`` (in that order), one against the rest; a topic
+    run's call cell counts for every topic it holds (:func:`label_sets`). A label never predicted has precision 0,
+    one never true recall 0 and support 0."""
+    labels = list(labels)
+    true_sets, said_sets = label_sets(true, labels), label_sets(predicted, labels)
+    rows: dict[str, list] = {"label": labels, "precision": [], "recall": [], "f1": [], "support": []}
+    for label in labels:
+        hit = sum(label in t and label in s for t, s in zip(true_sets, said_sets, strict=True))
+        support, tagged = sum(label in t for t in true_sets), sum(label in s for s in said_sets)
+        precision, recall = hit / tagged if tagged else 0.0, hit / support if support else 0.0
+        rows["precision"].append(precision)
+        rows["recall"].append(recall)
+        rows["f1"].append(2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+        rows["support"].append(support)
+    return rows
+
+
 def per_label(frame: pd.DataFrame) -> pd.DataFrame:
-    """Precision, recall, F1 and support of each class (the model's order), from one table."""
-    return pd.DataFrame(per_label_metrics(frame["true_label"], frame["predicted_label"], labels_of(frame)))
+    """Per-label numbers of one table (:func:`one_against_rest`, the model's order): on a topic run's table
+    (one row per call), each topic's."""
+    return pd.DataFrame(one_against_rest(frame["true_label"], frame["predicted_label"], labels_of(frame)))
 
 
 def per_label_by_run(tables: Mapping[str, pd.DataFrame], runs: Mapping[str, tuple[str, str]]) -> pd.DataFrame:
@@ -151,9 +178,10 @@ def changes(candidate: pd.DataFrame, current: pd.DataFrame) -> Changes:
         return rows.reset_index(drop=True)
 
     labels = list(dict.fromkeys([*labels_of(candidate), *labels_of(current)]))
-    labels = [label for label in labels if (new["true_label"] == label).any()] if len(new) else []
-    before = per_label_metrics(old["true_label"], old["predicted_label"], labels)
-    after = per_label_metrics(new["true_label"], new["predicted_label"], labels)
+    present = set().union(*label_sets(new["true_label"], labels)) if len(new) else set()
+    labels = [label for label in labels if label in present]
+    before = one_against_rest(old["true_label"], old["predicted_label"], labels)
+    after = one_against_rest(new["true_label"], new["predicted_label"], labels)
     by_label = pd.DataFrame({
         "label": labels, "support": before["support"],
         "right before": [int((old["correct"] & (old["true_label"] == lab)).sum()) for lab in labels],

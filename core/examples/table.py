@@ -100,6 +100,7 @@ def log_predictions(examples, probs: np.ndarray, true_ids: Sequence[int], id2lab
 
 
 NO_TOPIC = "(no topic)"
+TOPIC_SEPARATOR = "; "  # a call's topics in one cell of its table
 
 
 def build_call_table(rows: Sequence[str], texts: Sequence[str], truth: Sequence[Sequence[str]], scores: np.ndarray,
@@ -112,7 +113,7 @@ def build_call_table(rows: Sequence[str], texts: Sequence[str], truth: Sequence[
 
     def joined(found) -> str:
         ranked = sorted({order[t.casefold()] for t in found if t.casefold() in order})
-        return "; ".join(topics[i] for i in ranked) or NO_TOPIC
+        return TOPIC_SEPARATOR.join(topics[i] for i in ranked) or NO_TOPIC
 
     tagged = [[t for j, t in enumerate(topics) if scores[i, j] >= threshold] for i in range(len(scores))]
     frame = pd.DataFrame({"row": list(rows), "text": list(texts), "true_label": [joined(t) for t in truth],
