@@ -29,10 +29,11 @@ def job(run_id: str, spec: RunSpec, status: JobStatus, *, grid: str = "g1", star
                slot=None, kind=spec.kind, spec=spec.to_json(), figures=figures or {})
 
 
-def tune(train: Path, validation: Path, name: str, epochs: int = 1, model: str = "/m/demo-bert-tiny") -> RunSpec:
+def tune(train: Path, validation: Path, name: str, epochs: int = 1, model: str = "/m/demo-bert-tiny",
+         batch: int = 10) -> RunSpec:
     return RunSpec(kind="fine_tune", experiment_name="e", run_name=name, base_model=model,
                    validation_path=str(validation), output_dir="out",
-                   hyperparameters={"num_train_epochs": epochs, "per_device_train_batch_size": 10},
+                   hyperparameters={"num_train_epochs": epochs, "per_device_train_batch_size": batch},
                    dataset_version="train.csv", train_path=str(train), param_set=1)
 
 
@@ -70,5 +71,20 @@ def test_a_running_job_has_at_least_what_its_progress_says_and_a_grid_waits_for_
 def test_a_grid_with_nothing_finished_to_learn_from_says_so(tmp_path):
     train, validation = files(tmp_path)
     eta = grid_etas([job("a", tune(train, validation, "a"), JobStatus.SCHEDULED)], capacity=None, now=NOW)["g1"]
-    assert eta.ends_at is None and "its end is estimated once one of its jobs has finished" in eta.sentence()
+    assert eta.ends_at is None and "its end is estimated once a job like each of its own has finished" in \
+        eta.sentence()
     assert grid_etas([job("a", tune(train, validation, "a"), JobStatus.FINISHED, start=1, end=2)], 1) == {}
+
+
+def test_a_fine_tune_learns_its_speed_from_runs_with_its_batch_first(tmp_path):
+    """On a CPU, samples per second depend on the batch: a batch-20 job is timed by the batch-20 run."""
+    train, validation = files(tmp_path)
+    figures = {"train_runtime": 10.0, "eval_runtime": 2.0, "eval_samples_per_second": 20.0}
+    small = job("a", tune(train, validation, "a"), JobStatus.FINISHED, start=NOW - 100, end=NOW - 85,
+                figures={**figures, "train_samples_per_second": 10.0})
+    big = job("b", tune(train, validation, "b", batch=20), JobStatus.FINISHED, start=NOW - 80, end=NOW - 70,
+              figures={**figures, "train_samples_per_second": 25.0, "train_runtime": 4.0})
+    queued = job("c", tune(train, validation, "c", batch=20), JobStatus.SCHEDULED)
+    eta = grid_etas([small, big, queued], capacity=1, now=NOW)["g1"]
+    # 100 samples at 25/s (4 s) + one evaluation (2 s) + outside, the median of 3 s and 4 s (4 s)
+    assert eta.ends_at == pytest.approx(NOW + 4 + 2 + 4)

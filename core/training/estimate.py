@@ -77,9 +77,15 @@ def _outside(past: Past) -> float:
         - _evaluations(past.spec) * past.figures.get("eval_runtime", 0.0)
 
 
+def _batch(spec: RunSpec) -> int:
+    """Examples per optimizer step."""
+    hyper = spec.hyperparameters
+    return int(hyper.get("per_device_train_batch_size", 16)) * int(hyper.get("gradient_accumulation_steps", 1))
+
+
 def _train_samples(spec: RunSpec, rows_of: Callable[[Path], int]) -> float:
     hyper = spec.hyperparameters
-    batch = int(hyper.get("per_device_train_batch_size", 16)) * int(hyper.get("gradient_accumulation_steps", 1))
+    batch = _batch(spec)
     if int(hyper.get("max_steps", -1) or -1) > 0:
         return float(int(hyper["max_steps"]) * batch)
     path = Path(spec.train_path or "")
@@ -94,7 +100,11 @@ def job_seconds(spec: RunSpec, past: Sequence[Past], rows_of: Callable[[Path], i
     same = [p for p in runs if p.spec.base_model_name == spec.base_model_name] or runs
     if not same:
         return None
-    train_speed = _median([p.figures.get("train_samples_per_second") for p in same if p.spec.kind == "fine_tune"]) \
+    tuned = [p for p in same if p.spec.kind == "fine_tune"]
+    # samples per second depend on the batch (a CPU does about half as many at 8 as at 16): the same batch first
+    train_speed = _median([p.figures.get("train_samples_per_second") for p in tuned
+                           if _batch(p.spec) == _batch(spec)]) \
+        or _median([p.figures.get("train_samples_per_second") for p in tuned]) \
         or _median([p.figures.get("train_samples_per_second") for p in runs if p.spec.kind == "fine_tune"])
     eval_speed = _median([p.figures.get("eval_samples_per_second") for p in same])
     overhead = _median([_outside(p) for p in same if p.spec.kind == spec.kind]) \
