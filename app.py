@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages import import_once
+
+import_once()  # before any page runs: one thread imports what the pages use (see pages/__init__.py)
 st.set_page_config(page_title="Tuneboard", page_icon=":material/model_training:", layout="wide")
 
 pages = [

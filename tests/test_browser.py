@@ -50,8 +50,9 @@ def dashboard(tmp_path_factory):
                    capture_output=True)
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", f"--server.port={port}",
-                               "--server.headless=true"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                               "--server.headless=true"], cwd=ROOT, env=env,
+                              stdout=open(tmp / "streamlit.log", "wb"),  # noqa: SIM115 - the server's own log
+                              stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -274,3 +275,71 @@ def test_score_a_file_and_download_it(dashboard):
     assert [r["call_id"] for r in rows] == ["c1", "c2", "c3"]
     assert rows[2]["premise"] == "'=1+1 roll my balance into an IRA"  # neutralised for spreadsheets
     assert all(r["predicted_label"] in ("entailment", "not_entailment") for r in rows)
+
+
+def test_calls_as_the_team_labels_them_train_from_compose_and_read_as_calls(dashboard):
+    """A team's own ``call_id, transcript, topic`` file (several topics in a cell), as it is: Compose guesses the
+    mapping, offers topic pairs for the NLI demo model, launches; Compare ranks by topic_f1_macro; the Examples
+    tab lists calls with their true and tagged topics."""
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from core.demo import CALL_FILES
+
+    url, tmp, _ = dashboard
+    shots = Path(os.environ.get("E2E_SCREENSHOTS") or tmp / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    for name in CALL_FILES:
+        shutil.copy(ROOT / "data" / name, tmp / "data" / name)
+    grid = tmp / "calls_grid.yaml"  # names the files only: the page reads their columns
+    grid.write_text(f"""base_name: Call_Topics
+data_src: CallTranscript
+user_id: e2e-user
+base_model_versions: ["{tmp / 'home' / 'demo-models' / 'demo-deberta-v2-tiny'}"]
+dataset_versions: [calls_train.csv]
+hyperparameters:
+  - {{n_epochs: 2, learning_rate: 0.002, train_batch_size: 16, eval_batch_size: 64}}
+train_file: "{tmp / 'data'}/{{data_version}}"
+validation_file: "{tmp / 'data' / 'calls_test.csv'}"
+output_dir: "{tmp / 'home' / 'out'}"
+evalute_pretrained_model: true
+""", encoding="utf-8")
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+
+        page.goto(url)
+        page.get_by_role("link", name="Compose & launch").first.click()
+        expect(page.get_by_role("heading", name="Compose & launch")).to_be_visible()
+        page.get_by_text("Start from a saved grid or a past experiment").click()
+        page.locator("input[type=file]").first.set_input_files(str(grid))
+        expect(page.get_by_text("calls_grid.yaml").first).to_be_visible()
+        click_until(page, "Load this file", "Loaded calls_grid.yaml.")
+        # the mapping, guessed from the file as the team wrote it
+        expect(page.get_by_text("names its columns call_id, transcript, topic").first).to_be_visible()
+        page.get_by_text("to tag the calls' topics").first.click()
+        expect(page.get_by_text("Each run is judged by").first).to_be_visible()
+        expect(page.get_by_text("2 runs").first).to_be_visible()
+        page.get_by_text("Which columns hold what.").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "8-compose-calls.png"))
+
+        page.get_by_role("button", name="Launch").click()
+        expect(page.get_by_text("Queued 2 runs").first).to_be_visible()
+        expect(page.get_by_text("2 finished").first).to_be_visible(timeout=300_000)
+
+        page.get_by_role("link", name="Compare").first.click()  # the newest experiment is shown first
+        expect(page.get_by_text("Best run overall by topic_f1_macro")).to_be_visible()
+        page.screenshot(path=str(shots / "9-compare-calls.png"), full_page=True)
+
+        page.get_by_role("tab", name="Examples").click()
+        page.get_by_test_id("stSelectbox").filter(has=page.get_by_text("Run", exact=True)).click()
+        page.get_by_role("option", name="demo-deberta-v2-tiny_calls_train_param_set1").click()
+        expect(page.get_by_text(re.compile(r"^\d+ of 100 calls shown; the run gets \d+ of 100 wrong"))).to_be_visible()
+        expect(page.get_by_text("One row per validation call: its true topics")).to_be_visible()
+        page.get_by_text(re.compile(r"of 100 calls shown")).scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "10-examples-calls.png"))
+        browser.close()
