@@ -22,7 +22,7 @@ from typing import Any
 
 from core.errors import TuneboardError
 from core.grid import GridSpec, RunSpec
-from core.metrics import lower_is_better
+from core.metrics import TOPIC_METRICS, lower_is_better
 from core.progress import ProgressBar, TrainingProgress
 from core.settings import Settings, configure_mlflow, current_user, ensure_experiment
 from core.training.check import check_grid
@@ -70,9 +70,17 @@ class ExperimentSummary:
     def failed(self) -> list[RunResult]:
         return [r for r in self.results if r.status != "FINISHED"]
 
-    def best_fine_tune(self, metric: str = "accuracy") -> tuple[RunResult, float | None] | None:
-        """The best finished fine-tune of this call by ``metric``, and its base model's baseline value (None
-        when no baseline was evaluated); None when no fine-tune finished with that metric."""
+    @property
+    def metric(self) -> str:
+        """What the summary ranks by: ``topic_f1_macro`` when the runs tagged calls' topics, else accuracy (as
+        Compare opens)."""
+        names = {name for r in self.results if r.status == "FINISHED" for name in r.metrics}
+        return TOPIC_METRICS[0] if TOPIC_METRICS[0] in names else "accuracy"
+
+    def best_fine_tune(self, metric: str | None = None) -> tuple[RunResult, float | None] | None:
+        """The best finished fine-tune of this call by ``metric`` (default: :attr:`metric`), and its base model's
+        baseline value (None when no baseline was evaluated); None when no fine-tune finished with that metric."""
+        metric = metric or self.metric
         if len(self.specs) != len(self.results):
             return None  # built by hand without specs: which run is a baseline is unknown
         finished = [(r, s) for r, s in zip(self.results, self.specs, strict=True) if r.status == "FINISHED"]
@@ -93,7 +101,7 @@ class ExperimentSummary:
         if best is not None:
             run, baseline = best
             lines.append(f"Best fine-tune: {run.run_name}, "
-                         f"{baseline_verdict('accuracy', run.metrics['accuracy'], baseline)}.")
+                         f"{baseline_verdict(self.metric, run.metrics[self.metric], baseline)}.")
         return "\n".join(lines)
 
 

@@ -260,6 +260,9 @@ def test_compare_and_the_selector_rank_by_topic_f1(calls_run):
     assert compare.default_metric(frame) == "topic_f1_macro"
     best = ModelSelector(manager.experiment_name, "topic_f1_macro").get_best_model()
     assert best.info.run_id == summary.results[1].run_id  # the only fine-tune; baselines never win
+    # the summary a person reads ranks by it too, against the baseline's topic_f1_macro
+    assert summary.metric == "topic_f1_macro"
+    assert f"Best fine-tune: {summary.results[1].run_name}, topic_f1_macro " in str(summary)
 
 
 @pytest.mark.slow
