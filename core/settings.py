@@ -78,9 +78,33 @@ def configure_mlflow(settings: Settings | None = None) -> Settings:
     if settings.is_embedded:
         settings.home.mkdir(parents=True, exist_ok=True)
         settings.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        create_store_once(settings)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
     return settings
+
+
+def create_store_once(settings: Settings) -> None:
+    """Create the embedded SQLite store's tables, one process at a time (a file lock in home).
+
+    Two processes opening a new store at once both create MLflow's tables, and one dies of "table
+    registered_models already exists": seen when ``core.cli prepare`` and the worker it starts opened a new home
+    together on a loaded machine. After the first time, a marker file makes this one ``stat``.
+    """
+    import fcntl
+
+    ready = settings.home / ".store-ready"
+    if ready.exists():
+        return
+    with open(settings.home / ".store.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if ready.exists():
+            return
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(settings.tracking_uri, settings.registry_uri)  # the tracking store's tables
+        client.search_registered_models(max_results=1)  # and the registry's, when it is another file
+        ready.touch()
 
 
 def ensure_experiment(name: str, settings: Settings | None = None) -> str:

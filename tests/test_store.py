@@ -1,0 +1,39 @@
+"""The embedded store is created once, whoever opens a new home first (core.settings.create_store_once)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT, child_env
+
+pytestmark = pytest.mark.slow  # six Python processes importing MLflow
+
+OPEN_AT_ONCE = """
+import os, sys, time
+from pathlib import Path
+go = Path(sys.argv[1])
+from core import runs  # MLflow imported before the start line, so the processes open the store together
+Path(sys.argv[2]).touch()
+while not go.exists():
+    time.sleep(0.005)
+runs.client().search_experiments(max_results=1)
+"""
+
+
+def test_processes_opening_a_new_home_together_all_get_the_store(tmp_path):
+    home, go = tmp_path / "home", tmp_path / "go"
+    env = child_env(TUNEBOARD_HOME=str(home))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(go), str(tmp_path / f"ready-{i}")],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(6)]
+    deadline = time.monotonic() + 300
+    while len(list(tmp_path.glob("ready-*"))) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling six processes' imports: nothing to block on
+    go.touch()
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err[-600:] for _, err in results if err]
+    assert (home / ".store-ready").is_file() and (home / "mlflow.db").is_file()
