@@ -106,49 +106,70 @@ def download_by_clicking(page, button, tries: int = 4):
     return download.value
 
 
+def grid_file(tmp: Path, name: str, base_name: str, model: str, dataset: str, sets: list[str],
+              validation: str) -> Path:
+    """A grid file as a person saves one: the seed's arguments, files in the test's data folder."""
+    grid = tmp / name
+    grid.write_text("\n".join([
+        f"base_name: {base_name}", "data_src: CallTranscript", "user_id: e2e-user",
+        f'base_model_versions: ["{tmp / "home" / "demo-models" / model}"]', f"dataset_versions: [{dataset}]",
+        "hyperparameters:", *[f"  - {{{s}}}" for s in sets], f'train_file: "{tmp / "data"}/{{data_version}}"',
+        f'validation_file: "{tmp / "data" / validation}"', f'output_dir: "{tmp / "home" / "out"}"',
+        "evalute_pretrained_model: true", ""]), encoding="utf-8")
+    return grid
+
+
+def open_page(p, **options):
+    """Debian's chromium, one page of the dashboard's size, a minute for anything to show."""
+    from playwright.sync_api import expect
+
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000}, **options)
+    page.set_default_timeout(60_000)
+    expect.set_options(timeout=60_000)
+    return browser, page
+
+
+def load_grid(page, grid: Path) -> None:
+    """On Compose & launch: load a saved grid file."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name="Compose & launch").first.click()
+    expect(page.get_by_role("heading", name="Compose & launch")).to_be_visible()
+    page.get_by_text("Start from a saved grid or a past experiment").click()
+    page.locator("input[type=file]").first.set_input_files(str(grid))
+    expect(page.get_by_text(grid.name).first).to_be_visible()
+    click_until(page, "Load this file", f"Loaded {grid.name}.")
+
+
 def test_from_an_empty_store_to_a_model_in_production_by_clicking(dashboard):
     from playwright.sync_api import expect, sync_playwright
 
     url, tmp, env = dashboard
     shots = Path(os.environ.get("E2E_SCREENSHOTS") or tmp / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
-    grid = tmp / "tiny_grid.yaml"
-    grid.write_text(f"""base_name: Consumer_Topics
-data_src: CallTranscript
-user_id: e2e-user
-base_model_versions: ["{tmp / 'home' / 'demo-models' / 'demo-bert-tiny'}"]
-dataset_versions: [full_dataset.csv]
-hyperparameters:
-  - {{n_epochs: 3, learning_rate: 0.0005, train_batch_size: 8, eval_batch_size: 64}}
-  - {{n_epochs: 1, learning_rate: 0.002, train_batch_size: 16, eval_batch_size: 64}}
-train_file: "{tmp / 'data'}/{{data_version}}"
-validation_file: "{tmp / 'data' / 'test.csv'}"
-output_dir: "{tmp / 'home' / 'out'}"
-evalute_pretrained_model: true
-""", encoding="utf-8")
+    grid = grid_file(tmp, "tiny_grid.yaml", "Consumer_Topics", "demo-bert-tiny", "full_dataset.csv",
+                     ["n_epochs: 3, learning_rate: 0.0005, train_batch_size: 8, eval_batch_size: 64",
+                      "n_epochs: 1, learning_rate: 0.002, train_batch_size: 16, eval_batch_size: 64"], "test.csv")
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        expect.set_options(timeout=60_000)
-
+        browser, page = open_page(p)
         page.goto(url)
         expect(page.get_by_role("heading", name="Tuneboard")).to_be_visible()
         expect(page.get_by_text("No model is registered yet")).to_be_visible()
         page.screenshot(path=str(shots / "1-home-empty.png"), full_page=True)
 
-        page.get_by_role("link", name="Compose & launch").first.click()
-        expect(page.get_by_role("heading", name="Compose & launch")).to_be_visible()
-        page.get_by_text("Start from a saved grid or a past experiment").click()
-        page.locator("input[type=file]").first.set_input_files(str(grid))
-        expect(page.get_by_text("tiny_grid.yaml").first).to_be_visible()
-        click_until(page, "Load this file", "Loaded tiny_grid.yaml.")
+        load_grid(page, grid)
         expect(page.get_by_text("3 runs").first).to_be_visible()  # .first: a rerun may briefly show it twice
         page.screenshot(path=str(shots / "2-compose.png"), full_page=True)
 
         page.get_by_role("button", name="Launch").click()
         expect(page.get_by_text("Queued 3 runs").first).to_be_visible()
+        # the grid's ETA: how many jobs are left, then, once a fine-tune has ended, when it should end
+        expect(page.get_by_text(re.compile(r"^Grid of .*Consumer_Topics.*: [123] of 3 jobs left")).first
+               ).to_be_visible()
+        expect(page.get_by_text(re.compile(r"of 3 jobs left \(\d running\); it should end at \d\d:\d\d, in ")).first
+               ).to_be_visible(timeout=240_000)
         expect(page.get_by_text("3 finished").first).to_be_visible(timeout=240_000)
         page.screenshot(path=str(shots / "3-jobs.png"), full_page=True)
 
@@ -247,10 +268,7 @@ def test_score_a_file_and_download_it(dashboard):
             ("c3", "=1+1 roll my balance into an IRA", "This call is about rollover.")])
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.set_default_timeout(60_000)
-        expect.set_options(timeout=60_000)
+        browser, page = open_page(p, accept_downloads=True)
 
         page.goto(url)
         page.get_by_role("link", name="Score a file").first.click()
@@ -292,33 +310,14 @@ def test_calls_as_the_team_labels_them_train_from_compose_and_read_as_calls(dash
     shots.mkdir(parents=True, exist_ok=True)
     for name in CALL_FILES:
         shutil.copy(ROOT / "data" / name, tmp / "data" / name)
-    grid = tmp / "calls_grid.yaml"  # names the files only: the page reads their columns
-    grid.write_text(f"""base_name: Call_Topics
-data_src: CallTranscript
-user_id: e2e-user
-base_model_versions: ["{tmp / 'home' / 'demo-models' / 'demo-deberta-v2-tiny'}"]
-dataset_versions: [calls_train.csv]
-hyperparameters:
-  - {{n_epochs: 2, learning_rate: 0.002, train_batch_size: 16, eval_batch_size: 64}}
-train_file: "{tmp / 'data'}/{{data_version}}"
-validation_file: "{tmp / 'data' / 'calls_test.csv'}"
-output_dir: "{tmp / 'home' / 'out'}"
-evalute_pretrained_model: true
-""", encoding="utf-8")
+    grid = grid_file(tmp, "calls_grid.yaml", "Call_Topics", "demo-deberta-v2-tiny", "calls_train.csv",
+                     ["n_epochs: 2, learning_rate: 0.002, train_batch_size: 16, eval_batch_size: 64"],
+                     "calls_test.csv")  # names the files only: the page reads their columns
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        expect.set_options(timeout=60_000)
-
+        browser, page = open_page(p)
         page.goto(url)
-        page.get_by_role("link", name="Compose & launch").first.click()
-        expect(page.get_by_role("heading", name="Compose & launch")).to_be_visible()
-        page.get_by_text("Start from a saved grid or a past experiment").click()
-        page.locator("input[type=file]").first.set_input_files(str(grid))
-        expect(page.get_by_text("calls_grid.yaml").first).to_be_visible()
-        click_until(page, "Load this file", "Loaded calls_grid.yaml.")
+        load_grid(page, grid)
         # the mapping, guessed from the file as the team wrote it
         expect(page.get_by_text("names its columns call_id, transcript, topic").first).to_be_visible()
         page.get_by_text("to tag the calls' topics").first.click()
