@@ -37,3 +37,17 @@ def test_processes_opening_a_new_home_together_all_get_the_store(tmp_path):
     results = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, [err[-600:] for _, err in results if err]
     assert (home / ".store-ready").is_file() and (home / "mlflow.db").is_file()
+
+
+def test_a_worker_that_cannot_start_is_reported_at_once_with_its_log(tmp_path, monkeypatch):
+    """ensure_worker waits while a new worker starts, and says so as soon as it exited instead."""
+    from core.jobs.local import ensure_worker
+    from core.settings import Settings
+
+    monkeypatch.setenv("TUNEBOARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////proc/no-such-folder/mlflow.db")  # cannot be created
+    start = time.monotonic()
+    said = r"the worker exited \(code 1\) while starting: FileNotFoundError: .*/proc/no-such-folder"
+    with pytest.raises(RuntimeError, match=said):
+        ensure_worker(Settings.from_env())
+    assert time.monotonic() - start < 120  # not the whole wait

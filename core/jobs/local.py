@@ -96,8 +96,15 @@ def worker_info(settings: Settings) -> dict | None:
     return None
 
 
-def ensure_worker(settings: Settings | None = None, wait_seconds: float = 20.0) -> int:
-    """Start the worker in the background if none is running; return its pid."""
+LOST_THE_LOCK = 3  # a worker's exit code when another worker owns the queue
+
+
+def ensure_worker(settings: Settings | None = None, wait_seconds: float = 180.0) -> int:
+    """Start the worker in the background if none is running; return its pid.
+
+    Waits while the new worker is alive and starting (a new store's tables and the imports take seconds, and
+    more than 20 on a loaded machine); says at once when it exited instead, with the end of its log.
+    """
     settings = settings or Settings.from_env()
     info = worker_info(settings)
     if info:
@@ -105,16 +112,24 @@ def ensure_worker(settings: Settings | None = None, wait_seconds: float = 20.0) 
     (settings.home / "jobs").mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "TUNEBOARD_HOME": str(settings.home), "MLFLOW_TRACKING_URI": settings.tracking_uri,
            "MLFLOW_REGISTRY_URI": settings.registry_uri}
-    with open(settings.home / "worker.log", "ab") as log:
-        subprocess.Popen([sys.executable, "-m", "core.worker"], cwd=REPO_ROOT, env=env, stdout=log,
-                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    log_path = settings.home / "worker.log"
+    start = log_path.stat().st_size if log_path.exists() else 0
+    with open(log_path, "ab") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "core.worker"], cwd=REPO_ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         info = worker_info(settings)
         if info:
             return info["pid"]
+        if worker.poll() not in (None, LOST_THE_LOCK):  # it failed to start (when it lost the lock to another
+            with open(log_path, "rb") as f:               # worker, that one's info is on its way)
+                f.seek(start)
+                said = f.read().decode("utf-8", "replace").strip().splitlines()[-1:]  # its error's last line
+            raise RuntimeError(f"the worker exited (code {worker.returncode}) while starting: "
+                               f"{said[0] if said else 'it wrote nothing'}; see {log_path}")
         time.sleep(0.1)
-    raise RuntimeError(f"the worker did not start within {wait_seconds:.0f} s; see {settings.home / 'worker.log'}")
+    raise RuntimeError(f"the worker did not start within {wait_seconds:.0f} s; see {log_path}")
 
 
 def stop_worker(settings: Settings | None = None, wait_seconds: float = 30.0) -> bool:
@@ -578,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         info = worker_info(worker.settings)
         print(f"another worker (pid {info['pid'] if info else '?'}) already owns this queue; not starting",
               flush=True)
-        return 3
+        return LOST_THE_LOCK
     worker.run(until_idle=args.until_idle)
     return 0
 
