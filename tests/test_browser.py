@@ -155,7 +155,7 @@ def test_from_an_empty_store_to_a_model_in_production_by_clicking(dashboard):
     with sync_playwright() as p:
         browser, page = open_page(p)
         page.goto(url)
-        expect(page.get_by_role("heading", name="Tuneboard")).to_be_visible()
+        expect(page.get_by_role("heading", name="Tuneboard", level=1)).to_be_visible()
         expect(page.get_by_text("No model is registered yet")).to_be_visible()
         page.screenshot(path=str(shots / "1-home-empty.png"), full_page=True)
 
