@@ -28,6 +28,7 @@ class Candidate:
     digest: str | None = None  # of its validation file
     validation_file: str | None = None
     passed_over: list[tuple[str, float | None]] = field(default_factory=list)  # better, but hold no model
+    link: str = ""  # "linked by time: logged 2 s after hf-lr0.005 ended" when its model was linked that way
 
     @property
     def scores(self) -> dict[str, float]:
@@ -45,10 +46,12 @@ class Candidate:
 def best_candidate(experiment: str, metric: str, *, tracking_uri: str | None = None) -> Candidate:
     """The experiment's best run by ``metric`` that holds a model, with what a confirmation shows of it."""
     selector = ModelSelector(experiment, metric, tracking_uri=tracking_uri)
-    best = selector.get_best_model()
+    best = selector.get_best_promotable()
+    link = selector.links.get(best.info.run_id)
     return Candidate(
         run_id=best.info.run_id, run_name=best.info.run_name, experiment=experiment, metric=metric,
         label=selector.metric_label, metrics=dict(best.data.metrics), model_uri=selector.model_uri(best),
         dataset=best.data.tags.get("dataset_name"), digest=best.data.params.get("validation_digest"),
         validation_file=best.data.params.get("validation_file"),
-        passed_over=[(r.info.run_name, selector.value(r)) for r in selector.better_without_model(best)])
+        passed_over=[(r.info.run_name, selector.value(r)) for r in selector.better_without_model(best)],
+        link=link.words if link else "")
