@@ -205,19 +205,22 @@ def approve(transition, request_id: str | None = None, *, reason: str = "", user
                             "else's approval (TUNEBOARD_APPROVAL=required). Ask another person with MANAGE on "
                             f"{transition.model_name!r} to approve it; nothing was changed.")
     _gate(transition, "approve a promotion of")
-    _still_stands(transition, req)
+    still_stands(transition, req, transition.current(req.alias))
     compared = comparison(transition, req, read)
     transition.promote(req.version, req.alias, reason=reason or req.reason, user=user, evidence=compared.evidence,
                        approved=req, comparison=compared)
     event = next((e for e in reversed(transition.audit_trail()) if e.request == req.id), None)
+    # two approvals at the same moment: the promotion's settling left one in production; the other's event says
+    # "overtaken", and so does its request
     done = replace(req, status=APPROVED, decided_by=user, decided_at=_now(), decision_reason=reason,
                    note=event.note if event else "", record=event.record if event else "")
     _write(transition, done)
     return done
 
 
-def _still_stands(transition, req: PromotionRequest) -> None:
-    """Refuse an approval whose request went stale: production moved, or the candidate was archived or deleted."""
+def still_stands(transition, req: PromotionRequest, current) -> None:
+    """Refuse an approval whose request went stale: ``current`` (what holds the alias now) is not what it was when
+    the request was made, or the candidate was archived or deleted. The message says what changed."""
     try:
         candidate = transition.client.get_model_version(transition.model_name, req.version)
     except MlflowException:
@@ -227,7 +230,6 @@ def _still_stands(transition, req: PromotionRequest) -> None:
         raise ApprovalError(f"version {req.version} of {transition.model_name!r}, the candidate of request {req.id}, "
                             "was archived since the request was made; nothing was changed. Request it again if "
                             "it should still go ahead.")
-    current = transition.current(req.alias)
     now = str(current.version) if current is not None else None
     if now != req.replaces:
         was = f"version {req.replaces}" if req.replaces else "nothing"

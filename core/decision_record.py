@@ -254,9 +254,9 @@ and breaks <b class="breaks">{{ c.breaks }}</b>.</p>
 {% for kind, title in (("fixes", "Examples it fixes"), ("breaks", "Examples it breaks")) %}
 <h2>{{ title }}</h2>
 <table class="examples" id="{{ kind }}"><tr><th>text</th><th>true label</th><th>before</th><th>after</th></tr>
-{% for e in examples.get(kind, []) %}<tr><td><pre>{{ e.text }}</pre>{% if e.hypothesis %}<br>
-<span class="note">{{ e.hypothesis }}</span>{% endif %}</td><td>{{ e.true_label }}</td>
-<td>{{ e["production said"] }}</td><td>{{ e["candidate says"] }}</td></tr>{% endfor %}
+{% for e in examples.get(kind, []) %}<tr><td><pre>{{ e.text }}</pre>{% if e.get("hypothesis") %}<br>
+<span class="note">{{ e.get("hypothesis") }}</span>{% endif %}</td><td>{{ e.get("true_label", "") }}</td>
+<td>{{ e.get("production said", "") }}</td><td>{{ e.get("candidate says", "") }}</td></tr>{% endfor %}
 </table>
 {% endfor %}
 {% else %}

@@ -76,7 +76,8 @@ class ModelTransition:
     def __init__(self, model_name: str, registry_uri: str | None = None, *, tracking_uri: str | None = None,
                  checkpoint: Callable[[str], None] | None = None):
         """``checkpoint``: called with "registered", "alias set" and "settled" as a promotion passes those
-        points (a test seam: ``core.faults``); none by default."""
+        points, and "checked" when an approved request was found still standing just before the alias moves (a
+        test seam: ``core.faults``); none by default."""
         if not isinstance(model_name, str) or not model_name.strip():
             raise RegistryError("model_name must be a non-empty name for the registered model.")
         settings = configure_mlflow(Settings.from_env())
@@ -240,6 +241,13 @@ class ModelTransition:
                 f"the registry refused to register logged model {model_id} as {self.model_name!r}: {exc}") from exc
         return version
 
+    def promote_logged_model(self, model_id: str, stage: str = "Production", *, reason: str = "",
+                             user: str | None = None):
+        """Register logged model ``model_id`` (:meth:`register_logged_model`) and promote it to ``stage``."""
+        self._refuse_direct()  # before anything is registered
+        version = self.register_logged_model(model_id)
+        return self.promote(version.version, stage, reason=reason or f"logged model {model_id}", user=user)
+
     # -- requests and approvals (core.approvals) -------------------------------------------------------------
     def request(self, version: str | int | None = None, *, experiment_name: str | None = None,
                 metric: str = "accuracy", stage: str = "Production", reason: str = "", user: str | None = None,
@@ -313,6 +321,11 @@ class ModelTransition:
         keep = record and action == "promote" and alias in ("production", "champion")
         if keep and comparison is None:
             comparison = self._compare(target, previous)
+        if approved is not None:  # read again just before the alias moves: what the request was made against
+            previous = self.current(alias)
+            replaced = str(previous.version) if previous is not None else None
+            approvals.still_stands(self, approved, previous)
+            self._checkpoint("checked")
         try:
             self.client.set_registered_model_alias(self.model_name, alias, version)
             self._checkpoint("alias set")
