@@ -124,6 +124,8 @@ class ModelTransition:
                 "dataset": tags.get("dataset_name", ""), "validation digest": tags.get("validation_digest", ""),
                 **recorded_metrics(v),
                 "promoted by": tags.get("promoted_by", ""), "promoted at": tags.get("promoted_at", ""),
+                "requested by": tags.get("requested_by", ""),
+                "decision record": tags.get(decision_record.VERSION_TAG, ""),
                 "registered": pd.to_datetime(v.creation_timestamp, unit="ms"), "run_id": v.run_id})
         return pd.DataFrame(rows)
 
