@@ -89,13 +89,13 @@ class Comparison:
                 f"wrong and breaks {self.breaks} that it got right (net {self.fixes - self.breaks:+d}).")
 
     def label_sentences(self) -> list[str]:
-        """One per label whose examples changed: "billing: 3 fixed, 1 broken; F1 0.71 -> 0.80 (+0.09)"."""
+        """One per label whose examples changed: "billing: 3 fixed, 1 broken; F1 0.71 to 0.80 (+0.09)"."""
         said = []
         for row in self.by_label:
             if not row["fixes"] and not row["breaks"] and not row["F1 change"]:
                 continue
             said.append(f"{row['label']}: {row['fixes']} fixed, {row['breaks']} broken; F1 {row['F1 before']:.2f} "
-                        f"-> {row['F1 after']:.2f} ({row['F1 change']:+.2f})")
+                        f"to {row['F1 after']:.2f} ({row['F1 change']:+.2f})")
         return said
 
     def words(self) -> list[str]:

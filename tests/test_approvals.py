@@ -277,3 +277,51 @@ def test_a_transcript_holding_a_script_stays_text_in_the_record():
     assert "script" not in page.tags and "img" not in page.tags
     assert hostile in "".join(page.text) and "<img src=x>" in "".join(page.text)
     assert "&lt;script&gt;" in html
+
+
+def test_request_on_the_registry_page_then_approve_on_home_as_another(small, monkeypatch):
+    from test_pages import app, texts
+
+    experiment, _ = small
+    monkeypatch.setenv("TUNEBOARD_APPROVAL", "required")
+    monkeypatch.setenv("TUNEBOARD_USER", "alice")
+    at = app("pages/registry.py")
+    at.selectbox(key="r_model").set_value("+ a new name").run()
+    at.text_input(key="r_new_name").set_value("Page_Model").run()
+    at.selectbox(key="r_experiment").set_value(experiment).run()
+    keys = [b.key for b in at.button]
+    assert "r_promote_best" not in keys and "r_request" in keys  # approval required: requests only
+    assert "need someone else's approval" in texts(at)
+    at.button(key="r_request").click().run()
+    at.text_input(key="r_request_reason").set_value("fewer account-access mistakes").run()
+    at.button(key="r_request_send").click().run()
+    assert not at.exception, at.exception
+    assert any("It waits on Home for someone's approval; production did not change." in s.value
+               for s in at.success), texts(at)
+    (req,) = ModelTransition("Page_Model").requests()
+
+    home = app()
+    body = texts(home)
+    assert "Waiting for your approval" in [h.value for h in home.subheader]
+    assert f"alice asks to put **version {req.version}**" in body and "fewer account-access mistakes" in body
+    assert "compared with its pretrained baseline" in body
+    assert "You asked for it: someone else approves it." in body
+    assert f"h_approve_{req.id}" not in [b.key for b in home.button]
+
+    monkeypatch.setenv("TUNEBOARD_USER", "bob")
+    home = app()
+    home.text_input(key=f"h_reason_{req.id}").set_value("looks right").run()
+    home.button(key=f"h_approve_{req.id}").click().run()
+    assert not home.exception, home.exception
+    assert any(f"Approved: version {req.version} of Page_Model is in production" in s.value
+               for s in home.success), texts(home)
+    assert "Waiting for your approval" not in [h.value for h in home.subheader]
+    (event,) = ModelTransition("Page_Model").audit_trail()
+    assert (event.user, event.requested_by) == ("bob", "alice")
+
+    page = app("pages/registry.py")
+    page.selectbox(key="r_model").set_value("Page_Model").run()
+    assert not page.exception, page.exception
+    versions = page.dataframe[0].value
+    assert versions["requested by"].tolist() == ["alice"] and versions["decision record"].tolist() == [event.record]
+    assert "r_record" in [b.key for b in page.get("download_button")]
