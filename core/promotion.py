@@ -44,9 +44,9 @@ class Candidate:
             return "", compare.compare_versions(self.scores, production, candidate_label="",
                                                 current_label=production_label)
         if not self.baseline:
-            return ("Nothing is in production yet, and it has no pretrained baseline to compare with.",
+            return ("Nothing is in production yet. It has no pretrained baseline to compare with either.",
                     [f"{compare.display_name(m)} {v:.2f}" for m, v in self.scores.items()])
-        return (f"Nothing is in production yet, so it is compared with its pretrained baseline ({self.baseline}).",
+        return (f"Nothing is in production yet. Compared with its pretrained baseline ({self.baseline}) instead:",
                 compare.compare_versions(self.scores, headline(self.baseline_metrics), candidate_label="",
                                          current_label="", against="its pretrained baseline"))
 
