@@ -173,9 +173,11 @@ class Unlinked:
 def time_links(mlflow_client, experiment_id: str) -> tuple[dict[str, TimeLink], list[Unlinked]]:
     """({run_id: TimeLink}, the logged models no run holds) for the experiment's logged models linked to no run.
 
-    A model is a run's when it was created within ``LINK_WINDOW_S`` after exactly that run ended and no other run
-    of the experiment ended or was running in between; a run linked to several gets the latest. Every other
-    model without a source run is listed as unlinked, oldest first.
+    Models are taken oldest first. A model is a run's when that run is the only one of the experiment that ended
+    within ``LINK_WINDOW_S`` before the model was created and holds no model yet (MLflow's own links, or a model
+    linked this way before: a script that logs each model right after its run links them all), and no other run
+    ended or was running between that run's end and the model's creation. Every other model without a source
+    run is listed as unlinked, oldest first: nothing is guessed when two runs ended within the window.
     """
     from mlflow.entities import LoggedModelStatus
     from mlflow.exceptions import MlflowException
@@ -192,9 +194,11 @@ def time_links(mlflow_client, experiment_id: str) -> tuple[dict[str, TimeLink], 
     window = LINK_WINDOW_S * 1000
     links: dict[str, TimeLink] = {}
     unlinked: list[Unlinked] = []
+    taken = {r.info.run_id for r in runs if has_model(r)}
     for model in sorted(models, key=lambda m: m.creation_timestamp or 0):
         created = model.creation_timestamp or 0
-        ended = [r for r in runs if r.info.end_time and r.info.end_time <= created <= r.info.end_time + window]
+        ended = [r for r in runs if r.info.run_id not in taken and r.info.end_time
+                 and r.info.end_time <= created <= r.info.end_time + window]
         if len(ended) == 1:
             run = ended[0]
             end = run.info.end_time
@@ -203,6 +207,7 @@ def time_links(mlflow_client, experiment_id: str) -> tuple[dict[str, TimeLink], 
             if not between:
                 links[run.info.run_id] = TimeLink(model.model_id, run.info.run_id, run.info.run_name or run.info.run_id,
                                                   (created - end) / 1000)
+                taken.add(run.info.run_id)
                 continue
         unlinked.append(Unlinked(model.model_id, model.name or "", created))
     return links, unlinked
