@@ -332,6 +332,7 @@ def test_request_as_one_user_approve_as_another_and_download_the_decision_record
             expect(page.get_by_text("alice asks to put version 2")).to_be_visible()
             expect(page.get_by_text("validation examples, the candidate fixes").first).to_be_visible()
             expect(page.get_by_text(re.compile(r"^Per label: "))).to_be_visible()
+            expect(page.get_by_role("button", name="Approve")).to_be_visible()
             page.screenshot(path=str(shots / "9-home-waiting-for-approval.png"), full_page=True)
             page.get_by_label("Why (kept with the decision)").fill("checked the account-access examples")
             page.get_by_label("Why (kept with the decision)").press("Enter")
