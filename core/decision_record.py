@@ -306,10 +306,18 @@ def write(mlflow_client, decision: dict, examples: dict[str, list[dict]]) -> str
 
 def read(mlflow_client, run_id: str) -> tuple[dict, dict[str, list[dict]]]:
     """(the decision, the examples) kept in a record's run."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    # on this thread: MLflow downloads through a thread pool, whose threads would not carry a signed-in
+    # session's credentials (core.auth keeps them per thread)
+    repo = get_artifact_repository(mlflow_client.get_run(run_id).info.artifact_uri)
+    read_back = []
     with tempfile.TemporaryDirectory() as folder:
-        decision = json.loads(Path(mlflow_client.download_artifacts(run_id, DATA, folder)).read_text("utf-8"))
-        examples = json.loads(Path(mlflow_client.download_artifacts(run_id, EXAMPLES, folder)).read_text("utf-8"))
-    return decision, examples
+        for name in (DATA, EXAMPLES):
+            local = Path(folder) / name
+            repo._download_file(name, str(local))
+            read_back.append(json.loads(local.read_text("utf-8")))
+    return read_back[0], read_back[1]
 
 
 def download(mlflow_client, run_id: str, *, with_texts: bool = False) -> str:

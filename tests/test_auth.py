@@ -209,10 +209,12 @@ def test_the_server_decides_who_may_request_and_who_may_approve(on_server, monke
 
     _, versions = on_server
     monkeypatch.setenv("TUNEBOARD_APPROVAL", "required")
-    with acting_as(OWNER):
+    with acting_as(OWNER):  # two fresh versions: the races above archived the others
         holding = transition().current("Production")
         before = len(transition().audit_trail())
-    ours = [v for v in versions[4:] if holding is None or v != holding.version][:2]
+        source = transition().client.get_model_version(MODEL, versions[0])
+        ours = [str(transition().client.create_model_version(MODEL, source.source, source.run_id).version)
+                for _ in range(2)]
     with acting_as(READER), pytest.raises(AuthError, match="refused to let reader request a promotion of "
                                                            "'Topic_Model'.*needs EDIT"):
         transition().request(ours[0], reason="reader asks")
