@@ -326,3 +326,40 @@ def test_request_on_the_registry_page_then_approve_on_home_as_another(small, mon
     versions = page.dataframe[0].value
     assert versions["requested by"].tolist() == ["alice"] and versions["decision record"].tolist() == [event.record]
     assert "r_record" in [b.key for b in page.get("download_button")]
+
+
+def test_the_command_line_requests_approves_and_writes_the_record(small, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, child_env
+
+    experiment, _ = small
+    home = ModelTransition("Cli_Model").client.tracking_uri.removeprefix("sqlite:///").rsplit("/", 1)[0]
+
+    def cli(user: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300, check=False,
+                              env=child_env(TUNEBOARD_HOME=home, TUNEBOARD_USER=user, TUNEBOARD_APPROVAL="required"))
+
+    asked = cli("alice", "request", "Cli_Model", "--experiment", experiment, "--metric", "accuracy", "--reason",
+                "better on the small set")
+    assert asked.returncode == 0, asked.stderr
+    assert "Requested: request " in asked.stdout and "Production did not change." in asked.stdout
+    assert "Nothing is in production yet, so the candidate is compared with its pretrained baseline" in asked.stdout
+    (req,) = ModelTransition("Cli_Model").requests()
+    refused = cli("alice", "approve", "Cli_Model", "--reason", "mine")
+    assert refused.returncode == 2 and "alice requested this promotion" in refused.stderr
+    direct = cli("alice", "promote", "Cli_Model", "--version", req.version)
+    assert direct.returncode == 2 and "need an approved request" in direct.stderr
+    listed = cli("bob", "requests", "Cli_Model")
+    assert f"request {req.id}: alice asked" in listed.stdout
+    done = cli("bob", "approve", "Cli_Model", "--request", req.id, "--reason", "ok")
+    assert done.returncode == 0, done.stderr
+    assert f"Approved: request {req.id}" in done.stdout and "is now in production" in done.stdout
+    history = cli("bob", "history", "Cli_Model").stdout
+    assert f"bob approved version {req.version} to production, requested by alice" in history
+    out = tmp_path / "record.html"
+    wrote = cli("bob", "record", "Cli_Model", "--version", req.version, str(out))
+    assert wrote.returncode == 0 and "no example texts" in wrote.stdout
+    assert "Requested by" in out.read_text(encoding="utf-8")
