@@ -6,6 +6,12 @@
     python -m core.cli compare RUN_A RUN_B [--metric accuracy] [--json]   # is B's difference from A real?
     python -m core.cli promote MODEL --experiment EXPERIMENT [--metric accuracy] [--stage Production]
     python -m core.cli promote MODEL --version 3 [--stage Production] [--reason "..."]
+    python -m core.cli promote MODEL --model-id m-...   # a logged model linked to no run
+    python -m core.cli request MODEL --experiment EXPERIMENT [--metric accuracy] --reason "..."   # or --version N
+    python -m core.cli requests MODEL              # the requests, and each waiting one's comparison in words
+    python -m core.cli approve MODEL [--request ID] --reason "..."     # reject MODEL [--request ID] --reason "..."
+    python -m core.cli withdraw MODEL [--request ID]
+    python -m core.cli record MODEL --version 3 OUT.html [--with-texts]   # the decision record of a promotion
     python -m core.cli rollback MODEL [--stage Production]
     python -m core.cli repair MODEL               # finish a promotion whose process was killed
     python -m core.cli history MODEL
@@ -185,6 +191,49 @@ def _score(args) -> int:
     return 0
 
 
+def _requests(transition, args) -> int:
+    """request, requests, approve, reject, withdraw and record."""
+    from core import approvals
+
+    if args.command == "request":
+        req = transition.request(args.version, experiment_name=args.experiment, metric=args.metric, stage=args.stage,
+                                 reason=args.reason, model_id=args.model_id)
+        print(f"Requested: {req.as_text}.\nProduction did not change. To approve it (someone with MANAGE):\n"
+              f"  python -m core.cli approve {transition.model_name} --request {req.id} --reason \"...\"")
+        for line in approvals.comparison(transition, req).words():
+            print(f"  {line}")
+        return 0
+    if args.command == "requests":
+        found = transition.requests()
+        if not found:
+            print(f"{transition.model_name} has no promotion requests.")
+        for req in found:
+            print(req.as_text)
+            if req.pending:
+                for line in approvals.comparison(transition, req).words():
+                    print(f"    {line}")
+        return 0
+    if args.command == "record":
+        page = transition.decision_record(args.version, with_texts=args.with_texts)
+        Path(args.output).write_text(page, encoding="utf-8")
+        print(f"Wrote {args.output}" + (" (with the example texts: they may hold personal data)"
+                                        if args.with_texts else " (no example texts; --with-texts puts them in)"))
+        return 0
+    if args.command == "approve":
+        done = transition.approve(args.request, reason=args.reason)
+        print(f"Approved: {done.as_text}.")
+        _print_version(transition, transition._version(done.version))
+        if done.record:
+            print(f"Decision record: python -m core.cli record {transition.model_name} --version {done.version} "
+                  "record.html")
+        return 0
+    if args.command == "reject":
+        print(f"Rejected: {transition.reject(args.request, reason=args.reason).as_text}. Production did not change.")
+        return 0
+    print(f"Withdrawn: {transition.withdraw(args.request, reason=args.reason).as_text}.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.cli", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,8 +258,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--experiment")
     p.add_argument("--metric", default="accuracy")
     p.add_argument("--version")
+    p.add_argument("--model-id", help="a logged model's id (m-...), for a model linked to no run")
     p.add_argument("--stage", default="Production")
     p.add_argument("--reason", default="")
+    p = sub.add_parser("request", help="ask for a version (or the best run) to be promoted; someone approves it")
+    p.add_argument("model")
+    p.add_argument("--experiment")
+    p.add_argument("--metric", default="accuracy")
+    p.add_argument("--version")
+    p.add_argument("--model-id", help="a logged model's id (m-...), for a model linked to no run")
+    p.add_argument("--stage", default="Production")
+    p.add_argument("--reason", default="")
+    p = sub.add_parser("requests", help="the promotion requests of a model; each waiting one's comparison")
+    p.add_argument("model")
+    for name, text in (("approve", "approve a promotion request: its candidate is promoted"),
+                       ("reject", "reject a promotion request: production stays"),
+                       ("withdraw", "withdraw your own promotion request")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("model")
+        p.add_argument("--request", help="the request's id (needed when several are waiting)")
+        p.add_argument("--reason", default="")
+    p = sub.add_parser("record", help="write the decision record (HTML) of a version's promotion")
+    p.add_argument("model")
+    p.add_argument("output")
+    p.add_argument("--version", required=True)
+    p.add_argument("--with-texts", action="store_true", help="put the example texts in (they may hold personal data)")
     p = sub.add_parser("rollback", help="put back the version that the current one replaced")
     p.add_argument("model")
     p.add_argument("--stage", default="Production")
@@ -321,9 +393,14 @@ def _dispatch(args) -> int:
         return jobs_cli.dispatch(args)
     transition = ModelTransition(args.model, checkpoint=faults.checkpoint())
     if args.command == "promote":
-        version = transition.transition_model(args.stage, args.experiment, args.metric, args.version,
-                                              reason=args.reason)
+        if args.model_id:
+            version = transition.promote_logged_model(args.model_id, args.stage, reason=args.reason)
+        else:
+            version = transition.transition_model(args.stage, args.experiment, args.metric, args.version,
+                                                  reason=args.reason)
         _print_version(transition, version)
+    elif args.command in ("request", "requests", "approve", "reject", "withdraw", "record"):
+        return _requests(transition, args)
     elif args.command == "rollback":
         _print_version(transition, transition.rollback(args.stage, reason=args.reason))
     elif args.command == "repair":

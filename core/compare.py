@@ -327,17 +327,21 @@ def is_worse(candidate: dict[str, float], current: dict[str, float] | None, metr
 
 def compare_versions(candidate: dict[str, float], current: dict[str, float] | None, *, candidate_label: str,
                      current_label: str,
-                     lower_is_better: Callable[[str], bool] = metrics_mod.lower_is_better) -> list[str]:
+                     lower_is_better: Callable[[str], bool] = metrics_mod.lower_is_better,
+                     against: str | None = None) -> list[str]:
     """One plain sentence per metric of ``candidate`` (the five classification metrics first).
 
     E.g. ``"F1 0.91 vs 0.87 now in production (better by 0.04)"``; a non-empty label names the version
     (``"F1 0.91 for version 3 vs 0.87 for version 2, now in production (better by 0.04)"``). Metrics the
-    candidate has no finite value for are left out.
+    candidate has no finite value for are left out. ``against`` names what ``current`` is when it is not the
+    version in production (``"its pretrained baseline"``): ``"F1 0.91 vs 0.40 for its pretrained baseline"``.
     """
     names = [m for m in candidate if _number(candidate, m) is not None]
     ordered = [m for m in PREFERRED if m in names] + sorted(m for m in names if m not in PREFERRED)
     new_part = f" for {candidate_label}" if candidate_label else ""
     old_part = f" for {current_label}, now in production" if current_label else " now in production"
+    if against:
+        old_part = f" for {against}"
     sentences = []
     for metric in ordered:
         new = _number(candidate, metric)

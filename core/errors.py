@@ -60,6 +60,11 @@ class RegistryError(TuneboardError):
     """The model registry refused or could not perform a change."""
 
 
+class ApprovalError(RegistryError):
+    """A promotion request cannot be made, approved, rejected or withdrawn (or a direct promotion is refused
+    because promotions need an approved request); the message says what changed or what to do."""
+
+
 class AuthError(TuneboardError):
     """Sign-in failed, or the server refused an action for the signed-in user."""
 

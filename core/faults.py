@@ -12,7 +12,8 @@ reports its progress), writes "<pid> <stage>" into the file and waits until the 
 Stages: "submitting" (a run created, not yet a job), "claimed" (the worker took a job, its process not yet
 started), a job's "reading data", "loading model", "training" (after the first step), "evaluating",
 "saving model", "logging model", "scoring" (after the first batch), and a promotion's "registered",
-"alias set", "settled". Used by tests/test_faults.py and tests/test_registry_faults.py.
+"checked" (an approval, just before the alias moves), "alias set", "settled". Used by tests/test_faults.py
+and tests/test_registry_faults.py.
 """
 
 from __future__ import annotations

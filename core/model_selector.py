@@ -1,8 +1,11 @@
 """The seed's ``ModelSelector``: the best run of an experiment, overall or per group.
 
-Only finished fine-tuned runs that hold a model count (baselines never win). A run holds a model when this
-tool tagged one, MLflow 3 links a logged model to it, or an MLflow 2-style ``MLmodel`` lies in its artifacts
-(``core.runs.find_models``), so runs logged by other tools count too. A metric a run did not log is read as
+Only finished fine-tuned runs count (baselines never win). :meth:`ModelSelector.get_best_model` is the best of them
+by the metric, as the seed says, whether or not it holds a model; :meth:`ModelSelector.get_best_promotable` and the
+groupings count only runs that hold one. A run holds a model when this tool tagged one, MLflow 3 links a logged
+model to it, an MLflow 2-style ``MLmodel`` lies in its artifacts, or a logged model linked to no run was logged
+just after it ended (``core.runs.find_models``; :attr:`ModelSelector.links` says which were linked by time), so
+runs logged by other tools count too. A metric a run did not log is read as
 the HF Trainer's ``eval_`` form (``accuracy`` -> ``eval_accuracy``), and :attr:`ModelSelector.metric_label`
 says so. Loss-like metrics (``loss``, ``error``, ``mse``...) are minimised, the rest maximised. Ties go to the
 run that started first, so the answer is stable. :meth:`ModelSelector.within_noise_of_best` says which runs the
@@ -33,6 +36,7 @@ class ModelSelector:
         self.without_model: list = []  # finished runs with the metric that hold no model, best first
         self.metric_label = metric  # how the metric was read, e.g. "accuracy (read as eval_accuracy, ...)"
         self.noise: noise_mod.Noise | None = None  # the best run against the others, after within_noise_of_best()
+        self.links: dict[str, runs_mod.TimeLink] = {}  # run_id -> how its model was linked by time (last selection)
 
     @property
     def minimise(self) -> bool:
@@ -62,8 +66,8 @@ class ModelSelector:
                                        filter_string="attributes.status = 'FINISHED' and tags.run_type = 'baseline'")
         return {r.data.tags.get("base_model_name", ""): r for r in finished}
 
-    def _scored(self) -> list:
-        """Finished fine-tunes with a value of the metric that hold a model; records what was left out and why."""
+    def _with_metric(self) -> list:
+        """Finished fine-tunes with a value of the metric (a NotFoundError says why there are none)."""
         finished = self._finished()
         if not finished:
             raise NotFoundError(f"experiment {self.experiment_name!r} has no finished fine-tuned run yet. Run the "
@@ -73,8 +77,14 @@ class ModelSelector:
             known = sorted({k for r in finished for k in r.data.metrics})
             raise NotFoundError(f"no run in {self.experiment_name!r} has the metric {self.metric!r}. "
                                 f"Metrics logged: {', '.join(known) or 'none'}.")
+        return with_metric
+
+    def _scored(self) -> list:
+        """Finished fine-tunes with a value of the metric that hold a model; records what was left out and why."""
+        with_metric = self._with_metric()
         # only the runs that could win are looked up: listing artifacts costs a call per run
-        self.models = runs_mod.find_models(self.client, with_metric)
+        self.links = {}
+        self.models = runs_mod.find_models(self.client, with_metric, links=self.links)
         scored = [r for r in with_metric if r.info.run_id in self.models]
         self.without_model = self._ranked([r for r in with_metric if r.info.run_id not in self.models])
         self.metric_label = read_as(self.metric, {metric_key(r.data.metrics, self.metric) for r in scored
@@ -84,7 +94,8 @@ class ModelSelector:
             more = f" and {len(self.without_model) - 5} more" if len(self.without_model) > 5 else ""
             raise NotFoundError(f"no finished run in {self.experiment_name!r} holds a model to promote: "
                                 f"{len(with_metric)} have {self.metric_label} ({names}{more}), but "
-                                f"{runs_mod.NO_MODEL}. To make a run promotable, {runs_mod.HOW_TO_LOG}.")
+                                f"{runs_mod.NO_MODEL}. To make a run promotable, {runs_mod.HOW_TO_LOG}."
+                                + runs_mod.unlinked_words(self.client, self.experiment.experiment_id))
         return scored
 
     def _ranked(self, runs: list) -> list:
@@ -95,7 +106,16 @@ class ModelSelector:
         return self._ranked(runs)[0]
 
     def get_best_model(self):
-        """The run with the best value of the metric."""
+        """The run with the best value of the metric (as the seed says: whether or not it holds a model; promotion
+        is where a missing model is explained, :meth:`get_best_promotable`)."""
+        with_metric = self._with_metric()
+        self.metric_label = read_as(self.metric, {metric_key(r.data.metrics, self.metric) for r in with_metric})
+        return self._pick(with_metric)
+
+    def get_best_promotable(self):
+        """The run with the best value of the metric among those that hold a model (what a promotion registers);
+        :meth:`better_without_model` names the better runs passed over. A NotFoundError says why there is none,
+        listing the experiment's logged models that no run holds."""
         return self._pick(self._scored())
 
     def better_without_model(self, best) -> list:

@@ -7,9 +7,11 @@ that selection, the CLI and the dashboard's charts all read.
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from core.errors import NotFoundError
 from core.naming import RUN_TYPE_TAG
@@ -100,7 +102,7 @@ def is_candidate(run) -> bool:
     return run.info.status == "FINISHED" and run.data.tags.get(RUN_TYPE_TAG) != "baseline"
 
 
-def find_models(mlflow_client, runs: Sequence) -> dict[str, str]:
+def find_models(mlflow_client, runs: Sequence, links: dict | None = None) -> dict[str, str]:
     """{run_id: model URI} for those of ``runs`` that hold a model, found through MLflow's own links:
 
     1. our ``model_uri`` tag (runs this tool trained);
@@ -109,7 +111,10 @@ def find_models(mlflow_client, runs: Sequence) -> dict[str, str]:
        and says which models are READY; a final model wins over the HF callback's ``checkpoint-N`` ones, then
        the latest;
     3. MLflow 2: an ``MLmodel`` file in a top-level folder of the run's artifacts (``runs:/ID/model``), listed
-       only for the runs the first two found nothing for.
+       only for the runs the first two found nothing for;
+    4. by time (:func:`time_links`): a logged model linked to no run, created within ``LINK_WINDOW_S`` after this
+       run ended, when no other run of the experiment ended or ran in between (``trainer.train()`` then
+       ``log_model`` with no run open). ``links``, when given, gets a :class:`TimeLink` per run linked that way.
 
     Pass only the runs that matter (finished candidates, e.g. :func:`is_candidate`): steps 2 and 3 query the store.
     """
@@ -123,7 +128,89 @@ def find_models(mlflow_client, runs: Sequence) -> dict[str, str]:
             rest.append(run)
     found.update(_logged_models(mlflow_client, rest))
     found.update(_artifact_models([r for r in rest if r.info.run_id not in found]))
+    for experiment_id in sorted({r.info.experiment_id for r in rest if r.info.run_id not in found}):
+        linked, _ = time_links(mlflow_client, experiment_id)
+        for run in rest:
+            link = linked.get(run.info.run_id)
+            if link is not None and run.info.run_id not in found:
+                found[run.info.run_id] = f"models:/{link.model_id}"
+                if links is not None:
+                    links[run.info.run_id] = link
     return found
+
+
+LINK_WINDOW_S = 60  # a logged model created this long after a run ended may be that run's (step 4 of find_models)
+
+
+@dataclass(frozen=True)
+class TimeLink:
+    """A logged model taken as a run's because of when it was logged."""
+
+    model_id: str
+    run_id: str
+    run_name: str
+    seconds: float  # after the run ended
+
+    @property
+    def words(self) -> str:
+        return f"linked by time: logged {self.seconds:.0f} s after {self.run_name} ended"
+
+
+@dataclass(frozen=True)
+class Unlinked:
+    """A logged model of an experiment that no run holds, by link or by time."""
+
+    model_id: str
+    name: str
+    created_ms: int
+
+    @property
+    def words(self) -> str:
+        at = _dt.datetime.fromtimestamp(self.created_ms / 1000, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"{self.model_id} ({self.name or 'unnamed'}, logged {at})"
+
+
+def time_links(mlflow_client, experiment_id: str) -> tuple[dict[str, TimeLink], list[Unlinked]]:
+    """({run_id: TimeLink}, the logged models no run holds) for the experiment's logged models linked to no run.
+
+    Models are taken oldest first. A model is a run's when that run is the only one of the experiment that ended
+    within ``LINK_WINDOW_S`` before the model was created and holds no model yet (MLflow's own links, or a model
+    linked this way before: a script that logs each model right after its run links them all), and no other run
+    ended or was running between that run's end and the model's creation. Every other model without a source
+    run is listed as unlinked, oldest first: nothing is guessed when two runs ended within the window.
+    """
+    from mlflow.entities import LoggedModelStatus
+    from mlflow.exceptions import MlflowException
+
+    try:
+        models = [m for m in _search_models(mlflow_client, experiment_id, "")
+                  if not m.source_run_id and m.status == LoggedModelStatus.READY
+                  and not _CHECKPOINT.match(m.name or "")]
+    except MlflowException:  # a store without logged models (MLflow 2 server)
+        return {}, []
+    if not models:
+        return {}, []
+    runs = search_all(mlflow_client, [experiment_id])
+    window = LINK_WINDOW_S * 1000
+    links: dict[str, TimeLink] = {}
+    unlinked: list[Unlinked] = []
+    taken = {r.info.run_id for r in runs if has_model(r)}
+    for model in sorted(models, key=lambda m: m.creation_timestamp or 0):
+        created = model.creation_timestamp or 0
+        ended = [r for r in runs if r.info.run_id not in taken and r.info.end_time
+                 and r.info.end_time <= created <= r.info.end_time + window]
+        if len(ended) == 1:
+            run = ended[0]
+            end = run.info.end_time
+            between = [r for r in runs if r is not run and (r.info.start_time or 0) <= created
+                       and (not r.info.end_time or r.info.end_time > end)]
+            if not between:
+                links[run.info.run_id] = TimeLink(model.model_id, run.info.run_id, run.info.run_name or run.info.run_id,
+                                                  (created - end) / 1000)
+                taken.add(run.info.run_id)
+                continue
+        unlinked.append(Unlinked(model.model_id, model.name or "", created))
+    return links, unlinked
 
 
 def _logged_models(mlflow_client, runs: Sequence) -> dict[str, str]:
@@ -240,8 +327,20 @@ def model_uri(run, mlflow_client) -> str:
     uri = find_models(mlflow_client, [run]).get(run.info.run_id)
     if not uri:
         raise NotFoundError(f"run {run.info.run_name} ({run.info.run_id}) holds no model: {NO_MODEL}. To make it "
-                            f"promotable, {HOW_TO_LOG}.")
+                            f"promotable, {HOW_TO_LOG}." + unlinked_words(mlflow_client, run.info.experiment_id))
     return uri
+
+
+def unlinked_words(mlflow_client, experiment_id: str, model_name: str = "MODEL") -> str:
+    """" Logged in this experiment but linked to no run: m-1 (model, logged ...), ... Promote one by its id: ..."
+    ("" when there are none)."""
+    _, unlinked = time_links(mlflow_client, experiment_id)
+    if not unlinked:
+        return ""
+    return (f" Logged in this experiment but linked to no run (no run ended alone within {LINK_WINDOW_S} s before "
+            "it): " + "; ".join(u.words for u in unlinked) + ". Promote one by its model id: python -m core.cli "
+            f"promote {model_name} --model-id {unlinked[-1].model_id} (or request it: python -m core.cli request "
+            f"{model_name} --model-id {unlinked[-1].model_id} --reason \"...\").")
 
 
 def experiment_ids(mlflow_client) -> list[str]:

@@ -13,6 +13,7 @@ repository root, artifacts beside it, demo data in ``data/``.
 | ``TUNEBOARD_USER`` | the operating-system user (a dashboard session signed in to the team server: that user) |
 | ``TUNEBOARD_DATA_ROOTS`` | data folder and home: where confined reads (pages, their grids, team jobs) may go |
 | ``TUNEBOARD_MODEL_ROOTS`` | home and the HF cache: the same for base models (either set: all reads confined) |
+| ``TUNEBOARD_APPROVAL`` | off; ``required``: promotion only through a request approved by someone else |
 """
 
 from __future__ import annotations
@@ -68,6 +69,19 @@ def current_user() -> str:
     The user signed in to the team server in this session (core.auth) wins; otherwise the process's user.
     """
     return signed_in_user() or os.environ.get("TUNEBOARD_USER") or getpass.getuser()
+
+
+APPROVAL = "TUNEBOARD_APPROVAL"
+
+
+def approval_required() -> bool:
+    """Whether promotions need an approved request (``TUNEBOARD_APPROVAL=required``); off when unset."""
+    value = os.environ.get(APPROVAL, "").strip().lower()
+    if value in ("", "off", "no", "false", "0", "optional"):
+        return False
+    if value in ("required", "on", "yes", "true", "1"):
+        return True
+    raise ValueError(f"{APPROVAL}={value!r}: use 'required' (or leave it unset to promote directly).")
 
 
 def configure_mlflow(settings: Settings | None = None) -> Settings:

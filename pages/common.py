@@ -285,3 +285,17 @@ def promotion_rights(model_name: str, exists: bool) -> tuple[bool, str]:
         return True, f"You ({md(creds.username)}) may promote and roll back {md(model_name)} (MANAGE)."
     return False, (f"You ({md(creds.username)}) have {permission} permission on {md(model_name)}: promoting and "
                    "rolling back need MANAGE. Ask the model's owner or a server admin to grant it.")
+
+
+def request_rights(model_name: str, exists: bool) -> tuple[bool, str]:
+    """(may request a promotion, the sentence that says so): the server asks for EDIT on the model."""
+    from core.auth import model_permission
+
+    if not auth_required() or not exists:
+        return True, "You may request promotions of this model."
+    creds = credentials()
+    permission = model_permission(settings().tracking_uri, creds, model_name)
+    if permission in ("EDIT", "MANAGE"):
+        return True, f"You ({md(creds.username)}) may request promotions of {md(model_name)} ({permission})."
+    return False, (f"You ({md(creds.username)}) have {permission} permission on {md(model_name)}: requesting a "
+                   "promotion needs EDIT. Ask the model's owner or a server admin to grant it.")

@@ -1,22 +1,26 @@
-"""Home: what is running, what finished, the best model of each experiment, what is in production."""
+"""Home: promotions waiting for your approval, what is running, what finished, the best model of each experiment,
+what is in production."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
-from core import compare
+from core import approvals, compare
 from core.jobs.model import JobStatus
 from core.model_transition import ModelTransition, registered_model_names
 from core.runs import NO_MODEL
+from core.settings import approval_required
 from pages.common import (
     built,
     client,
     experiments,
+    finished_predictions,
     fmt,
     grid_progress,
     list_jobs,
     md,
+    promotion_rights,
     runs_key,
     runs_snapshot,
     show_error,
@@ -29,6 +33,69 @@ sign_in_gate()
 st.title("Tuneboard")
 st.write(f"Signed in as **{md(user())}**. Fine-tune text classifiers, compare them, and put the best one into "
          "production. Everything is recorded in MLflow.")
+
+
+
+def waiting_for_approval() -> None:
+    """Each waiting promotion request with its comparison in words, and Approve / Reject for those who may."""
+    waiting = []
+    for name in registered_model_names(client()):
+        transition = ModelTransition(name)
+        waiting += [(transition, req) for req in transition.requests() if req.pending]
+    if not waiting:
+        return
+    st.subheader("Waiting for your approval")
+    required = approval_required()
+    for transition, req in waiting:
+        box = st.container(border=True)
+        box.markdown(f"**{md(transition.model_name)}**: {md(req.user)} asks to put **version {md(req.version)}** "
+                     f"({md(req.candidate)}) into {md(req.alias)}"
+                     + (f", replacing version {md(req.replaces)}" if req.replaces else "")
+                     + (f' — "{md(req.reason)}"' if req.reason else "") + f" (request {md(req.id)}).")
+        try:
+            compared = approvals.comparison(transition, req, finished_predictions)
+            lines = compared.words()
+        except Exception as exc:  # noqa: BLE001 - the request still shows; its comparison says why not
+            show_error(exc, "comparing the candidate")
+            lines = []
+        for line in lines:
+            box.write(f"- {md(line)}")
+        may, _ = promotion_rights(transition.model_name, exists=True)
+        if req.user == user() and required:
+            box.caption("You asked for it: someone else approves it. You can withdraw it on Registry & promotion.")
+            continue
+        if not may:
+            box.caption("Approving or rejecting needs MANAGE on this model.")
+            continue
+        reason = box.text_input("Why (kept with the decision)", key=f"h_reason_{req.id}")
+        a1, a2 = box.columns(2)
+        if a1.button("Approve", type="primary", key=f"h_approve_{req.id}"):
+            try:
+                done = transition.approve(req.id, reason=reason, user=user(), read=finished_predictions)
+                st.session_state["h_flash"] = (
+                    f"Approved: version {done.version} of {md(transition.model_name)} is in {md(done.alias)}"
+                    + (f" [{md(done.note)}]" if done.note else "")
+                    + ". Its decision record is on Registry & promotion.")
+                st.rerun()
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc, "approving the promotion")
+        if a2.button("Reject", key=f"h_reject_{req.id}"):
+            try:
+                transition.reject(req.id, reason=reason, user=user())
+                st.session_state["h_flash"] = (f"Rejected request {md(req.id)}: production of "
+                                               f"{md(transition.model_name)} did not change.")
+                st.rerun()
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc, "rejecting the request")
+
+
+flash = st.session_state.pop("h_flash", None)
+if flash:
+    st.success(flash)
+try:
+    waiting_for_approval()
+except Exception as exc:  # noqa: BLE001 - the page must still render
+    show_error(exc, "reading the promotion requests")
 
 try:
     jobs = list_jobs()

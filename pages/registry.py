@@ -1,4 +1,5 @@
-"""Registry & promotion: register the best run, see what it replaces, promote, roll back, try it."""
+"""Registry & promotion: register the best run, see what it replaces, promote (or request a promotion that someone
+else approves on Home), roll back, download a promotion's decision record, try it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from core.model_transition import ModelTransition, predict, recorded_metrics, re
 from core.promotion import best_candidate
 from core.runs import NO_MODEL
 from core.scoring import topics
+from core.settings import approval_required
 from pages.common import (
     client,
     experiments,
@@ -20,6 +22,7 @@ from pages.common import (
     log,
     md,
     promotion_rights,
+    request_rights,
     settings,
     show_error,
     sign_in_gate,
@@ -69,11 +72,41 @@ offered = [m for m in carried if not is_bookkeeping(m)] or carried or list(METRI
 default = compare.default_metric(frame) if frame is not None else None
 metric = p2.selectbox("Best by", options=offered, key="r_metric",
                       index=offered.index(default) if default in offered else 0)
-if experiment and may_promote and st.button("Promote the best run", type="primary", key="r_promote_best"):
+required = approval_required()
+may_request, request_words = request_rights(model_name, exists=model_name in names)
+b1, b2 = st.columns(2)
+if required:
+    st.caption("Promotions here need someone else's approval (TUNEBOARD_APPROVAL=required): request one, and a "
+               "person with MANAGE approves it on Home.")
+elif experiment and may_promote and b1.button("Promote the best run", type="primary", key="r_promote_best"):
     try:
         st.session_state["r_confirm"] = best_candidate(experiment, metric)
     except TuneboardError as exc:
         st.error(md(exc))
+asking = st.session_state.get("r_asking", False)
+if experiment and may_request and b2.button("Request promotion", key="r_request"):
+    st.session_state["r_asking"] = asking = True
+if asking and experiment and may_request:
+    ask = st.container(border=True)
+    ask.write(f"Ask for the best run of **{md(experiment)}** by **{md(metric)}** to go into production. It is "
+              "registered now; production changes only when someone approves it on Home.")
+    why = ask.text_input("Why (the person approving reads it)", key="r_request_reason")
+    q1, q2 = ask.columns(2)
+    if q1.button("Send the request", type="primary", key="r_request_send"):
+        try:
+            made = transition.request(experiment_name=experiment, metric=metric, reason=why, user=user())
+            st.session_state["r_asking"] = False
+            st.session_state["r_flash"] = (f"Requested (request {made.id}): version {made.version} of "
+                                           f"{md(model_name)}, {md(made.candidate)}. It waits on Home for someone's "
+                                           "approval; production did not change.")
+            st.rerun()
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc, "requesting the promotion")
+    if q2.button("Cancel", key="r_request_cancel"):
+        st.session_state["r_asking"] = False
+        st.rerun()
+elif not may_request and model_name in names:
+    st.caption(request_words)
 
 pending = st.session_state["r_confirm"]
 if pending and may_promote:
@@ -84,10 +117,16 @@ if pending and may_promote:
         shown = ", ".join(f"**{md(name)}** ({fmt(value)})" for name, value in pending.passed_over[:5])
         box.info(f"Passed over, though better by {md(pending.metric)}: {shown}. They cannot be promoted: "
                  f"{md(NO_MODEL)}.", icon=":material/info:")
+    if pending.link:
+        box.info(f"Its model was {md(pending.link)}: MLflow links no model to the run, and this one was the only "
+                 "model logged just after it ended. The version records that.", icon=":material/link:")
     now = recorded_metrics(current) if current is not None else None
     label = f"version {current.version} now in production" if current is not None else "production"
-    for sentence in compare.compare_versions(pending.scores, now, candidate_label="", current_label=""):
-        box.write(f"- {sentence}")
+    said, sentences = pending.sentences(now)
+    if said:
+        box.write(md(said))
+    for sentence in sentences:
+        box.write(f"- {md(sentence)}")
     compared = None  # the candidate against production, example by example: what the promotion records
     if current is not None:
         if pending.is_worse_than(now):
@@ -95,13 +134,11 @@ if pending and may_promote:
         with box:  # is it more than chance? what it fixes and breaks; not like for like on different files
             compared = promotion_changes(pending, current, model_name, may_promote)
         box.write(f"Promoting replaces **{label}**; you can roll back afterwards.")
-    else:
-        box.write("Nothing is in production yet.")
     reason = box.text_input("Why (kept in the audit trail)", key="r_reason", value="best run")
     b1, b2 = box.columns(2)
     if b1.button("Confirm: put it into production", type="primary", key="r_confirm_btn"):
         try:
-            version = transition.register_run(client().get_run(pending.run_id), pending.model_uri)
+            version = transition.register_run(client().get_run(pending.run_id), pending.model_uri, link=pending.link)
             done = transition.promote(version.version, "Production", reason=reason, user=user(),
                                       evidence=compared.evidence if compared is not None else None)
             st.session_state["r_confirm"] = None
@@ -115,6 +152,36 @@ if pending and may_promote:
 flash = st.session_state.pop("r_flash", None)
 if flash:
     st.success(flash)
+
+# -- requests waiting (approved or rejected on Home) ----------------------------------------------------------
+waiting = [r for r in transition.requests() if r.pending] if model_name in names else []
+if waiting:
+    st.subheader("Requests waiting for approval")
+    for req in waiting:
+        row = st.container(border=True)
+        row.write(md(req.as_text))
+        if req.user == user() and row.button("Withdraw my request", key=f"r_withdraw_{req.id}"):
+            try:
+                transition.withdraw(req.id, user=user())
+                st.session_state["r_flash"] = f"Request {req.id} withdrawn."
+                st.rerun()
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc, "withdrawing the request")
+    st.page_link("pages/home.py", label="Approve or reject on Home", icon=":material/how_to_reg:")
+
+@st.cache_data(show_spinner="Reading the decision record...", max_entries=32)
+def _decision_page(registry_uri: str, name: str, version: str, run_id: str, with_texts: bool) -> str:
+    return ModelTransition(name).decision_record(version, with_texts=with_texts)
+
+
+def decision_page(name: str, version: str, run_id: str, with_texts: bool) -> str:
+    """A version's decision record, read once per record (a record never changes)."""
+    try:
+        return _decision_page(settings().registry_uri, name, version, run_id, with_texts)
+    except Exception as exc:  # noqa: BLE001 - the page still renders; the button then downloads why
+        log.exception("reading the decision record of %s version %s", name, version)
+        return f"The decision record could not be read: {type(exc).__name__}."
+
 
 # -- versions, any stage, rollback, audit ------------------------------------------------------------
 versions = transition.versions_frame()
@@ -135,6 +202,14 @@ else:
             st.rerun()
         except Exception as exc:  # noqa: BLE001
             show_error(exc, "moving the version")
+    record_of = versions.set_index("version")["decision record"].get(version) if "decision record" in versions \
+        else None
+    if record_of:
+        d1, d2 = st.columns([1, 2])
+        texts = d2.checkbox("Put the example texts in (they may hold customers' personal data)", key="r_record_texts")
+        d1.download_button(f"Download version {version}'s decision record", key="r_record",
+                           data=decision_page(model_name, version, record_of, texts),
+                           file_name=f"{model_name}-v{version}-decision-record.html", mime="text/html")
     if may_promote and current is not None and st.button("Roll back production to the version it replaced",
                                                          key="r_rollback"):
         try:

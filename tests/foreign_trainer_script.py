@@ -8,7 +8,12 @@ logged by MLflow itself:
 - ``--style logged-model`` (MLflow 3): ``mlflow.transformers.log_model(name="model")`` in the run the
   callback logged into, which links a LoggedModel to the run as a model output;
 - ``--style artifacts`` (MLflow 2): ``mlflow.transformers.save_model`` into a folder, then
-  ``mlflow.log_artifacts(folder, "model")``: an ``MLmodel`` under the run's artifacts and no LoggedModel.
+  ``mlflow.log_artifacts(folder, "model")``: an ``MLmodel`` under the run's artifacts and no LoggedModel;
+- ``--style after-run``: a plain ``trainer.train()`` (the callback opens and ends its own run) then
+  ``mlflow.transformers.log_model(...)`` with no run open, as a new user writes it: a LoggedModel in the
+  experiment linked to no run, logged seconds after the run ended;
+- ``--style after-all``: the same, but every run trains first and the models are logged at the end (so
+  several runs ended shortly before each model).
 
 The tracking store and experiment come from ``MLFLOW_TRACKING_URI`` and ``MLFLOW_EXPERIMENT_NAME``, as
 the callback reads them. One run per ``--learning-rates`` value.
@@ -69,7 +74,8 @@ def main() -> None:
     parser.add_argument("--validation", required=True)
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--learning-rates", type=float, nargs="+", default=[5e-4])
-    parser.add_argument("--style", choices=("logged-model", "artifacts"), default="logged-model")
+    parser.add_argument("--style", choices=("logged-model", "artifacts", "after-run", "after-all"),
+                        default="logged-model")
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--save-checkpoints", action="store_true",
@@ -80,6 +86,7 @@ def main() -> None:
     train_rows = read_rows(args.train, args.rows)
     eval_rows = read_rows(args.validation, args.rows // 2)
     mlflow.set_experiment(os.environ["MLFLOW_EXPERIMENT_NAME"])
+    later = []  # --style after-all: the models to log once every run has trained
     for lr in args.learning_rates:
         torch.manual_seed(0)
         model = AutoModelForSequenceClassification.from_pretrained(args.model)
@@ -93,13 +100,21 @@ def main() -> None:
                           train_dataset=PairDataset(train_rows, tokenizer, model.config.label2id),
                           eval_dataset=PairDataset(eval_rows, tokenizer, model.config.label2id),
                           compute_metrics=compute_metrics)
+        components = {"model": trainer.model, "tokenizer": tokenizer}
+        requirements = [f"transformers=={__import__('transformers').__version__}", "torch"]
+        if args.style in ("after-run", "after-all"):
+            trainer.train()  # no run open: the callback starts one and ends it when training ends
+            if args.style == "after-run":
+                mlflow.transformers.log_model(transformers_model=components, name="model",
+                                              task="text-classification", pip_requirements=requirements)
+            else:
+                later.append(components)
+            continue
         # One run for training, evaluation and the model: the callback logs into the active run and, since it
         # did not start it, leaves it open for evaluate() and log_model.
         with mlflow.start_run(run_name=training_args.run_name):
             trainer.train()
             trainer.evaluate()
-            components = {"model": trainer.model, "tokenizer": tokenizer}
-            requirements = [f"transformers=={__import__('transformers').__version__}", "torch"]
             if args.style == "logged-model":
                 mlflow.transformers.log_model(transformers_model=components, name="model",
                                               task="text-classification", pip_requirements=requirements)
@@ -109,6 +124,10 @@ def main() -> None:
                     mlflow.transformers.save_model(transformers_model=components, path=folder,
                                                    task="text-classification", pip_requirements=requirements)
                     mlflow.log_artifacts(folder, "model")
+    for components in later:
+        mlflow.transformers.log_model(transformers_model=components, name="model", task="text-classification",
+                                      pip_requirements=[f"transformers=={__import__('transformers').__version__}",
+                                                        "torch"])
 
 
 if __name__ == "__main__":

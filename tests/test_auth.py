@@ -204,6 +204,49 @@ def test_ten_racing_promotions_leave_exactly_one_in_production(on_server):
     assert all("overtaken" in e.note for e in races if e.note)
 
 
+def test_the_server_decides_who_may_request_and_who_may_approve(on_server, monkeypatch):
+    from core.errors import ApprovalError
+
+    _, versions = on_server
+    monkeypatch.setenv("TUNEBOARD_APPROVAL", "required")
+    with acting_as(OWNER):  # two fresh versions: the races above archived the others
+        holding = transition().current("Production")
+        before = len(transition().audit_trail())
+        source = transition().client.get_model_version(MODEL, versions[0])
+        ours = [str(transition().client.create_model_version(MODEL, source.source, source.run_id).version)
+                for _ in range(2)]
+    with acting_as(READER), pytest.raises(AuthError, match="refused to let reader request a promotion of "
+                                                           "'Topic_Model'.*needs EDIT"):
+        transition().request(ours[0], reason="reader asks")
+    with acting_as(EDITOR):
+        asked = transition().request(ours[0], reason="fewer mistakes on billing")
+        assert asked.user == "editor" and asked.replaces == (holding.version if holding else None)
+    with acting_as(OWNER):
+        mine = transition().request(ours[1], reason="the owner's own candidate")
+        with pytest.raises(ApprovalError, match="owner requested this promotion"):
+            transition().approve(mine.id)
+        with pytest.raises(ApprovalError, match="need an approved request"):
+            transition().promote(ours[1], "Production")
+    with acting_as(EDITOR):  # EDIT may ask, never decide: the server refuses, whatever the dashboard shows
+        with pytest.raises(AuthError, match="refused to let editor approve a promotion of 'Topic_Model'.*MANAGE"):
+            transition().approve(mine.id)
+        with pytest.raises(AuthError, match="refused to let editor reject a promotion of 'Topic_Model'.*MANAGE"):
+            transition().reject(mine.id, reason="not mine to say")
+    with acting_as(OWNER):
+        done = transition().approve(asked.id, reason="checked")
+        transition().reject(mine.id, reason="superseded")
+        assert transition().current("Production").version == ours[0]
+        event = transition().audit_trail()[-1]
+        assert len(transition().audit_trail()) == before + 1
+    assert (event.user, event.requested_by, event.version) == ("owner", "editor", ours[0])
+    assert done.status == "approved" and done.record == event.record and event.record
+    with acting_as(OWNER):
+        statuses = {r.id: r.status for r in transition().requests()}
+        page = transition().decision_record(ours[0])
+    assert statuses[asked.id] == "approved" and statuses[mine.id] == "rejected"
+    assert "editor" in page and "owner" in page
+
+
 # -- the dashboard --------------------------------------------------------------------------------------------
 def registry_page() -> AppTest:
     at = AppTest.from_file(str(ROOT / "pages" / "registry.py"), default_timeout=120)

@@ -48,22 +48,7 @@ def dashboard(tmp_path_factory):
     env = child_env(TUNEBOARD_HOME=str(tmp / "home"), TUNEBOARD_DATA_DIR=str(tmp / "data"), TUNEBOARD_USER="e2e-user")
     subprocess.run([sys.executable, "-m", "core.cli", "prepare"], cwd=ROOT, env=env, check=True, timeout=300,
                    capture_output=True)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", f"--server.port={port}",
-                               "--server.headless=true"], cwd=ROOT, env=env,
-                              stdout=open(tmp / "streamlit.log", "wb"),  # noqa: SIM115 - the server's own log
-                              stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        server.kill()
-        pytest.fail("the dashboard did not start within 90 s")
+    server, url = start_dashboard(env, tmp / "streamlit.log")
     yield url, tmp, env
     server.terminate()
     server.wait(20)
@@ -324,7 +309,7 @@ def test_calls_as_the_team_labels_them_train_from_compose_and_read_as_calls(dash
         expect(page.get_by_text("Each run is judged by").first).to_be_visible()
         expect(page.get_by_text("2 runs").first).to_be_visible()
         page.get_by_text("Which columns hold what.").first.scroll_into_view_if_needed()
-        page.screenshot(path=str(shots / "8-compose-calls.png"))
+        page.screenshot(path=str(shots / "12-compose-calls.png"))
 
         page.get_by_role("button", name="Launch").click()
         expect(page.get_by_text("Queued 2 runs").first).to_be_visible()
@@ -332,7 +317,7 @@ def test_calls_as_the_team_labels_them_train_from_compose_and_read_as_calls(dash
 
         page.get_by_role("link", name="Compare").first.click()  # the newest experiment is shown first
         expect(page.get_by_text("Best run overall by topic_f1_macro")).to_be_visible()
-        page.screenshot(path=str(shots / "9-compare-calls.png"), full_page=True)
+        page.screenshot(path=str(shots / "13-compare-calls.png"), full_page=True)
 
         page.get_by_role("tab", name="Examples").click()
         page.get_by_test_id("stSelectbox").filter(has=page.get_by_text("Run", exact=True)).click()
@@ -340,5 +325,97 @@ def test_calls_as_the_team_labels_them_train_from_compose_and_read_as_calls(dash
         expect(page.get_by_text(re.compile(r"^\d+ of 100 calls shown; the run gets \d+ of 100 wrong"))).to_be_visible()
         expect(page.get_by_text("One row per validation call: its true topics")).to_be_visible()
         page.get_by_text(re.compile(r"of 100 calls shown")).scroll_into_view_if_needed()
-        page.screenshot(path=str(shots / "10-examples-calls.png"))
+        page.screenshot(path=str(shots / "14-examples-calls.png"))
         browser.close()
+
+
+def start_dashboard(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
+    """The real ``streamlit run app.py`` on a free port, its output in ``log``; (the process, its address)."""
+    port = free_port()
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", f"--server.port={port}",
+                                   "--server.headless=true"], cwd=ROOT, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                return server, url
+        except OSError:
+            time.sleep(0.5)  # the server is starting: nothing to wait on but its answer
+    server.kill()
+    pytest.fail("the dashboard did not start within 90 s")
+
+
+def test_request_as_one_user_approve_as_another_and_download_the_decision_record(private_store, tmp_path):
+    """Approval required: alice requests on the Registry page, Home shows it waiting, bob approves it there, and
+    the decision record is downloaded (issue 20). On the module's copy of the session's shared store: Score_Topic
+    version 1 in production, the Examples experiment's fine-tunes to request."""
+    from playwright.sync_api import expect, sync_playwright
+
+    shots = Path(os.environ.get("E2E_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    env = child_env(TUNEBOARD_HOME=str(private_store.home), TUNEBOARD_DATA_DIR=str(private_store.data_dir),
+                    TUNEBOARD_APPROVAL="required")
+    # a store without sign-in names whoever runs the dashboard: one dashboard process per person
+    servers = [start_dashboard({**env, "TUNEBOARD_USER": who}, tmp_path / f"streamlit-{who}.log")
+               for who in ("alice", "bob")]
+    (_, alice), (_, bob) = servers
+    try:
+        with sync_playwright() as p:
+            browser, page = open_page(p, accept_downloads=True)
+
+            page.goto(alice)
+            page.get_by_role("link", name="Registry & promotion").first.click()
+            expect(page.get_by_role("heading", name="Registry & promotion")).to_be_visible()
+            expect(page.get_by_text("Promotions here need someone else's approval")).to_be_visible()
+            expect(page.get_by_role("button", name="Promote the best run")).to_have_count(0)
+            page.get_by_label("From experiment").click()
+            page.get_by_role("option", name=private_store.examples).click()
+            click_until(page, "Request promotion", "Send the request")
+            page.get_by_label("Why (the person approving reads it)").fill("fewer account-access mistakes")
+            page.get_by_label("Why (the person approving reads it)").press("Enter")
+            page.get_by_role("button", name="Send the request").click()
+            expect(page.get_by_text("It waits on Home for someone's approval")).to_be_visible()
+            page.screenshot(path=str(shots / "8-registry-requested.png"))
+
+            page.goto(bob)
+            expect(page.get_by_role("heading", name="Waiting for your approval")).to_be_visible()
+            expect(page.get_by_text("alice asks to put version 2")).to_be_visible()
+            expect(page.get_by_text("validation examples, the candidate fixes").first).to_be_visible()
+            expect(page.get_by_text(re.compile(r"^Per label: "))).to_be_visible()
+            expect(page.get_by_role("button", name="Approve")).to_be_visible()
+            page.screenshot(path=str(shots / "9-home-waiting-for-approval.png"), full_page=True)
+            page.get_by_label("Why (kept with the decision)").fill("checked the account-access examples")
+            page.get_by_label("Why (kept with the decision)").press("Enter")
+            page.get_by_role("button", name="Approve").click()
+            expect(page.get_by_text("Approved: version 2 of Score_Topic is in production")).to_be_visible()
+
+            page.get_by_role("link", name="Registry & promotion").first.click()
+            expect(page.get_by_role("heading", name="Audit trail")).to_be_visible()
+            page.get_by_label("Version", exact=True).click()
+            page.get_by_role("option", name="2", exact=True).click()
+            button = page.get_by_role("button", name="Download version 2's decision record")
+            button.scroll_into_view_if_needed()
+            page.screenshot(path=str(shots / "10-registry-approved.png"))
+            saved = tmp_path / "record.html"
+            download_by_clicking(page, button).save_as(str(saved))
+
+            page.goto(saved.as_uri())
+            expect(page.get_by_role("heading", name="Decision record: Score_Topic version 2")).to_be_visible()
+            page.screenshot(path=str(shots / "11-decision-record.png"), full_page=True)
+            browser.close()
+    finally:
+        for server, _ in servers:
+            server.terminate()
+            server.wait(20)
+
+    record = saved.read_text(encoding="utf-8")
+    assert "Requested by" in record and "alice" in record and "Approved by" in record and "bob" in record
+    assert "fewer account-access mistakes" in record and "checked the account-access examples" in record
+    assert "replacing version <b>1</b>" in record and "<script" not in record
+    assert 'id="no-texts"' in record  # the example texts only when asked for
+    history = subprocess.run([sys.executable, "-m", "core.cli", "history", "Score_Topic"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "bob approved version 2 to production, requested by alice" in history

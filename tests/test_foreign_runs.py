@@ -119,7 +119,9 @@ def test_model_selector_reads_eval_accuracy_and_passes_over_a_run_without_a_mode
     runs = _runs(HF)
     with_models = [r for name, r in runs.items() if name != NOTEBOOK]
     selector = ModelSelector(experiment_name=HF, metric="accuracy")
-    best = selector.get_best_model()
+    # the seed's get_best_model is the best run by the metric, model or not (issue 20); promotion passes over it
+    assert selector.get_best_model().info.run_name == NOTEBOOK
+    best = selector.get_best_promotable()
     assert best.info.run_id == _best_of(with_models, "eval_accuracy").info.run_id
     assert selector.metric_label == "accuracy (read as eval_accuracy, as the HF Trainer logs it)"
     assert selector.model_uri(best).startswith("models:/m-")
@@ -127,7 +129,7 @@ def test_model_selector_reads_eval_accuracy_and_passes_over_a_run_without_a_mode
     assert len(selector.candidates()) == 3
     by_lr = selector.get_best_models_by_param("learning_rate")
     assert set(by_lr) == {"0.003", "0.001", "0.0003"}
-    f1 = ModelSelector(HF, "f1").get_best_model()
+    f1 = ModelSelector(HF, "f1").get_best_promotable()
     assert f1.info.run_id == _best_of(with_models, "eval_f1").info.run_id
 
 
