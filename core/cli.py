@@ -89,7 +89,7 @@ def _print_best(experiment: str, metric: str, by_tag: str | None = None, by_para
     selector = ModelSelector(experiment, metric)
     best = selector.get_best_model()
     if best.info.run_id not in told:
-        value, gain = best.data.metrics[metric], selector.gain_over_baseline(best)
+        value, gain = selector.value(best), selector.gain_over_baseline(best)  # read as eval_<metric> if need be
         baseline = None if gain is None else value + gain if selector.minimise else value - gain
         print(f"Best run by {metric}: {best.info.run_name}, {baseline_verdict(metric, value, baseline)}.")
     if noise:
@@ -101,7 +101,7 @@ def _print_best(experiment: str, metric: str, by_tag: str | None = None, by_para
     elif by_param:
         groups = selector.get_best_models_by_param(by_param)
     for value, run in groups.items():
-        print(f"  {by_tag or by_param} = {value}: {run.info.run_name} ({metric} {run.data.metrics[metric]:.4f})")
+        print(f"  {by_tag or by_param} = {value}: {run.info.run_name} ({metric} {selector.value(run):.4f})")
 
 
 def _print_version(transition, version) -> None:
