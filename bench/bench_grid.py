@@ -1,6 +1,7 @@
 """A grid through the real job queue: where each job's time goes; and against a plain script.
 
     python bench/bench_grid.py --breakdown                # the 4-job demo grid: per-stage times of each job
+    python bench/bench_grid.py --breakdown --warm         # the same, submitted to a worker whose spare is warm
     python bench/bench_grid.py --breakdown --shape base --steps 2   # one DeBERTa-v3-base-shaped job, few steps
     python bench/bench_grid.py --eta                      # Compose's demo grid: the ETA shown against the real end
     python bench/bench_grid.py                            # 8-run grid: queue vs plain script, tiny model on CPU
@@ -141,6 +142,21 @@ def breakdown(queue, run_ids: list[str]) -> list[dict]:
     return rows
 
 
+def wait_for_warm_worker(settings, timeout: float = 300) -> None:
+    """Start the worker and wait until its slot's spare says it is ready, as ``make run`` leaves a worker
+    before anyone has composed a grid (without this, the grid's first job pays the spare's imports)."""
+    from core.worker import ensure_worker
+
+    ensure_worker(settings)
+    deadline = time.monotonic() + timeout
+    spare_logs = settings.home / "jobs"
+    while time.monotonic() < deadline:
+        if any("ready" in log.read_text(errors="replace").split() for log in spare_logs.glob("spare-*.log")):
+            return
+        time.sleep(0.2)  # the spare is importing: nothing to wait on but its line
+    raise RuntimeError(f"no warm spare said 'ready' within {timeout:.0f} s; see {spare_logs}")
+
+
 def run_breakdown(args, work: Path) -> dict:
     """The demo grid (or one job of ``--shape``) through a fresh queue; the per-stage breakdown of each job."""
     import statistics
@@ -170,6 +186,8 @@ def run_breakdown(args, work: Path) -> dict:
                     validation_file=str(data / ("test.csv" if args.shape == "tiny" else "v1/eval.csv")),
                     evaluate_pretrained_model=baseline, user_id="bench")
     queue = JobQueue()
+    if args.warm:
+        wait_for_warm_worker(settings)
     start = time.perf_counter()
     jobs = queue.submit(grid)
     try:
@@ -256,6 +274,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800, help="give up waiting on the queue after this")
     parser.add_argument("--json", help="also write the figures to this file (after each side)")
     parser.add_argument("--breakdown", action="store_true", help="the per-stage breakdown of a grid's jobs")
+    parser.add_argument("--warm", action="store_true",
+                        help="--breakdown: start the worker and let its spare warm up before submitting")
     parser.add_argument("--eta", action="store_true", help="Compose's demo grid: its ETA against the real end")
     parser.add_argument("--steps", type=int, default=2, help="--breakdown --shape: training steps of the job")
     args = parser.parse_args()
