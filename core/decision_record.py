@@ -33,6 +33,7 @@ from core.examples import significance as sig
 from core.examples.analysis import changes as changes_of
 from core.examples.evaluation import like_for_like
 from core.metrics import METRICS, headline
+from core.naming import BOOKKEEPING_TAG
 from core.settings import ensure_experiment
 
 EXPERIMENT_PREFIX = "Promotions - "
@@ -288,6 +289,8 @@ def page(decision: dict, examples: dict[str, list[dict]] | None = None, run_id: 
 def write(mlflow_client, decision: dict, examples: dict[str, list[dict]]) -> str:
     """Keep the record in the model's ``Promotions - MODEL`` experiment; returns the run id."""
     experiment_id = ensure_experiment(experiment_name(decision["model"]))
+    # not a source of candidates: the pickers (core.runs.experiments) leave it out
+    mlflow_client.set_experiment_tag(experiment_id, BOOKKEEPING_TAG, "decision records")
     run = mlflow_client.create_run(experiment_id, run_name=f"version {decision['version']} to {decision['alias']}",
                                    tags={"run_type": RUN_TYPE, "promotes_model": decision["model"],
                                          "promotes_version": decision["version"],

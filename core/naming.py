@@ -70,3 +70,7 @@ def alias_for(stage_or_alias: str) -> tuple[str, str | None]:
                             "(e.g. Production, Staging, champion); 'latest' and 'v1'-style names are reserved.")
     stage = STAGES.get(name.lower())
     return name.lower() if stage else name, stage
+
+
+# An experiment tag: the experiment holds Tuneboard's own records (decision records), not runs to compare or promote
+BOOKKEEPING_TAG = "tuneboard_bookkeeping"

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from core.errors import NotFoundError
-from core.naming import RUN_TYPE_TAG
+from core.naming import BOOKKEEPING_TAG, RUN_TYPE_TAG
 from core.settings import configure_mlflow
 
 PAGE = 1000
@@ -349,8 +349,8 @@ def experiment_ids(mlflow_client) -> list[str]:
 
 
 def experiments(mlflow_client) -> list:
-    """Every live experiment, newest first (the empty 'Default' one left out)."""
-    found = _all_experiments(mlflow_client)
+    """Every live experiment, newest first (the empty 'Default' one and Tuneboard's own records left out)."""
+    found = [e for e in _all_experiments(mlflow_client) if BOOKKEEPING_TAG not in (e.tags or {})]
     return [e for e in found if not (e.name == "Default" and e.experiment_id == "0")] or found
 
 
