@@ -30,7 +30,7 @@ def page_imports() -> list[str]:
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                 names.append(node.module)
                 names += [f"{node.module}.{alias.name}" for alias in node.names
-                          if importlib.util.find_spec(node.module) and _is_module(f"{node.module}.{alias.name}")]
+                          if _is_module(f"{node.module}.{alias.name}")]
     return [name for name in dict.fromkeys(names) if name != "__future__"]
 
 
