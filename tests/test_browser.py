@@ -57,20 +57,24 @@ def dashboard(tmp_path_factory):
 
 
 def click_until(page, button: str, shows: str, tries: int = 6) -> None:
-    """Click until the text appears: a click that lands while an upload is still reaching the server is lost."""
+    """Click until the text appears: a click that lands while an upload is still reaching the server is lost,
+    and on a loaded machine a click that did land may take longer to show its result than to hide the button
+    (then the next try waits for the result instead of clicking a button that is gone)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    def shown() -> bool:
-        try:
-            page.get_by_text(shows).first.wait_for(state="visible", timeout=5_000)
-        except PlaywrightTimeout:
-            return False
-        return True
-
+    result = page.get_by_text(shows).first
     for _ in range(tries):
-        page.get_by_role("button", name=button).click()
-        if shown():
+        if result.is_visible():
             return
+        try:
+            page.get_by_role("button", name=button).click(timeout=10_000)
+        except PlaywrightTimeout:
+            pass  # no such button now: the page is rerunning on an earlier click
+        try:
+            result.wait_for(state="visible", timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            continue
     raise AssertionError(f"clicking {button!r} never showed {shows!r}")
 
 

@@ -470,10 +470,16 @@ class Worker:
                 self.client.set_tag(other.job_id, SHARED_TAG, str(other.shared))
 
     def keep_spares(self) -> None:
+        """Each slot keeps a spare warm, but a CPU slot starts one only while no CPU job runs: a spare's imports
+        take a core for seconds, and a CPU job's threads that lose a core to it wait on each other at every
+        step (bench/bench_grid.py --breakdown --warm: tiny-BERT training at 20-33 samples/s beside a warming
+        spare, 190 alone, on 2 cores). Back-to-back CPU jobs start their own process; the first job after an
+        idle spell finds the spare warm."""
+        cpu_busy = any(s.job_id is not None and not s.gpu for s in self.slots)
         for slot in self.slots:
             if slot.spare is not None and slot.spare.poll() is not None:
                 slot.spare = None  # died while waiting (e.g. an import error): start another
-            if slot.spare is None:
+            if slot.spare is None and (slot.gpu or not cpu_busy):
                 with open(self.settings.home / "jobs" / f"spare-{slot.name}.log", "ab") as out:
                     slot.spare = subprocess.Popen(
                         [sys.executable, "-m", "core.train_job", "--wait"], cwd=REPO_ROOT, env=slot.env,
