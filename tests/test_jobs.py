@@ -292,3 +292,25 @@ def test_a_job_of_a_kind_nobody_lists_is_refused_in_words(store):
 
     with pytest.raises(TuneboardError, match="no kind of job takes a EchoSpec"):
         JobQueue(store).submit(EchoSpec("unlisted"))
+
+
+def test_a_cpu_slot_warms_its_spare_only_while_no_cpu_job_runs(store):
+    """A spare's imports beside a CPU job's training took a core from it (tiny-BERT at 20-33 samples/s instead
+    of 190 on two cores): CPU slots start spares only while idle; a GPU slot's spare does not wait."""
+    from core.jobs.local import Slot, Worker
+
+    worker = Worker(store, slots=[Slot("cpu0", None), Slot("cpu1", None), Slot("gpu0", "0")], spares=True)
+    (store.home / "jobs").mkdir(parents=True, exist_ok=True)  # as the worker's acquire() makes it
+    try:
+        worker.slots[0].job_id = "a-running-job"  # as if started
+        worker.keep_spares()
+        assert [s.spare is not None for s in worker.slots] == [False, False, True]
+        worker.slots[0].job_id = None  # it ended
+        worker.keep_spares()
+        assert all(s.spare is not None and s.spare.poll() is None for s in worker.slots)
+    finally:
+        for slot in worker.slots:
+            if slot.spare is not None:
+                slot.spare.stdin.close()  # a spare let go leaves once its imports are done
+                slot.spare.kill()
+                slot.spare.wait(30)
