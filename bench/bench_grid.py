@@ -143,18 +143,20 @@ def breakdown(queue, run_ids: list[str]) -> list[dict]:
 
 
 def wait_for_warm_worker(settings, timeout: float = 300) -> None:
-    """Start the worker and wait until its slot's spare says it is ready, as ``make run`` leaves a worker
-    before anyone has composed a grid (without this, the grid's first job pays the spare's imports)."""
+    """Start the worker and wait until it says its fork server (CPU) or a slot's spare (GPU) is warm, as
+    ``make run`` leaves a worker before anyone has composed a grid (without this, the first job pays the imports)."""
     from core.worker import ensure_worker
 
     ensure_worker(settings)
     deadline = time.monotonic() + timeout
-    spare_logs = settings.home / "jobs"
+    worker_log, spare_logs = settings.home / "worker.log", settings.home / "jobs"
     while time.monotonic() < deadline:
-        if any("ready" in log.read_text(errors="replace").split() for log in spare_logs.glob("spare-*.log")):
+        said = worker_log.read_text(errors="replace") if worker_log.exists() else ""
+        if "ready: CPU jobs start warm" in said or any("ready" in log.read_text(errors="replace").split()
+                                                       for log in spare_logs.glob("spare-*.log")):
             return
-        time.sleep(0.2)  # the spare is importing: nothing to wait on but its line
-    raise RuntimeError(f"no warm spare said 'ready' within {timeout:.0f} s; see {spare_logs}")
+        time.sleep(0.2)  # warming up: nothing to wait on but its line
+    raise RuntimeError(f"the worker said nothing was warm within {timeout:.0f} s; see {worker_log}")
 
 
 def run_breakdown(args, work: Path) -> dict:

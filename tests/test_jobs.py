@@ -294,9 +294,10 @@ def test_a_job_of_a_kind_nobody_lists_is_refused_in_words(store):
         JobQueue(store).submit(EchoSpec("unlisted"))
 
 
-def test_a_cpu_slot_warms_its_spare_only_while_no_cpu_job_runs(store):
+def test_cpu_jobs_fork_from_a_server_warmed_while_no_cpu_job_runs(store, tmp_path):
     """A spare's imports beside a CPU job's training took a core from it (tiny-BERT at 20-33 samples/s instead
-    of 190 on two cores): CPU slots start spares only while idle; a GPU slot's spare does not wait."""
+    of 190 on two cores): the CPU slots' fork server warms up only while no CPU job runs, a GPU slot's spare does
+    not wait; a job forked from the server runs in its own process group and its end reaches the worker."""
     from core.jobs.local import Slot, Worker
 
     worker = Worker(store, slots=[Slot("cpu0", None), Slot("cpu1", None), Slot("gpu0", "0")], spares=True)
@@ -304,13 +305,22 @@ def test_a_cpu_slot_warms_its_spare_only_while_no_cpu_job_runs(store):
     try:
         worker.slots[0].job_id = "a-running-job"  # as if started
         worker.keep_spares()
-        assert [s.spare is not None for s in worker.slots] == [False, False, True]
+        assert worker.forks is None and worker.slots[2].spare is not None
         worker.slots[0].job_id = None  # it ended
         worker.keep_spares()
-        assert all(s.spare is not None and s.spare.poll() is None for s in worker.slots)
+        assert worker.forks is not None and worker.forks.alive()
+        assert worker.forks.ready.wait(240), (store.home / "jobs" / "fork-server.log").read_text()
+
+        log = tmp_path / "forked.log"
+        job = worker.forks.start("no-such-run", log)  # a real fork; its job fails: MLflow knows no such run
+        assert os.getpgid(job.pid) == job.pid and psutil.Process(job.pid).ppid() == worker.forks.proc.pid
+        assert job.wait(120) == 1 and "no-such-run" in log.read_text()
     finally:
         for slot in worker.slots:
             if slot.spare is not None:
                 slot.spare.stdin.close()  # a spare let go leaves once its imports are done
                 slot.spare.kill()
                 slot.spare.wait(30)
+        if worker.forks is not None:
+            worker.forks.close()
+    assert not worker.forks.alive()

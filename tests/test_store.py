@@ -53,14 +53,12 @@ def test_a_worker_that_cannot_start_is_reported_at_once_with_its_log(tmp_path, m
     assert time.monotonic() - start < 120  # not the whole wait
 
 
-def test_the_experiment_pickers_leave_out_tuneboards_own_records(tmp_path, monkeypatch):
+def test_the_experiment_pickers_leave_out_tuneboards_own_records(store):
     """A decision-record experiment is not offered as a source of runs (the Registry once opened on it)."""
     from core import runs
     from core.naming import BOOKKEEPING_TAG
     from core.settings import ensure_experiment
 
-    monkeypatch.setenv("TUNEBOARD_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     client = runs.client()
     ensure_experiment("Grid")
     records = ensure_experiment("Promotions - Model")

@@ -6,9 +6,9 @@ so no job ever runs twice. Each job runs in its own training process
 set per job). Several jobs share a GPU while their memory estimates fit in it
 (:mod:`core.packing`), at most ``TUNEBOARD_JOBS_PER_GPU`` (default 4); a packed job that runs out of GPU
 memory goes back to the queue to run alone. ``TUNEBOARD_CPU_JOBS`` (default 1) on a machine without GPUs. Each free
-slot keeps a warm spare process with everything imported, so consecutive jobs
-start without an idle gap (``TUNEBOARD_WARM_SPARES=0`` or ``--no-spares``: none,
-to save the memory and CPU they take).
+GPU slot keeps a warm spare process with everything imported, and CPU slots fork each job from one warm
+server (``core.jobs.forks``), so consecutive jobs start without an idle gap (``TUNEBOARD_WARM_SPARES=0`` or
+``--no-spares``: neither, to save the memory and CPU they take).
 
 Faults: a job whose process dies ends FAILED with the reason; a cancelled job
 is stopped within seconds and ends KILLED; training processes die with the
@@ -38,6 +38,7 @@ from pathlib import Path
 from core import faults, packing, paths, tracking
 from core import runs as runs_mod
 from core.jobs import kinds
+from core.jobs.forks import ForkedJob, ForkServer
 from core.jobs.model import (
     CANCEL,
     JOB_ENV,
@@ -275,6 +276,7 @@ class Worker:
         self.spares = spares
         self.queue = queue_id(self.settings)
         self.stopping = False
+        self.forks: ForkServer | None = None  # the CPU slots' fork server (with spares)
         self._lock_file = None
         self.to_finalize: dict[str, int] = {}  # ended jobs whose end MLflow has not recorded yet: run id -> code
         self.gpu_bytes = gpu_memory() if any(s.gpu for s in self.slots) else {}
@@ -330,6 +332,8 @@ class Worker:
         if paths.confines_jobs(self.settings.tracking_uri):  # team mode or roots turned on (core.paths)
             say(f"every job reads only inside the allowed folders: data {', '.join(map(str, paths.data_roots()))}; "
                 f"base models {', '.join(map(str, paths.model_roots()))}")
+        if self.spares:
+            self.keep_spares()  # warming from the start: the first CPU jobs wait for the fork server
         last_cancel_check = last_scan = last_housekeeping = 0.0
         last_wake = None
         failures = 0
@@ -343,7 +347,7 @@ class Worker:
                 if now - last_cancel_check > 0.5:
                     self.check_cancels()
                     last_cancel_check = now
-                wake = self._wake_stamp()
+                wake = self._wake_stamp(), self.forks is not None and self.forks.ready.is_set()
                 if any(s.job_id is None for s in self.slots) and (wake != last_wake
                                                                   or now - last_scan > IDLE_SCAN_SECONDS):
                     started, queued = self.launch_ready()
@@ -379,7 +383,8 @@ class Worker:
 
     def launch_ready(self) -> tuple[int, int]:
         """Start queued jobs in the free slots; return (started, still queued)."""
-        free = [s for s in self.slots if s.job_id is None]
+        warming = self.forks is not None and self.forks.warming()  # CPU jobs wait for it: it forks them warm
+        free = [s for s in self.slots if s.job_id is None and not (warming and not s.gpu)]
         if not free:
             return 0, -1
         started = 0
@@ -444,14 +449,26 @@ class Worker:
             spare.stdin.flush()
             proc = spare
         else:
-            with open(log, "ab") as out:
-                proc = subprocess.Popen([sys.executable, "-m", "core.train_job", job.run_id, "--log", str(log)],
-                                        cwd=REPO_ROOT,
-                                        env=slot.env, stdout=out, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = self._forked(slot, job.run_id, log)
+            if proc is None:
+                with open(log, "ab") as out:
+                    proc = subprocess.Popen([sys.executable, "-m", "core.train_job", job.run_id, "--log", str(log)],
+                                            cwd=REPO_ROOT,
+                                            env=slot.env, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
             slot.job_id, slot.proc, slot.killing_since = job.run_id, proc, None
             self._tag_started(slot, job, proc)
         say(f"started {job.run_name} ({job.run_id}) in {slot.name}, pid {proc.pid}")
+
+    def _forked(self, slot: Slot, run_id: str, log: Path) -> ForkedJob | None:
+        """The job's process forked from the warm server (a CPU slot), or None: start one of its own."""
+        if slot.gpu or self.forks is None or not self.forks.usable():
+            return None
+        try:
+            return self.forks.start(run_id, log)
+        except RuntimeError as exc:
+            say(f"{exc}: {run_id} starts a process of its own")
+            return None
 
     def _tag_started(self, slot: Slot, job: Job, proc: subprocess.Popen) -> None:
         import psutil
@@ -470,16 +487,23 @@ class Worker:
                 self.client.set_tag(other.job_id, SHARED_TAG, str(other.shared))
 
     def keep_spares(self) -> None:
-        """Each slot keeps a spare warm, but a CPU slot starts one only while no CPU job runs: a spare's imports
-        take a core for seconds, and a CPU job's threads that lose a core to it wait on each other at every
-        step (bench/bench_grid.py --breakdown --warm: tiny-BERT training at 20-33 samples/s beside a warming
-        spare, 190 alone, on 2 cores). Back-to-back CPU jobs start their own process; the first job after an
-        idle spell finds the spare warm."""
-        cpu_busy = any(s.job_id is not None and not s.gpu for s in self.slots)
+        """GPU slots keep a warm spare each; CPU slots share a fork server, started only while no CPU job runs:
+        warming up takes a core for seconds, and a CPU job's threads that lose a core to it wait on each other
+        at every step (bench/bench_grid.py --breakdown: tiny-BERT training at 20-33 samples/s beside a warming
+        spare, 226-475 alone, on 2 cores)."""
+        cpu_slots = [s for s in self.slots if not s.gpu]
+        if cpu_slots and (self.forks is None or not self.forks.alive()) \
+                and all(s.job_id is None for s in cpu_slots):
+            if self.forks is not None:
+                self.forks.close()  # it died (e.g. an import error): start another
+            self.forks = ForkServer(cpu_slots[0].env, self.settings.home / "jobs" / "fork-server.log",
+                                    on_ready=lambda pid: say(f"fork server {pid} ready: CPU jobs start warm"))
         for slot in self.slots:
+            if not slot.gpu:
+                continue
             if slot.spare is not None and slot.spare.poll() is not None:
                 slot.spare = None  # died while waiting (e.g. an import error): start another
-            if slot.spare is None and (slot.gpu or not cpu_busy):
+            if slot.spare is None:
                 with open(self.settings.home / "jobs" / f"spare-{slot.name}.log", "ab") as out:
                     slot.spare = subprocess.Popen(
                         [sys.executable, "-m", "core.train_job", "--wait"], cwd=REPO_ROOT, env=slot.env,
@@ -557,10 +581,7 @@ class Worker:
             self.finalize_ended()
         except Exception as exc:  # noqa: BLE001 - MLflow unreachable: the next worker ends these runs
             say(f"could not record the end of {sorted(self.to_finalize)}: {exc}")
-        for slot in self.slots:
-            if slot.spare is not None and slot.spare.poll() is None:
-                slot.spare.stdin.close()
-                self._kill_quietly(slot.spare)
+        for slot in self.slots:  # the jobs first: a forked job dies with its server
             if slot.job_id:
                 self._signal(slot, signal.SIGTERM)
                 try:
@@ -574,6 +595,11 @@ class Worker:
                 except Exception as exc:  # noqa: BLE001 - MLflow unreachable: the next worker ends this run
                     say(f"could not record the end of {slot.job_id}: {exc}")
                 slot.job_id = None
+            if slot.spare is not None and slot.spare.poll() is None:
+                slot.spare.stdin.close()
+                self._kill_quietly(slot.spare)
+        if self.forks is not None:
+            self.forks.close()
         (self.settings.home / "worker.json").unlink(missing_ok=True)
         say("worker stopped")
 

@@ -9,6 +9,8 @@ this process's output to). The exit code is 0 when the run finished, 1 when it f
 
 ``--wait`` starts a warm spare for the local worker: it imports everything, then waits on stdin for
 ``RUN_ID<TAB>LOG_PATH``, so the next job starts with no import delay (the worker's idle gap between jobs).
+``--fork-server`` (the worker's CPU slots) imports everything once, then forks a process for each job it is given:
+no job pays the imports, and nothing warms up beside a running job (:func:`_fork_server`).
 """
 
 from __future__ import annotations
@@ -101,14 +103,18 @@ class Context:
         tracking.writer.submit(lambda: self.client.set_tag(self.run_id, PROGRESS, text), key="progress")
 
 
-def run_job(run_id: str, log_path: str | None = None, checkpoint: Checkpoint | None = None) -> int:
-    """Run the job whose MLflow run is ``run_id`` through its kind; returns the process's exit code."""
+def run_job(run_id: str, log_path: str | None = None, checkpoint: Checkpoint | None = None,
+            handed_at: float | None = None) -> int:
+    """Run the job whose MLflow run is ``run_id`` through its kind; returns the process's exit code.
+
+    ``handed_at``: when the worker handed the job over (a forked job: its start tag may not be written yet)."""
     settings = configure_mlflow()
     context = Context(run_id, settings, log_path, checkpoint)
     tags = context.client.get_run(run_id).data.tags
     text = tags[SPEC]
-    if tags.get(STARTED_AT):  # from the worker handing the job over to this process starting on it
-        context.client.log_metric(run_id, "stage_startup_seconds", round(time.time() - float(tags[STARTED_AT]), 3))
+    handed_at = handed_at or (float(tags[STARTED_AT]) if tags.get(STARTED_AT) else None)
+    if handed_at:  # from the worker handing the job over to this process starting on it
+        context.client.log_metric(run_id, "stage_startup_seconds", round(time.time() - handed_at, 3))
     kind = kinds.for_spec(text)
     outcome = kind.run(kind.spec_from_json(text), context)
     if outcome.status == "REQUEUED":
@@ -153,16 +159,25 @@ def _queue_alone(run_id: str, error: str) -> None:
     client.update_run(run_id, status=JobStatus.SCHEDULED.value)
 
 
-def _warm_spare(checkpoint: Checkpoint | None) -> int:
-    """Do every first-time cost a job would pay (imports, the tracking store, each kind's own warm-up), then
-    wait for a job from the worker on stdin."""
-    from mlflow.tracking import MlflowClient
+def _warm_up(*, store: bool) -> None:
+    """Pay every first-time cost a job would: the imports, each kind's own warm-up, and with ``store`` the
+    tracking store's engine (without it, only its code: connections and threads do not survive a fork)."""
+    if store:
+        from mlflow.tracking import MlflowClient
 
-    MlflowClient(configure_mlflow().tracking_uri).search_experiments(max_results=1)  # the store's engine, once
+        MlflowClient(configure_mlflow().tracking_uri).search_experiments(max_results=1)  # the store's engine, once
+    else:
+        import mlflow.store.tracking.sqlalchemy_store  # the embedded store's code
+        import mlflow.tracking  # noqa: F401
     for kind in kinds.all_kinds():
         warm_up = getattr(kind, "warm_up", None)
         if warm_up is not None:
             warm_up()
+
+
+def _warm_spare(checkpoint: Checkpoint | None) -> int:
+    """Warm up, then wait for a job from the worker on stdin."""
+    _warm_up(store=True)
     print("ready", flush=True)
     line = sys.stdin.readline().strip()
     if not line:
@@ -172,6 +187,77 @@ def _warm_spare(checkpoint: Checkpoint | None) -> int:
     os.dup2(log, 1)
     os.dup2(log, 2)
     return run_job(run_id, log_path, checkpoint)
+
+
+def _fork_server(checkpoint: Checkpoint | None) -> int:
+    """Warm up once, then fork a process for each job the worker gives it (its CPU slots).
+
+    A forked job starts with everything imported and costs no warm-up beside a running job (a spare's imports
+    took a core from the job training beside it). Lines on stdin: ``RUN_ID<TAB>LOG_PATH<TAB>HANDED_AT``; on
+    stdout: ``ready`` once warm, ``started PID`` for each job at once, ``ended PID CODE`` when its process has
+    ended (CODE as ``subprocess`` gives it: negative for a signal). Stdin closed: the server leaves, and its
+    jobs' processes with it (their parent-death signal), as they do with a worker that dies. Nothing here
+    may start a thread before forking: a fork copies only the thread that forks.
+    """
+    import select
+    import threading
+
+    _warm_up(store=False)
+    if threading.active_count() > 1:  # a library started one while importing: forking would copy a broken copy
+        print(f"the warm-up started threads ({', '.join(t.name for t in threading.enumerate())}): no forking",
+              file=sys.stderr, flush=True)
+        return 1
+    print("ready", flush=True)
+    running: set[int] = set()
+    pending = b""
+    while True:
+        readable, _, _ = select.select([0], [], [], 0.1)
+        for pid in list(running):  # report ended jobs, reaping them
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                running.discard(pid)
+                print(f"ended {pid} {os.waitstatus_to_exitcode(status)}", flush=True)
+        if not readable:
+            continue
+        data = os.read(0, 4096)
+        if not data:
+            return 0  # the worker let the server go
+        pending += data
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            run_id, log_path, handed_at = line.decode().split("\t")
+            pid = os.fork()
+            if pid == 0:
+                _forked_job(run_id, log_path, float(handed_at), checkpoint)  # never returns
+            os.setpgid(pid, pid)  # its own group (the child sets it too): a cancel signals the job alone
+            running.add(pid)
+            print(f"started {pid}", flush=True)
+
+
+def _forked_job(run_id: str, log_path: str, handed_at: float, checkpoint: Checkpoint | None) -> None:
+    """In a process the fork server forked: run the job in its own process group, its output to its log,
+    then leave without returning to the server's loop."""
+    code = 1
+    try:
+        try:
+            os.setpgid(0, 0)
+        except PermissionError:
+            pass  # the server set it first
+        _die_with_parent(os.getppid())
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(stdin, 0)
+        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        code = run_job(run_id, log_path, checkpoint, handed_at=handed_at)
+    except BaseException:  # noqa: BLE001 - an error outside the run's own handling: the worker ends it FAILED
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def _yield_cpu() -> None:
@@ -197,10 +283,12 @@ def main(argv: list[str]) -> int:
     checkpoint = faults.checkpoint()  # None unless a test armed it (core.faults)
     if argv and argv[0] == "--wait":
         return _warm_spare(checkpoint)
+    if argv and argv[0] == "--fork-server":
+        return _fork_server(checkpoint)
     if len(argv) == 3 and argv[1] == "--log":
         return run_job(argv[0], argv[2], checkpoint)
     if len(argv) != 1:
-        print("usage: python -m core.train_job RUN_ID [--log LOG_PATH] | --wait", file=sys.stderr)
+        print("usage: python -m core.train_job RUN_ID [--log LOG_PATH] | --wait | --fork-server", file=sys.stderr)
         return 2
     return run_job(argv[0], checkpoint=checkpoint)
 
