@@ -56,7 +56,7 @@ class ForkServer:
 
     def usable(self) -> bool:
         """Warm and alive: a job given now starts at once."""
-        return self.ready.is_set() and not self.gone.is_set() and self.proc.poll() is None
+        return self.ready.is_set() and self.alive()
 
     def warming(self) -> bool:
         """Importing, alive, and not for longer than ``WARM_WAIT_SECONDS``: worth waiting for."""

@@ -183,10 +183,15 @@ def _warm_spare(checkpoint: Checkpoint | None) -> int:
     if not line:
         return 0  # the worker let the spare go
     run_id, log_path = line.split("\t")
+    _output_to(log_path)
+    return run_job(run_id, log_path, checkpoint)
+
+
+def _output_to(log_path: str) -> None:
+    """This process's stdout and stderr append to the job's log (a spare or forked job handed its job)."""
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    return run_job(run_id, log_path, checkpoint)
 
 
 def _fork_server(checkpoint: Checkpoint | None) -> int:
@@ -246,9 +251,7 @@ def _forked_job(run_id: str, log_path: str, handed_at: float, checkpoint: Checkp
         _die_with_parent(os.getppid())
         stdin = os.open(os.devnull, os.O_RDONLY)
         os.dup2(stdin, 0)
-        log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
+        _output_to(log_path)
         code = run_job(run_id, log_path, checkpoint, handed_at=handed_at)
     except BaseException:  # noqa: BLE001 - an error outside the run's own handling: the worker ends it FAILED
         import traceback
