@@ -89,8 +89,9 @@ class JobContext(Protocol):
         """Whether a failure should put the job back in the queue rather than fail it (out of GPU memory
         while sharing the GPU)."""
 
-    def before_end(self) -> None:
-        """Called while the run is still open, just before it ends (the job's log is attached there)."""
+    def before_end(self, status: str) -> None:
+        """Called while the run is still open, just before it ends ``status`` (FINISHED or FAILED): the job's
+        last progress and its log are written there, so a run that reads ended already holds both."""
 
 
 class JobKind(Protocol):

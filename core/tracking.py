@@ -125,9 +125,10 @@ def flush() -> None:
     writer.flush()
 
 
-def record_failure(run_id: str, exc: BaseException, message: str, before_end: Callable[[], None] | None = None) -> None:
+def record_failure(run_id: str, exc: BaseException, message: str,
+                   before_end: Callable[[str], None] | None = None) -> None:
     """End the run FAILED with its reason, best effort: each write is tried on its own, so one that fails
-    too (a full disk, MLflow unreachable) does not skip the others. ``before_end`` runs just before the end."""
+    too (a full disk, MLflow unreachable) skips no other. ``before_end("FAILED")`` runs just before it ends."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -143,7 +144,7 @@ def record_failure(run_id: str, exc: BaseException, message: str, before_end: Ca
 
     writes = (flush, lambda: client.set_tag(run_id, ERROR_TAG, message[:4000]),
               lambda: client.set_tag(run_id, "error_type", type(exc).__name__),
-              lambda: client.log_text(run_id, details, "error.txt"), before_end or (lambda: None), end)
+              lambda: client.log_text(run_id, details, "error.txt"), (lambda: before_end and before_end("FAILED")), end)
     for write in writes:
         try:
             write()

@@ -66,7 +66,7 @@ class EchoKind:
             time.sleep(spec.seconds / spec.steps)  # the job's own work
             context.report(Progress(stage="echoing", step=step, total_steps=spec.steps, updated_at=time.time()))
         mlflow.log_text(spec.message, "echo.txt")
-        context.before_end()
+        context.before_end("FINISHED")
         mlflow.end_run("FINISHED")
         return Outcome("FINISHED", detail=f"said {spec.message!r}")
 

@@ -19,7 +19,8 @@ import pytest
 from conftest import ROOT, copy_data
 
 from core.grid import GridSpec
-from core.jobs import CANCEL, PID, RETRIED_BY, RETRY_OF, SPEC, STARTED_AT, JobQueue, JobStatus
+from core.jobs import CANCEL, PID, PROGRESS, RETRIED_BY, RETRY_OF, SPEC, STARTED_AT, JobQueue, JobStatus
+from core.progress import Progress
 from core.worker import ensure_worker, stop_worker, worker_info
 
 pytestmark = pytest.mark.slow
@@ -284,6 +285,30 @@ def test_a_kind_the_tests_define_runs_on_the_real_worker_with_cancel_and_retry(s
         assert status(queue, again.run_id) == JobStatus.FINISHED and again.run_name == "echo hello"
     finally:
         stop_worker(store)
+
+
+def test_a_job_that_reads_ended_already_holds_its_last_progress(store, monkeypatch):
+    """The last progress ("finished") was written after the run ended, so a reader could see FINISHED with the
+    job still "writing result" (a fresh-clone CI run failed on it): it is written while the run is open."""
+    import mlflow
+
+    from core.jobs import kinds
+    from core.jobs.runner import run_job
+    from tests.echo_kind import EchoSpec
+
+    monkeypatch.setenv(kinds.EXTRA_VARIABLE, "tests.echo_kind")
+    queue = JobQueue(store)
+    (job,) = queue.submit(EchoSpec("at the end", seconds=0.0, steps=2), start=False)
+    seen, end_run = [], mlflow.end_run
+
+    def end_run_and_look(status: str = "FINISHED") -> None:
+        seen.append(Progress.from_json(queue.client.get_run(job.run_id).data.tags[PROGRESS]).stage)
+        end_run(status)
+
+    monkeypatch.setattr(mlflow, "end_run", end_run_and_look)
+    assert run_job(job.run_id) == 0
+    assert seen == ["finished"]  # what the run held at the moment it ended
+    assert queue.get(job.run_id).progress.stage == "finished"
 
 
 def test_a_job_of_a_kind_nobody_lists_is_refused_in_words(store):

@@ -79,17 +79,20 @@ class Context:
     def requeue(self, exc: BaseException) -> bool:
         return _packed_out_of_memory(self.run_id, exc)
 
-    def before_end(self) -> None:
-        """Attach the log so far (``job.log``): a run that reads FINISHED or FAILED already holds it; the worker
-        attaches the whole log again once this process has exited."""
+    def before_end(self, status: str) -> None:
+        """The last progress (finished or failed) and the log so far (``job.log``): a run that reads FINISHED or
+        FAILED already holds both; the worker attaches the whole log again once this process has exited."""
+        self.finish(Outcome(status))
         if self._log_path:
             sys.stdout.flush()
             sys.stderr.flush()
             tracking.attach_log(self.client, self.run_id, self._log_path)
 
     def finish(self, outcome: Outcome) -> None:
-        """The last progress: finished or failed, nothing left to wait for."""
+        """The last progress: finished or failed, nothing left to wait for (once: ``before_end`` may have said it)."""
         stage = "finished" if outcome.status == "FINISHED" else "failed"
+        if self.progress.stage == stage:
+            return
         self.progress = replace(self.progress, stage=stage, eta_seconds=0.0, updated_at=time.time())
         self._push(force=True)
         tracking.flush()

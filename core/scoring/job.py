@@ -181,7 +181,7 @@ class ScoreResult:
 
 def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress | None = None,
           on_status: Callable[[str], None] | None = None, device: str | None = None,
-          before_end: Callable[[], None] | None = None) -> ScoreResult:
+          before_end: Callable[[str], None] | None = None) -> ScoreResult:
     """Run ``spec`` as an MLflow run (a new one, or the queued run ``run_id``); never raises once the run exists.
 
     Before the run exists (``run_id`` None), a bad spec or a model that does not exist raises a TuneboardError.
@@ -209,7 +209,7 @@ def score(spec: ScoreSpec, run_id: str | None = None, *, on_progress: Progress |
         with paths.confined(spec.confined):
             rows, output = _score_body(spec, source, say, on_progress, device)
         if before_end is not None:
-            before_end()
+            before_end("FINISHED")
         mlflow.end_run("FINISHED")
     except Exception as exc:  # noqa: BLE001 - the run ends FAILED with the reason; the caller goes on
         message = explain(exc)

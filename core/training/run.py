@@ -120,7 +120,7 @@ class RunResult:
 def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | None = None,
             callbacks: list | None = None, on_status: Callable[[str], None] | None = None,
             requeue: Callable[[Exception], bool] | None = None,
-            before_end: Callable[[], None] | None = None) -> RunResult:
+            before_end: Callable[[str], None] | None = None) -> RunResult:
     """Run one spec end to end; never raises for a failure inside the run (it ends FAILED).
 
     ``requeue``: asked about a failure; when it answers True the run is left open (status "REQUEUED") for
@@ -157,7 +157,7 @@ def execute(spec: RunSpec, *, run_id: str | None = None, settings: Settings | No
         mlflow.log_metrics(say.metrics())  # where the run's time went, stage by stage
         tracking.flush()
         if before_end is not None:
-            before_end()
+            before_end("FINISHED")
         mlflow.end_run("FINISHED")
     except Exception as exc:  # noqa: BLE001 - MLflow went away at the very end; say so, the worker records it
         message = f"the run trained and logged, but MLflow could not record its end: {explain(exc)}"
