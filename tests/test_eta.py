@@ -88,3 +88,25 @@ def test_a_fine_tune_learns_its_speed_from_runs_with_its_batch_first(tmp_path):
     eta = grid_etas([small, big, queued], capacity=1, now=NOW)["g1"]
     # 100 samples at 25/s (4 s) + one evaluation (2 s) + outside, the median of 3 s and 4 s (4 s)
     assert eta.ends_at == pytest.approx(NOW + 4 + 2 + 4)
+
+
+def test_after_its_baselines_a_grid_knows_its_end_from_their_evaluation_speed(tmp_path):
+    """Baselines first: once they have run, a fine-tune's training speed is the baseline's evaluation speed over
+    how much faster evaluating is than training (another model's fine-tune says how much, else a constant)."""
+    from core.training.estimate import EVAL_PER_TRAIN
+
+    train, validation = files(tmp_path)
+    baseline = RunSpec(kind="baseline", experiment_name="e", run_name="base", base_model="/m/demo-bert-tiny",
+                       validation_path=str(validation), output_dir="out")
+    done = job("a", baseline, JobStatus.FINISHED, start=NOW - 100, end=NOW - 95,  # 5 s: 2 evaluating, 3 outside
+               figures={"eval_runtime": 2.0, "eval_samples_per_second": 20.0})
+    queued = job("b", tune(train, validation, "b"), JobStatus.SCHEDULED)
+    eta = grid_etas([done, queued], capacity=1, now=NOW)["g1"]
+    # 100 samples at 20 / EVAL_PER_TRAIN per second, one 40-example evaluation at 20/s (2 s), 3 s outside
+    assert eta.ends_at == pytest.approx(NOW + 3 + 100 / (20.0 / EVAL_PER_TRAIN) + 2)
+    other = job("c", tune(train, validation, "c", model="/m/demo-deberta-v3-tiny"), JobStatus.FINISHED,
+                grid="g0", start=NOW - 90, end=NOW - 70,
+                figures={"train_runtime": 10.0, "train_samples_per_second": 10.0, "eval_runtime": 2.0,
+                         "eval_samples_per_second": 30.0})
+    eta = grid_etas([done, other, queued], capacity=1, now=NOW)["g1"]
+    assert eta.ends_at == pytest.approx(NOW + 3 + 100 / (20.0 / 3.0) + 2)  # evaluating 3x as fast as training

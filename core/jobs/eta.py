@@ -38,7 +38,7 @@ class GridEta:
         """``"3 of 10 jobs left (1 running); it should end at 14:32, in 6 min"``."""
         left = f"{self.left} of {self.jobs} jobs left ({self.running} running)"
         if self.ends_at is None:
-            # e.g. its baselines have ended, but no fine-tune has yet to learn a training speed from
+            # nothing it could learn from has finished yet (its first jobs are running)
             return f"{left}; its end is estimated once a job like each of its own has finished"
         return f"{left}; it should end at {time.strftime('%H:%M', time.localtime(self.ends_at))}, in " \
                f"{duration_text(self.seconds_left)}"

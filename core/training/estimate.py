@@ -5,7 +5,9 @@
   yet, a guess, fast for the tiny demo models), plus a few seconds per run. Rough, and said to be.
 - :func:`job_seconds`: one run of a grid in the queue, from the finished runs it can learn from (the same base
   model first): its training samples over their training speed, its evaluations over their evaluation speed,
-  and the time they spent outside both (start-up, loading, saving, logging).
+  and the time they spent outside both (start-up, loading, saving, logging). With only baselines finished, the
+  training speed is their evaluation speed over how much faster evaluation is than training (learnt from any
+  model's fine-tunes, else :data:`EVAL_PER_TRAIN`): a grid's end is known once its baselines have run.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from core.naming import base_model_name
 
 GUESS_DEMO, GUESS_OTHER = 800.0, 150.0  # samples/s before any run of the model has finished
 PER_RUN_SECONDS = 6.0  # start-up, evaluation and logging of one run
+# evaluation samples/s over training samples/s of one fine-tune, before any fine-tune has measured it: a training
+# step is a forward pass, a backward pass and an optimizer step (3.6-6.1 for the demo models on the 2-core CPU)
+EVAL_PER_TRAIN = 4.5
 
 
 @dataclass(frozen=True)
@@ -104,9 +109,15 @@ def job_seconds(spec: RunSpec, past: Sequence[Past], rows_of: Callable[[Path], i
     # samples per second depend on the batch (a CPU does about half as many at 8 as at 16): the same batch first
     train_speed = _median([p.figures.get("train_samples_per_second") for p in tuned
                            if _batch(p.spec) == _batch(spec)]) \
-        or _median([p.figures.get("train_samples_per_second") for p in tuned]) \
-        or _median([p.figures.get("train_samples_per_second") for p in runs if p.spec.kind == "fine_tune"])
+        or _median([p.figures.get("train_samples_per_second") for p in tuned])
     eval_speed = _median([p.figures.get("eval_samples_per_second") for p in same])
+    if not train_speed and eval_speed:  # only this model's baselines so far: from their forward passes' speed
+        train_speed = eval_speed / (_median([p.figures.get("eval_samples_per_second", 0.0)
+                                             / p.figures["train_samples_per_second"] for p in runs
+                                             if p.spec.kind == "fine_tune"
+                                             and p.figures.get("train_samples_per_second")]) or EVAL_PER_TRAIN)
+    train_speed = train_speed or _median([p.figures.get("train_samples_per_second") for p in runs
+                                          if p.spec.kind == "fine_tune"])
     overhead = _median([_outside(p) for p in same if p.spec.kind == spec.kind]) \
         or _median([_outside(p) for p in same]) or PER_RUN_SECONDS
     validation = Path(spec.validation_path)
