@@ -5,9 +5,10 @@
 On a fresh store (a temporary home, the demo BERT built offline, a 40-row validation file), ``--jobs``
 fine-tunes of ``--steps`` steps are queued at once and a worker is started. Every 1 to 3 minutes (seeded) the
 driver picks a victim at random among what is alive: the worker, a training process (a RUNNING job's pid), or a
-warm spare, and kill -9s it; after killing the worker it starts another at once (as the dashboard would on its
-next submit). After ``--minutes`` the driver stops killing and waits for the queue to drain (a worker still
-running), then checks the store and prints one JSON object:
+warm spare (the CPU slots' fork server, or a GPU slot's spare), and kill -9s it; after killing the worker it
+starts another at once (as the dashboard would on its next submit). After ``--minutes`` the driver stops
+killing and waits for the queue to drain (a worker still running), then checks the store and prints one JSON
+object:
 
 - lost: jobs that never reached a terminal state (must be 0);
 - finished_twice: jobs whose training ran to FINISHED more than once (their log says so; must be 0);
@@ -65,18 +66,24 @@ def small_data(folder: Path) -> None:
 
 
 def spares(home: Path, busy: set[int]) -> list[psutil.Process]:
-    """The worker's warm spares of this home: ``core.train_job --wait`` processes not handed a job (``busy``:
-    the pids of the jobs' processes; a spare keeps its command line once it runs a job)."""
+    """The worker's warm processes of this home that hold no job: a GPU slot's spare (``core.train_job --wait``,
+    not in ``busy``, the pids of the jobs' processes: a spare keeps its command line once it runs a job) and the
+    CPU slots' fork server (``--fork-server`` started by the worker; the jobs it forks share its command line
+    and are its children, not the worker's). Killing the fork server kills the jobs forked from it."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info["cmdline"] or []
-        if "core.train_job" in cmdline and "--wait" in cmdline:
-            try:
-                if proc.environ().get("TUNEBOARD_HOME") == str(home) and proc.status() != psutil.STATUS_ZOMBIE \
-                        and proc.pid not in busy:
-                    found.append(proc)
-            except psutil.Error:
-                pass
+        if "core.train_job" not in cmdline or not ({"--wait", "--fork-server"} & set(cmdline)):
+            continue
+        try:
+            if proc.environ().get("TUNEBOARD_HOME") != str(home) or proc.status() == psutil.STATUS_ZOMBIE \
+                    or proc.pid in busy:
+                continue
+            if "--fork-server" in cmdline and "core.worker" not in (proc.parent().cmdline() if proc.parent() else []):
+                continue  # a job forked from the server: a training process, not a spare
+            found.append(proc)
+        except psutil.Error:
+            pass
     return found
 
 
@@ -161,9 +168,10 @@ def main() -> int:
                 say(f"killed the training process of {run_id[:8]} (pid {pid})")
             elif victim == "warm spare" and (found := spares(settings.home, {p for _, p in trainers(queue)})):
                 proc = rng.choice(found)
+                what = "the fork server" if "--fork-server" in proc.info["cmdline"] else "a GPU slot's spare"
                 if not kill(proc.pid):
                     continue
-                say(f"killed a warm spare (pid {proc.pid})")
+                say(f"killed a warm spare: {what} (pid {proc.pid})")
             else:
                 continue
             kills[victim] += 1
