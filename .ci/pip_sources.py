@@ -1,6 +1,6 @@
 """Print, as `uv pip install` flags, the package sources this machine's pip is configured with.
 
-`make setup` installs with uv (about 16 s for requirements.txt on the 2-core machine, where pip took 138 s),
+`make setup` installs with uv (44 s for requirements.txt on the 2-core machine, bytecode included; pip: 138 s),
 and uv does not read pip.conf or PIP_* variables: a machine whose wheels lie on its disk (find-links, a local
 index, a constraints file) gets the same sources for uv. Nothing configured prints nothing (PyPI).
 """
