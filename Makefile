@@ -44,13 +44,16 @@ services:
 # Both cores: pytest-xdist, one torch thread per process (tests/conftest.py). --dist loadgroup keeps the tests
 # of one xdist_group (a module's shared store, a server) on one worker and spreads the rest test by test, in the
 # order tests/conftest.py gives (the slowest modules first).
+# compileall: where PYTHONDONTWRITEBYTECODE is set, every process a test starts would compile core/ again.
 test: setup browser services
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .
+	$(PY) -m compileall -q -j 2 core pages tests app.py
 	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadgroup --no-loadscope-reorder --timeout 900 --durations=25 tests
 
 # The inner loop: lint, then the tests that start no browser, no PostgreSQL and no training process.
 check: setup
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .
+	$(PY) -m compileall -q -j 2 core pages tests app.py
 	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadgroup --no-loadscope-reorder --timeout 300 -m "not slow" -q tests
 
 lint: setup
