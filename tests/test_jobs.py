@@ -319,11 +319,13 @@ def test_a_job_of_a_kind_nobody_lists_is_refused_in_words(store):
         JobQueue(store).submit(EchoSpec("unlisted"))
 
 
-def test_cpu_jobs_fork_from_a_server_warmed_while_no_cpu_job_runs(store, tmp_path):
+def test_cpu_jobs_fork_from_a_server_warmed_while_no_cpu_job_runs(store, tmp_path, monkeypatch):
     """A spare's imports beside a CPU job's training took a core from it (tiny-BERT at 20-33 samples/s instead
     of 190 on two cores): the CPU slots' fork server warms up only while no CPU job runs, a GPU slot's spare does
     not wait; a job forked from the server runs in its own process group and its end reaches the worker."""
+    from core.jobs import kinds
     from core.jobs.local import Slot, Worker
+    from tests.echo_kind import EchoSpec
 
     worker = Worker(store, slots=[Slot("cpu0", None), Slot("cpu1", None), Slot("gpu0", "0")], spares=True)
     (store.home / "jobs").mkdir(parents=True, exist_ok=True)  # as the worker's acquire() makes it
@@ -340,6 +342,18 @@ def test_cpu_jobs_fork_from_a_server_warmed_while_no_cpu_job_runs(store, tmp_pat
         job = worker.forks.start("no-such-run", log)  # a real fork; its job fails: MLflow knows no such run
         assert os.getpgid(job.pid) == job.pid and psutil.Process(job.pid).ppid() == worker.forks.proc.pid
         assert job.wait(120) == 1 and "no-such-run" in log.read_text()
+
+        # the server dies (kill -9) while a job is queued: it starts again before the job, which waits for it
+        # (the next jobs would otherwise start cold, the server coming back only once the queue was empty)
+        monkeypatch.setenv(kinds.EXTRA_VARIABLE, "tests.echo_kind")
+        (queued,) = JobQueue(store).submit(EchoSpec("after the server died"), start=False)
+        dead = worker.forks
+        os.kill(dead.proc.pid, signal.SIGKILL)
+        dead.proc.wait(30)
+        worker.slots[2].job_id = "a-gpu-job"  # busy: the echo job would fit there
+        assert worker.launch_ready() == (0, -1)  # held: the CPU slots wait for the new server's warm-up
+        assert worker.forks is not dead and worker.forks.warming()
+        assert status(JobQueue(store), queued.run_id) == JobStatus.SCHEDULED
     finally:
         for slot in worker.slots:
             if slot.spare is not None:
