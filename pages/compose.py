@@ -220,8 +220,11 @@ st.write("Choose base models, dataset versions and hyperparameter sets. Every co
          "the untrained base model is evaluated first so you can see how much fine-tuning helps.")
 
 with st.expander("Start from a saved grid or a past experiment"):
-    st.file_uploader("A grid saved as YAML", type=["yaml", "yml"], key="c_yaml")
-    st.button("Load this file", on_click=load_yaml_file, key="c_load_yaml")
+    # loaded as soon as it is uploaded (a click that came before the upload reached the server was lost); the
+    # button loads it again, over what was changed since
+    st.file_uploader("A grid saved as YAML", type=["yaml", "yml"], key="c_yaml", on_change=load_yaml_file)
+    st.button("Load this file again", on_click=load_yaml_file, key="c_load_yaml",
+              disabled=st.session_state.get("c_yaml") is None)
     past = {e.experiment_id: e.name for e in experiments()}
     st.selectbox("A past experiment", options=[None, *past], format_func=lambda i: past.get(i, "—"), key="c_past")
     st.button("Start from this experiment", on_click=load_experiment, key="c_load_past")

@@ -75,7 +75,8 @@ def click_until(page, button: str, shows: str, tries: int = 6) -> None:
             return
         except PlaywrightTimeout:
             continue
-    raise AssertionError(f"clicking {button!r} never showed {shows!r}")
+    shown = page.get_by_role("main").inner_text(timeout=10_000)[:3000]
+    raise AssertionError(f"clicking {button!r} never showed {shows!r}; the page shows:\n{shown}")
 
 
 def download_by_clicking(page, button, tries: int = 4, tab=None):
@@ -126,14 +127,18 @@ def open_page(p, **options):
 
 def load_grid(page, grid: Path) -> None:
     """On Compose & launch: load a saved grid file."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     page.get_by_role("link", name="Compose & launch").first.click()
     expect(page.get_by_role("heading", name="Compose & launch")).to_be_visible()
     page.get_by_text("Start from a saved grid or a past experiment").click()
     page.locator("input[type=file]").first.set_input_files(str(grid))
-    expect(page.get_by_text(grid.name).first).to_be_visible()
-    click_until(page, "Load this file", f"Loaded {grid.name}.")
+    loaded = page.get_by_text(f"Loaded {grid.name}.")
+    try:
+        loaded.wait_for(state="visible", timeout=60_000)  # loaded once the upload reached the server
+    except PlaywrightTimeout:
+        click_until(page, "Load this file again", f"Loaded {grid.name}.")  # says what the page shows if not
 
 
 def test_from_an_empty_store_to_a_model_in_production_by_clicking(dashboard):
