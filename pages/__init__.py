@@ -6,6 +6,12 @@ deadlock check inside MLflow's protobuf modules (``_DeadlockError: deadlock dete
 _ModuleLock('mlflow.protos.databricks_pb2')``, seen when a link was clicked while the first page view was still
 loading): the page shows "This app has encountered an error". So ``app.py`` calls :func:`import_once` first:
 every module a page imports is imported once, by one thread at a time, before any page runs.
+
+transformers 5 imports its classes when first asked for them (a lazy module), from whichever thread asks; with
+``runner.fastReruns`` (Streamlit's default) a rerun starts in a new thread at once, while the run it replaces
+stops only at its next Streamlit call, so a rerun that starts while the old run is still importing can get "cannot import name 'TrainingArguments'
+from 'transformers'" (a loaded CI run: loading a grid file on Compose showed that error). So the classes the
+dashboard's core functions ask for are resolved here too (:data:`LAZY`; about 3 s once per dashboard process).
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from pathlib import Path
 
 _LOCK = threading.Lock()
 _imported = False
+# the names core asks a lazy module for while a page runs (checking a grid, reading a model's config, trying a model)
+LAZY = {"transformers": ("AutoConfig", "AutoTokenizer", "AutoModelForSequenceClassification",
+                         "PreTrainedTokenizerFast", "TrainingArguments")}
 
 
 def page_imports() -> list[str]:
@@ -42,7 +51,7 @@ def _is_module(name: str) -> bool:
 
 
 def import_once() -> None:
-    """Import every module the pages use, once per process, one thread at a time."""
+    """Import every module the pages use, and resolve :data:`LAZY`, once per process, one thread at a time."""
     global _imported
     if _imported:
         return
@@ -50,4 +59,7 @@ def import_once() -> None:
         if not _imported:
             for name in page_imports():
                 importlib.import_module(name)
+            for module, names in LAZY.items():
+                for name in names:
+                    getattr(importlib.import_module(module), name)
             _imported = True

@@ -191,3 +191,21 @@ def test_registry_refuses_a_bad_stage_name(filled_copy):
     at.text_input(key="r_stage").set_value("prod uction!").run()
     at.button(key="r_move").click().run()
     assert any("cannot be a stage or alias" in e.value for e in at.error)
+
+
+def test_the_dashboard_resolves_lazy_transformers_classes_before_any_page_runs():
+    """A page's rerun can start while the run it replaces still imports; transformers' lazy classes resolved by
+    two threads at once gave "cannot import name 'TrainingArguments'" (pages/__init__.py): app.py resolves them
+    first, in one thread (transformers keeps a resolved class in the module's own namespace)."""
+    import subprocess
+    import sys
+
+    from pages import LAZY
+
+    probe = ("import importlib, pages; pages.import_once(); "
+             "print([f'{m}.{n}' for m, names in pages.LAZY.items() for n in names "
+             "if n not in vars(importlib.import_module(m))])")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+    assert "TrainingArguments" in LAZY["transformers"]  # the one a loaded CI run failed on
