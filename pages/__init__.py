@@ -8,10 +8,11 @@ loading): the page shows "This app has encountered an error". So ``app.py`` call
 every module a page imports is imported once, by one thread at a time, before any page runs.
 
 transformers 5 imports its classes when first asked for them (a lazy module), from whichever thread asks; with
-``runner.fastReruns`` (Streamlit's default) a rerun starts in a new thread at once, while the run it replaces
-stops only at its next Streamlit call, so a rerun that starts while the old run is still importing can get "cannot import name 'TrainingArguments'
-from 'transformers'" (a loaded CI run: loading a grid file on Compose showed that error). So the classes the
-dashboard's core functions ask for are resolved here too (:data:`LAZY`; about 3 s once per dashboard process).
+``runner.fastReruns`` (Streamlit's default) a rerun starts in a new thread at once, while the run it replaces stops
+only at its next Streamlit call, so a rerun that starts while the old run is still importing can get "cannot import
+name 'TrainingArguments' from 'transformers'" (a loaded CI run: loading a grid file on Compose showed that error).
+So the classes the dashboard's core functions ask for are resolved here too (:data:`LAZY`; about 3 s once per
+dashboard process).
 """
 
 from __future__ import annotations
