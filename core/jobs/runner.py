@@ -195,7 +195,8 @@ def _output_to(log_path: str) -> None:
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    os.close(log)  # 1 and 2 hold it now
+    if log > 2:  # 1 and 2 hold it now (it is one of them only if that one was closed before)
+        os.close(log)
 
 
 def _fork_server(checkpoint: Checkpoint | None) -> int:
