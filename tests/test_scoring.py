@@ -134,7 +134,11 @@ def test_topic_mode_scores_each_transcript_against_each_topic_with_the_template(
     expected = topics.topic_scores(model, tokenizer, calls, list(chosen), template)
     assert np.allclose(values, expected, atol=1e-5)  # the template was the one given
     other = topics.topic_scores(model, tokenizer, calls, list(chosen), "Nothing like {} here.")
-    assert not np.allclose(values, other, atol=1e-5)
+    # another template moves the scores by more than recomputing them does (ten times over): the shared store's
+    # production model, ten steps of a tiny BERT, barely reads its input (a CI run: scores 0.5395-0.5396, moved
+    # up to 1.4e-5 by the template, where a fixed atol of 1e-5 called them equal; recomputing moved them 5e-7)
+    noise = max(float(np.abs(values - expected).max()), 1e-7)
+    assert float(np.abs(values - other).max()) > 10 * noise, (noise, np.abs(values - other).max())
     for row, scores in zip(frame["topics"], values, strict=True):
         assert set(filter(None, row.split("; "))) == {t for t, s in zip(chosen, scores, strict=True) if s >= 0.5}
 
