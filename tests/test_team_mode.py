@@ -34,6 +34,19 @@ def grid(data, model, name: str, sets: list[dict], baseline: bool) -> GridSpec:
                     evaluate_pretrained_model=baseline, user_id="team-user")
 
 
+def told(queue, jobs) -> str:
+    """What each job that did not finish said: its reason and the end of its log."""
+    from core.jobs.local import log_path
+
+    lines = []
+    for j in jobs:
+        if j.status.value != "FINISHED":
+            path = log_path(queue.settings, j.run_id)
+            tail = path.read_text(errors="replace").splitlines()[-15:] if path.exists() else ["(no log)"]
+            lines += [f"{j.run_name}: {j.status.value}, {j.reason}", *tail, f"worker: {queue.settings.home}"]
+    return "\n".join(lines)
+
+
 def test_pipeline_and_registry_through_the_server(team):
     import mlflow
 
@@ -74,7 +87,7 @@ def test_four_jobs_log_at_once_through_the_server(team, monkeypatch):
 
         time.sleep(1)
     done = [queue.get(j.run_id) for j in jobs]
-    assert [j.status for j in done] == [JobStatus.FINISHED] * 4
+    assert [j.status for j in done] == [JobStatus.FINISHED] * 4, told(queue, done)
     runs = [queue.client.get_run(j.run_id) for j in done]
     starts = [float(r.data.tags["job_started_at"]) for r in runs]
     ends = [r.info.end_time / 1000 for r in runs]
