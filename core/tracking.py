@@ -2,7 +2,8 @@
 
 - :class:`BackgroundWriter` (one per process, :data:`writer`): MLflow writes off the training loop;
 - :func:`record_failure`: a run ends FAILED with its reason, best effort, however MLflow answers;
-- :func:`attach_log`: a job's log kept with its run.
+- :func:`attach_log`: a job's log kept with its run;
+- :func:`log_input`: a run's dataset, logged beside other runs logging the same one.
 
 Streaming Trainer logs into MLflow without blocking the training loop:
 
@@ -118,6 +119,30 @@ def attach_log(client, run_id: str, path: str | Path, name: str = "job.log") -> 
         print(f"could not attach the log of {run_id}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
         return False
     return True
+
+
+def log_input(dataset, context: str, attempts: int = 3) -> None:
+    """``mlflow.log_input`` that survives another run logging the same dataset at the same moment.
+
+    MLflow's store looks for the experiment's dataset (name and digest) and inserts it when it finds none, in
+    one transaction: two jobs of a grid starting together on one dataset version both insert it, and the
+    second fails on the datasets table's key ("duplicate key value violates unique constraint", or "UNIQUE
+    constraint failed" on SQLite), which failed the whole job. That transaction wrote nothing, and the other
+    one has committed the dataset by the time the key refuses: trying again finds it and links this run to it.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except MlflowException as exc:
+            text = str(exc)
+            collided = "datasets" in text and ("unique" in text.lower() or "duplicate key" in text)
+            if not collided or attempt == attempts - 1:
+                raise
+            log.info("another run logged dataset %s at the same moment; linking to it", dataset.name)
 
 
 def flush() -> None:

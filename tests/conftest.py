@@ -91,6 +91,48 @@ def allowed_roots(tmp_path_factory, monkeypatch):
     monkeypatch.setenv(MODEL_ROOTS, base)
 
 
+def log_one_dataset_at_once(tracking_uri: str, rounds: int = 6, runs: int = 4) -> list[str]:
+    """Runs of one experiment log the same dataset at the same moment (threads held at a barrier), as a grid's
+    jobs starting together do, through ``core.tracking.log_input``; returns what failed. Each run must end up
+    linked to the one dataset."""
+    import threading
+
+    import mlflow
+    import pandas as pd
+    from mlflow.tracking import MlflowClient
+
+    from core import tracking
+
+    client = MlflowClient(tracking_uri)
+    frame = pd.DataFrame({"text": ["a call", "another call"], "label": ["loan", "card"]})
+    failed: list[str] = []
+    for n in range(rounds):
+        experiment = client.create_experiment(f"datasets_at_once_{n}")
+        run_ids = [client.create_run(experiment).info.run_id for _ in range(runs)]
+        barrier = threading.Barrier(runs)
+
+        def log(run_id: str) -> None:
+            dataset = mlflow.data.from_pandas(frame, source="train_sample.csv", name="train_sample",
+                                              targets="label", digest="0123456789abcdef")
+            mlflow.set_tracking_uri(tracking_uri)
+            with mlflow.start_run(run_id=run_id):  # the active run is the thread's own
+                barrier.wait()
+                try:
+                    tracking.log_input(dataset, "training")
+                except Exception as exc:  # noqa: BLE001 - what failed is the result
+                    failed.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+
+        threads = [threading.Thread(target=log, args=(r,)) for r in run_ids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if not failed:
+            linked = [[i.dataset.name for i in client.get_run(r).inputs.dataset_inputs] for r in run_ids]
+            assert linked == [["train_sample"]] * runs, linked
+    return failed
+
+
 def use_store(mp: pytest.MonkeyPatch, home: Path):
     """Point the library at a fresh embedded store under ``home``."""
     from core.settings import Settings

@@ -6,7 +6,7 @@ The ``server`` fixture (tests/conftest.py) creates its own database on 127.0.0.1
 from __future__ import annotations
 
 import pytest
-from conftest import copy_data
+from conftest import copy_data, log_one_dataset_at_once
 
 from core.grid import GridSpec
 
@@ -68,6 +68,11 @@ def test_pipeline_and_registry_through_the_server(team):
     prediction = mlflow.pyfunc.load_model("models:/Team_Model@production").predict(
         [{"text": "I need a loan", "text_pair": "This call is about loan request."}])
     assert prediction["label"][0] in ("entailment", "not_entailment")
+
+
+def test_runs_logging_one_dataset_at_once_through_the_server_all_link_to_it(team):
+    url, _, _ = team  # on PostgreSQL the second insert of the dataset failed its whole job (CI: two of four)
+    assert log_one_dataset_at_once(url) == []
 
 
 def test_four_jobs_log_at_once_through_the_server(team, monkeypatch):

@@ -319,7 +319,7 @@ def _log_dataset(examples: Examples, context: str) -> None:
         dataset = mlflow.data.from_pandas(frame, source=str(Path(examples.path).resolve()),
                                           name=Path(examples.path).stem, targets=examples.columns[2],
                                           digest=examples.digest[:16])
-    mlflow.log_input(dataset, context=context)
+    tracking.log_input(dataset, context)
 
 
 def _tokenize(examples: Examples, tokenizer, mapping: LabelMapping, max_length: int):
