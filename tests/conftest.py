@@ -111,7 +111,7 @@ def log_one_dataset_at_once(tracking_uri: str, rounds: int = 6, runs: int = 4) -
         run_ids = [client.create_run(experiment).info.run_id for _ in range(runs)]
         barrier = threading.Barrier(runs)
 
-        def log(run_id: str) -> None:
+        def log(run_id: str, barrier: threading.Barrier) -> None:
             dataset = mlflow.data.from_pandas(frame, source="train_sample.csv", name="train_sample",
                                               targets="label", digest="0123456789abcdef")
             mlflow.set_tracking_uri(tracking_uri)
@@ -122,7 +122,7 @@ def log_one_dataset_at_once(tracking_uri: str, rounds: int = 6, runs: int = 4) -
                 except Exception as exc:  # noqa: BLE001 - what failed is the result
                     failed.append(f"{type(exc).__name__}: {str(exc)[:300]}")
 
-        threads = [threading.Thread(target=log, args=(r,)) for r in run_ids]
+        threads = [threading.Thread(target=log, args=(r, barrier)) for r in run_ids]
         for t in threads:
             t.start()
         for t in threads:
