@@ -123,6 +123,7 @@ def create_store_once(settings: Settings) -> None:
 
 def ensure_experiment(name: str, settings: Settings | None = None) -> str:
     """Return the id of experiment ``name``, creating it (artifacts under home when embedded)."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     settings = settings or Settings.from_env()
@@ -133,4 +134,10 @@ def ensure_experiment(name: str, settings: Settings | None = None) -> str:
             client.restore_experiment(existing.experiment_id)
         return existing.experiment_id
     location = settings.artifacts_dir.as_uri() if settings.is_embedded else None
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException as exc:  # another process created it since we looked (two submits of one new name)
+        created = client.get_experiment_by_name(name) if exc.error_code == "RESOURCE_ALREADY_EXISTS" else None
+        if created is None:
+            raise
+        return created.experiment_id

@@ -70,3 +70,27 @@ def test_runs_logging_one_dataset_at_once_all_link_to_it(store):
     # a grid's jobs starting together on one dataset version: MLflow's insert of the dataset collided and
     # failed the job ("UNIQUE constraint failed: datasets...") in 11 of 32 such runs before core.tracking retried
     assert log_one_dataset_at_once(store.tracking_uri) == []
+
+
+def test_one_experiment_created_from_four_places_at_once_is_one_experiment(store):
+    import threading
+
+    from core.settings import ensure_experiment
+
+    got: list[str] = []
+    for n in range(6):  # four submits of one new grid name at the same moment: MLflow looks, then inserts
+        barrier = threading.Barrier(4)
+
+        def create(barrier: threading.Barrier, name: str) -> None:
+            barrier.wait()
+            try:
+                got.append(ensure_experiment(name, store))
+            except Exception as exc:  # noqa: BLE001 - what failed is the result
+                got.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=create, args=(barrier, f"At_once_{n}")) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(got[-4:])) == 1 and got[-1].isdigit(), got[-4:]
