@@ -114,14 +114,16 @@ def log_one_dataset_at_once(tracking_uri: str, rounds: int = 6, runs: int = 4) -
         def log(run_id: str, barrier: threading.Barrier) -> None:
             dataset = mlflow.data.from_pandas(frame, source="train_sample.csv", name="train_sample",
                                               targets="label", digest="0123456789abcdef")
-            mlflow.set_tracking_uri(tracking_uri)
-            with mlflow.start_run(run_id=run_id):  # the active run is the thread's own
-                barrier.wait()
-                try:
+            try:
+                with mlflow.start_run(run_id=run_id):  # the active run is the thread's own
+                    barrier.wait(timeout=60)
                     tracking.log_input(dataset, "training")
-                except Exception as exc:  # noqa: BLE001 - what failed is the result
-                    failed.append(f"{type(exc).__name__}: {str(exc)[:300]}")
+            except Exception as exc:  # noqa: BLE001 - what failed is the result
+                barrier.abort()  # the others go on rather than wait for this one
+                failed.append(f"{type(exc).__name__}: {str(exc)[:300]}")
 
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_experiment(experiment_id=experiment)  # an earlier test's active experiment refuses these runs
         threads = [threading.Thread(target=log, args=(r, barrier)) for r in run_ids]
         for t in threads:
             t.start()
