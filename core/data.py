@@ -42,7 +42,7 @@ class Examples:
     """Texts and raw labels read from one file."""
 
     path: str
-    rows: tuple[str, ...]  # where each example stands in the file ("line 7"), for messages
+    rows: tuple[str, ...]  # where each example stands in the file ("line 7", "line 7, call_id C-0042"), for messages
     text_a: tuple[str, ...]
     text_b: tuple[str, ...] | None
     labels: tuple[Any, ...]
@@ -369,9 +369,22 @@ def _guessed(frame, path: str | Path) -> tuple[tuple[str, ...], str]:
     return text_cols, label_col
 
 
+def _with_ids(frame, rows: list[str], used: tuple[str, ...]) -> list[str]:
+    """Each row's place with its own id where the file has one, as a team finds its calls ("line 7, call_id
+    C-0042"): the first column named ``id`` or ``..._id`` that is not the text or the label; a blank id leaves
+    the place alone."""
+    column = next((str(c) for c in frame.columns
+                   if str(c) not in used and (str(c).lower() == "id" or str(c).lower().endswith("_id"))), None)
+    if column is None:
+        return rows
+    ids = [None if _is_blank(v) else _label_key(v)[:40] for v in frame[column].tolist()]
+    return [f"{row}, {column} {value}" if value else row for row, value in zip(rows, ids, strict=True)]
+
+
 def _examples(path: str | Path, columns: Columns | None = None, *, topics: bool = False) -> Examples:
     frame, rows = read_frame(path)
     text_cols, label_col = _named(frame, path, columns) if columns else _guessed(frame, path)
+    rows = _with_ids(frame, rows, (*text_cols, label_col))
     if len(frame) == 0:
         raise DataError(path, "has a header but no rows.", hint="Add at least one example.")
     for col in (*text_cols, label_col):

@@ -44,7 +44,7 @@ def test_a_team_file_reads_through_its_mapping_and_topics_split_on_semicolons(tm
     assert calls.text_a[1] == CALLS[1][1] and calls.text_b is None
     assert calls.labels == (("account access",), ("fees", "rollover"), ("address change",), ("Fees",),
                             ("rollover",))
-    assert calls.columns == ("transcript", None, "topic") and calls.rows[0] == "line 2"
+    assert calls.columns == ("transcript", None, "topic") and calls.rows[0] == "line 2, call_id c1"
     # the same file without a mapping is refused with the mapping that reads it, not "rename the columns"
     with pytest.raises(DataError, match="needs text columns") as refused:
         load_examples(tmp_path / "calls.csv")
@@ -63,7 +63,7 @@ def test_a_semicolon_csv_and_a_workbook_read_like_the_comma_csv(tmp_path):
     for path in (semi, f"{book}#Labelled"):
         got = load_examples(path, MAPPING, topics=True)
         assert (got.text_a, got.labels) == (expected.text_a, expected.labels), path
-    assert load_examples(f"{book}#Labelled", MAPPING).rows[0] == "row 2"  # as Excel numbers its rows
+    assert load_examples(f"{book}#Labelled", MAPPING).rows[0] == "row 2, call_id c1"  # as Excel numbers its rows
     # the first sheet when none is named; a sheet that is not there is named with the ones that are
     with pytest.raises(DataError, match="has no column 'transcript'"):
         load_examples(book, MAPPING)
@@ -87,10 +87,22 @@ def test_a_wrong_mapping_is_refused_naming_the_file_and_the_column(tmp_path, map
     assert str(refused.value).startswith(str(path))
 
 
-def test_an_empty_transcript_is_refused_naming_its_line(tmp_path):
+def test_an_empty_transcript_is_refused_naming_its_line_and_call(tmp_path):
     path = calls_file(tmp_path / "calls.csv", [*CALLS[:2], ("c3", "  ", "fees")])
-    with pytest.raises(DataError, match=r"calls.csv, line 4: the text in column 'transcript' is empty"):
+    with pytest.raises(DataError, match=r"calls.csv, line 4, call_id c3: the text in column 'transcript' is empty"):
         load_examples(path, MAPPING, topics=True)
+
+
+def test_each_call_is_named_by_its_line_and_its_own_id_where_the_file_has_one(tmp_path):
+    ids = [("C-0001", *CALLS[0][1:]), ("", *CALLS[1][1:]), (" 7 ", *CALLS[2][1:])]  # a blank id, a padded one
+    calls = load_examples(calls_file(tmp_path / "calls.csv", ids), MAPPING, topics=True)
+    assert calls.rows == ("line 2, call_id C-0001", "line 3", "line 4, call_id 7")
+    named = tmp_path / "tickets.csv"  # any column named id or ..._id that is not the text or the label
+    named.write_text("Ticket_ID,text,label\n41,hello there,a\n42,good bye,b\n", encoding="utf-8")
+    assert load_examples(named).rows == ("line 2, Ticket_ID 41", "line 3, Ticket_ID 42")
+    plain = tmp_path / "plain.csv"
+    plain.write_text("text,label\nhello there,a\n", encoding="utf-8")
+    assert load_examples(plain).rows == ("line 2",)
 
 
 @pytest.mark.parametrize(("mapping", "key"), [({"text": "transcript"}, "columns.label"),
@@ -128,7 +140,7 @@ def test_pairs_are_built_exactly_from_the_calls(tmp_path):
         topic = hypothesis.removeprefix("This call is about ").removesuffix(".")
         assert premise == calls.text_a[call]
         assert (topic.casefold() in own) == (label == "entailment")  # a negative is never a true topic
-    two = [h for h, r in zip(pairs.text_b, pairs.rows, strict=True) if r == "line 3"]
+    two = [h for h, r in zip(pairs.text_b, pairs.rows, strict=True) if r == "line 3, call_id c2"]
     assert two[:2] == ["This call is about fees.", "This call is about rollover."] and len(two) == 4
     # seeded: the same pairs every time, other pairs with another seed
     assert TopicPairs(negatives=2, seed=7).build(calls, topics, NLI) == pairs
@@ -215,6 +227,7 @@ def test_the_seeds_example_trains_on_the_calls_file_and_logs_topic_metrics(calls
         assert len(table) == 100 and {"true_label", "predicted_label", "score: fees"} <= set(table.columns)
         two = table[table["true_label"].str.contains("; ")]
         assert len(two), "the validation calls include calls with two topics"
+        assert table["row"].str.fullmatch(r"line \d+, call_id \S+").all(), table["row"][:3]  # as the team finds them
     tuned = client.get_run(summary.results[1].run_id).data.params
     assert int(tuned["topic_pairs.train_pairs"]) > 1000 and tuned["topics"].startswith("account access; ")
 
