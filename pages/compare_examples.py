@@ -108,7 +108,7 @@ def _browse(table: pd.DataFrame, row: pd.Series) -> None:
     band = f3.slider("Confidence", min_value=0.0, max_value=1.0, value=(0.0, 1.0), step=0.05, key="cmp_ex_conf")
     g1, g2 = st.columns([1, 2])
     wrong = g1.checkbox("Wrong only", key="cmp_ex_wrong")
-    search = g2.text_input("Text contains", key="cmp_ex_search")
+    search = g2.text_input("Text or call id contains" if calls else "Text contains", key="cmp_ex_search")
     shown = ex.filter_examples(table, true_labels=true, predicted_labels=said, wrong_only=wrong, confidence=band,
                                search=search)
     wrong_total = int((~table["correct"]).sum())

@@ -168,6 +168,7 @@ def test_a_topic_runs_call_table_counts_each_topic_a_call_holds():
     assert list(table["predicted_label"]) == ["fees; rollover", "fees", table_mod.NO_TOPIC, "rollover; login"]
     assert list(ex.filter_examples(table, true_labels=["login"])["row"]) == ["c2", "c4"]
     assert list(ex.filter_examples(table, predicted_labels=["rollover"])["row"]) == ["c1", "c4"]
+    assert list(ex.filter_examples(table, search="C3")["row"]) == ["c3"]  # a call found by its own id
     numbers = ex.per_label(table).set_index("label")
     # fees: true c1 c2, tagged c1 c2 -> 1, 1; rollover: true c1 c3, tagged c1 c4 -> 1/2, 1/2; login: true c2 c4,
     # tagged c4 -> precision 1, recall 1/2

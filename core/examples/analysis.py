@@ -34,7 +34,8 @@ def filter_examples(frame: pd.DataFrame, *, true_labels: Sequence[str] | None = 
                     confidence: tuple[float, float] = (0.0, 1.0), search: str = "") -> pd.DataFrame:
     """The examples that pass every filter given: true label in ``true_labels``, predicted label in
     ``predicted_labels`` (None or empty: any), wrongly predicted, a confidence within the band (ends
-    included), ``search`` found in the text or the hypothesis (ignoring case, as plain text, not a pattern)."""
+    included), ``search`` found in the text, the hypothesis or where the row stands (its line, and its own id
+    where its file has one: "call_id T-0006"), ignoring case, as plain text, not a pattern."""
     keep = pd.Series(True, index=frame.index)
     labels = labels_of(frame)
     for column, chosen in (("true_label", true_labels), ("predicted_label", predicted_labels)):
@@ -47,8 +48,9 @@ def filter_examples(frame: pd.DataFrame, *, true_labels: Sequence[str] | None = 
     keep &= frame["confidence"].between(low, high)
     if search:
         found = frame["text"].str.contains(search, case=False, regex=False)
-        if "hypothesis" in frame.columns:
-            found |= frame["hypothesis"].str.contains(search, case=False, regex=False)
+        for column in ("hypothesis", "row"):
+            if column in frame.columns:
+                found |= frame[column].astype(str).str.contains(search, case=False, regex=False)
         keep &= found
     return frame[keep]
 
