@@ -369,7 +369,7 @@ def _guessed(frame, path: str | Path) -> tuple[tuple[str, ...], str]:
     return text_cols, label_col
 
 
-def _with_ids(frame, rows: list[str], used: tuple[str, ...]) -> list[str]:
+def with_ids(frame, rows: list[str], used: tuple[str, ...]) -> list[str]:
     """Each row's place with its own id where the file has one, as a team finds its calls ("line 7, call_id
     C-0042"): the first column named ``id`` or ``..._id`` that is not the text or the label; a blank id leaves
     the place alone."""
@@ -384,7 +384,7 @@ def _with_ids(frame, rows: list[str], used: tuple[str, ...]) -> list[str]:
 def _examples(path: str | Path, columns: Columns | None = None, *, topics: bool = False) -> Examples:
     frame, rows = read_frame(path)
     text_cols, label_col = _named(frame, path, columns) if columns else _guessed(frame, path)
-    rows = _with_ids(frame, rows, (*text_cols, label_col))
+    rows = with_ids(frame, rows, (*text_cols, label_col))
     if len(frame) == 0:
         raise DataError(path, "has a header but no rows.", hint="Add at least one example.")
     for col in (*text_cols, label_col):

@@ -150,14 +150,14 @@ def bad_inputs(folder: Path) -> dict[str, tuple[list[str], list[str]]]:
     (folder / "empty.csv").write_bytes(b"")
     (folder / "latin1.csv").write_bytes("text\nfine\ncaf\xe9 au lait\n".encode("latin-1"))
     (folder / "other.csv").write_text("call_id,notes\n1,hello\n", encoding="utf-8")
-    (folder / "blank.csv").write_text('text\nhello\n""\n', encoding="utf-8")
+    (folder / "blank.csv").write_text('call_id,text\nA1,hello\nA2,""\n', encoding="utf-8")
     out = str(folder / "result.csv")
     return {
         "wrong column": (["--text-column", "body", PRODUCTION, str(good), out], ["'body'", "call_id, premise"]),
         "missing column": ([PRODUCTION, str(folder / "other.csv"), out], ["other.csv", "call_id, notes"]),
         "empty file": ([PRODUCTION, str(folder / "empty.csv"), out], ["empty.csv", "empty"]),
         "undecodable bytes": ([PRODUCTION, str(folder / "latin1.csv"), out], ["latin1.csv", "line 3", "UTF-8"]),
-        "blank text": ([PRODUCTION, str(folder / "blank.csv"), out], ["blank.csv", "'text'", "line 3"]),
+        "blank text": ([PRODUCTION, str(folder / "blank.csv"), out], ["blank.csv", "'text'", "line 3, call_id A2"]),
         "over the cap": ([PRODUCTION, str(good), out], ["calls.csv", "over the limit", "TUNEBOARD_SCORE_MAX_MB"]),
         "no such model": (["models:/Nope@production", str(good), out], ["'Nope'", MODEL]),
         "no such alias": ([f"models:/{MODEL}@staging", str(good), out], ["'staging'", "production (version 1)"]),

@@ -28,6 +28,7 @@ from core.data import (
     megabytes_from_env,
     read_frame,
     split_sheet,
+    with_ids,
 )
 from core.errors import DataError
 from core.scoring.topics import tagged as over_threshold
@@ -120,7 +121,8 @@ def choose_columns(table: Table, text_column: str | None = None, pair_column: st
 
 
 def _check_texts(table: Table, column: str) -> None:
-    for row, value in zip(table.rows, table.frame[column].tolist(), strict=True):
+    rows = with_ids(table.frame, list(table.rows), (column,))  # "line 7, call_id C-0042", as for training
+    for row, value in zip(rows, table.frame[column].tolist(), strict=True):
         if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
             raise DataError(table.path, f"the text in column {column!r} is empty.", row=row,
                             hint="Fill it in or remove the row.")
