@@ -179,8 +179,10 @@ with tab_table:
     table = built(_table, view, (*runs_key(chosen, runs.version), tuple(keep), text), tuple(metrics), tuple(params),
                   cells)
     st.dataframe(table, hide_index=True, width="stretch")
-    # made when clicked, not on every poll (the table changes while jobs run)
+    # made when clicked, not on every poll (the table changes while jobs run). A click must not rerun the page:
+    # Streamlit drops every queued message when a run starts, the file's answer with them, and the button then
+    # spins for three minutes (a loaded CI run: the click's own rerun started after the CSV was made)
     st.download_button("Export this table as CSV", lambda: compare.safe_csv(table), file_name="runs.csv",
-                       mime="text/csv", key="cmp_export")
+                       mime="text/csv", key="cmp_export", on_click="ignore")
 with tab_examples:
     examples_view(view, groups, group_label if group_col else None)

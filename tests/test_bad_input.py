@@ -649,6 +649,7 @@ def test_compare_page_export_neutralises_formula_cells(env, monkeypatch):
     at = page("compare")
     (button,) = [b for b in at.get("download_button") if b.proto.label == "Export this table as CSV"]
     assert button.proto.deferred_file_id  # made on click, not on every rerun of the page
+    assert button.proto.ignore_rerun  # a click reruns nothing: a run starting drops the file's answer (Streamlit)
     url = managers[-1].execute_deferred(button.proto.deferred_file_id)  # what a click asks the server for
     exported = made[-1].get_file(url.rsplit("/", 1)[-1]).content.decode("utf-8")
     (row,) = [r for r in csv.DictReader(io.StringIO(exported)) if r["status"] == "FINISHED"]
