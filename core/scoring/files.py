@@ -121,9 +121,9 @@ def choose_columns(table: Table, text_column: str | None = None, pair_column: st
 
 
 def _check_texts(table: Table, column: str) -> None:
-    rows = with_ids(table.frame, list(table.rows), (column,))  # "line 7, call_id C-0042", as for training
-    for row, value in zip(rows, table.frame[column].tolist(), strict=True):
+    for i, value in enumerate(table.frame[column].tolist()):
         if value is None or (isinstance(value, float) and math.isnan(value)) or not str(value).strip():
+            (row,) = with_ids(table.frame.iloc[[i]], [table.rows[i]], (column,))  # "line 7, call_id C-0042"
             raise DataError(table.path, f"the text in column {column!r} is empty.", row=row,
                             hint="Fill it in or remove the row.")
 
