@@ -16,12 +16,15 @@ about several topics, or none. ``tagged`` keeps those at or above a threshold.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from core.errors import TopicError
-from core.models.infer import predict_proba
+from core.models import windows
+from core.models.infer import length_limit, predict_proba
+from core.models.windows import Reading, Split, Window
 from core.models.sources import load
 from core.topic_pairs import (  # noqa: F401 - shared with training, named here for scoring's callers
     DEFAULT_TEMPLATE,
@@ -99,14 +102,35 @@ def entailment_scores(probabilities: np.ndarray, id2label: Mapping) -> np.ndarra
     return np.divide(p_entail, both, out=np.full_like(p_entail, 0.5), where=both > 0)
 
 
-def topic_scores(model, tokenizer, transcripts: Sequence[str], topics: Sequence[str],
-                 template: str = DEFAULT_TEMPLATE, *, batch_size: int = 32, max_length: int = 256,
-                 device: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-    """Each topic's entailment probability for each transcript: n_transcripts x n_topics, in [0, 1].
+@dataclass(frozen=True)
+class TopicReading:
+    """Calls read window by window against each topic: ``scores`` (calls x topics, in [0, 1]) is, per topic, the
+    largest entailment score over the call's windows, and ``deciding`` (calls x topics) the window that gave it,
+    an index into ``split.windows`` (the evidence a person reads)."""
 
-    The topic order is ``topics`` (stripped); the model is refused unless its labels include entailment.
-    Scores come from :func:`core.models.infer.predict_proba` over every (transcript, hypothesis) pair, so
-    ``on_progress(done, total)`` counts pairs. Transcripts longer than ``max_length`` tokens are truncated.
+    scores: np.ndarray
+    deciding: np.ndarray
+    split: Split
+    aggregation: str = "max"
+
+    def evidence(self, call: int, topic: int) -> Window:
+        return self.split.windows[int(self.deciding[call, topic])]
+
+    def params(self) -> dict[str, object]:
+        """How the calls were read, as run params."""
+        return {"windows.budget_tokens": self.split.budget, "windows.overlap": self.split.overlap,
+                "windows.aggregation": self.aggregation}
+
+
+def read_topics(model, tokenizer, transcripts: Sequence[str], topics: Sequence[str],
+                template: str = DEFAULT_TEMPLATE, *, reading: Reading | None = None, batch_size: int = 32,
+                device: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> TopicReading:
+    """Each topic's entailment score for each whole transcript, with the window that decided it.
+
+    Each transcript is read as overlapping windows (``core.models.windows``: every token read, cuts at turns);
+    each window is scored against each topic's hypothesis, and a topic's score for the call is the largest
+    over its windows (a topic is discussed somewhere in the call, not everywhere: SummaC's max over chunks).
+    ``on_progress(done, total)`` counts transcripts. The model is refused unless its labels include entailment.
     """
     id2label = dict(getattr(model.config, "id2label", None) or {})
     check_nli(id2label)
@@ -116,10 +140,28 @@ def topic_scores(model, tokenizer, transcripts: Sequence[str], topics: Sequence[
         if not isinstance(text, str):
             raise TopicError(f"Transcript {position} is not text ({type(text).__name__}): give each call as text.",
                              key="transcripts")
-    premises = [text for text in transcripts for _ in said]
-    probabilities = predict_proba(model, tokenizer, premises, said * len(transcripts), batch_size=batch_size,
-                                  max_length=max_length, device=device, on_progress=on_progress)
-    return entailment_scores(probabilities, id2label).reshape(len(transcripts), len(said))
+    reading = reading or Reading()
+    limit = length_limit(model, tokenizer, reading.max_length)
+    room = windows.budget(tokenizer, limit, said)
+    parts = windows.split(transcripts, tokenizer, room, overlap=reading.overlap_for(room), truncate=reading.truncate)
+    premises = [window.text for window in parts.windows for _ in said]
+    probabilities = predict_proba(model, tokenizer, premises, said * len(parts.windows), batch_size=batch_size,
+                                  max_length=limit, device=device, on_progress=windows._per_text(on_progress,
+                                                                                                len(transcripts)))
+    per_window = entailment_scores(probabilities, id2label).reshape(len(parts.windows), len(said))
+    scores, deciding = windows.aggregate_max(per_window, parts.owner, len(transcripts))
+    return TopicReading(scores.reshape(len(transcripts), len(said)), deciding.reshape(len(transcripts), len(said)),
+                        parts)
+
+
+def topic_scores(model, tokenizer, transcripts: Sequence[str], topics: Sequence[str],
+                 template: str = DEFAULT_TEMPLATE, *, batch_size: int = 32, max_length: int = 256,
+                 device: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Each topic's entailment probability for each transcript: n_transcripts x n_topics, in [0, 1]; whole
+    transcripts are read as windows of ``max_length`` tokens (:func:`read_topics`, which also says which window
+    decided each score)."""
+    return read_topics(model, tokenizer, transcripts, topics, template, reading=Reading(int(max_length)),
+                       batch_size=batch_size, device=device, on_progress=on_progress).scores
 
 
 def model_labels(ref: str) -> dict[int, str]:
@@ -128,13 +170,23 @@ def model_labels(ref: str) -> dict[int, str]:
 
 
 def call_topics(ref: str, transcript: str, topics: Sequence[str], template: str = DEFAULT_TEMPLATE) -> pd.Series:
-    """One call's topic probabilities (topic -> score, in the order given) from the model ``ref`` names."""
+    """One whole call's topic probabilities (topic -> score, in the order given) from the model ``ref`` names;
+    ``call_evidence`` gives the windows that decided them too."""
+    return call_evidence(ref, transcript, topics, template)["score"].rename("score")
+
+
+def call_evidence(ref: str, transcript: str, topics: Sequence[str], template: str = DEFAULT_TEMPLATE,
+                  reading: Reading | None = None) -> pd.DataFrame:
+    """One whole call against each topic: a frame indexed by topic with its ``score`` and the ``evidence``
+    (the text of the window that decided the score), in the order given."""
     if not isinstance(transcript, str) or not transcript.strip():
         raise TopicError("The transcript is empty: paste the text of a call first.", key="transcripts")
     topics = check_topics(topics)
     template = check_template(template)
     model, tokenizer, _ = load(ref)
-    return pd.Series(topic_scores(model, tokenizer, [transcript], topics, template)[0], index=topics, name="score")
+    read = read_topics(model, tokenizer, [transcript], topics, template, reading=reading)
+    return pd.DataFrame({"score": read.scores[0], "evidence": [read.evidence(0, j).text for j in range(len(topics))]},
+                        index=pd.Index(topics, name="topic"))
 
 
 def tagged(scores: np.ndarray, topics: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> list[list[str]]:
