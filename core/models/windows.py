@@ -325,7 +325,7 @@ def predict(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None 
                           device=device, on_progress=progress)
     n = len(texts)
     if pairs is not None and entailment is not None:
-        best, deciding = aggregate_max(probs[:, entailment:entailment + 1], parts.owner, n)
+        _, deciding = aggregate_max(probs[:, entailment:entailment + 1], parts.owner, n)
         deciding = deciding[:, 0]
         out = probs[deciding] if n else np.zeros((0, probs.shape[1]), dtype=np.float32)
         return Read(out.astype(np.float32), deciding, parts, "max")

@@ -24,8 +24,8 @@ import pandas as pd
 from core.errors import TopicError
 from core.models import windows
 from core.models.infer import length_limit, predict_proba
-from core.models.windows import Reading, Split, Window
 from core.models.sources import load
+from core.models.windows import Reading, Split, Window
 from core.topic_pairs import (  # noqa: F401 - shared with training, named here for scoring's callers
     DEFAULT_TEMPLATE,
     DEFAULT_THRESHOLD,
