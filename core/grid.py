@@ -38,7 +38,9 @@ SEED_ALIASES = {
     "eval_batch_size": "per_device_eval_batch_size",
 }
 # Keys of our own that are not TrainingArguments fields.
-OWN_KEYS: dict[str, type] = {"max_length": int}
+# max_length: tokens the model reads at once; a longer text is read as windows of it (core.models.windows) that
+# share window_overlap tokens (default: an eighth of a window); truncate: read only the first window (cut, counted).
+OWN_KEYS: dict[str, type] = {"max_length": int, "window_overlap": int, "truncate": bool}
 # TrainingArguments fields the pipeline sets itself.
 RESERVED = {
     "output_dir", "logging_dir", "report_to", "run_name", "overwrite_output_dir", "push_to_hub",
@@ -59,6 +61,7 @@ _RANGES: dict[str, tuple[float, bool, float]] = {
     "warmup_ratio": (0, True, 1.0),
     "warmup_steps": (0, True, 10**9),
     "max_length": (8, True, 65_536),
+    "window_overlap": (0, True, 65_536),
     "seed": (0, True, 2**32 - 1),
     "max_grad_norm": (0, True, 1e6),
     "logging_steps": (0, False, 10**9),

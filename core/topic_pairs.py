@@ -99,6 +99,7 @@ class TopicPairs:
     negatives: int = 2
     seed: int = 0
     threshold: float = DEFAULT_THRESHOLD
+    top_windows: int = 1  # a long call's pair trains on the windows the model scores highest for it (k)
 
     @classmethod
     def parse(cls, given: Mapping[str, Any] | TopicPairs | bool | None, *,
@@ -111,15 +112,19 @@ class TopicPairs:
         if not isinstance(given, Mapping):
             raise GridError(f"must be true, or settings like {{template: \"{DEFAULT_TEMPLATE}\", negatives: 2}}; "
                             f"got {type(given).__name__}.", key=key)
-        unknown = sorted(set(given) - {"template", "negatives", "seed", "threshold"})
+        unknown = sorted(set(given) - {"template", "negatives", "seed", "threshold", "top_windows"})
         if unknown:
-            raise GridError("not a setting; the settings are template, negatives, seed and threshold.",
+            raise GridError("not a setting; the settings are template, negatives, seed, threshold and top_windows.",
                             key=f"{key}.{unknown[0]}")
         settings = {**cls().__dict__, **given}
         for name in ("negatives", "seed"):
             value = settings[name]
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise GridError(f"must be a whole number, 0 or more, not {value!r}.", key=f"{key}.{name}")
+        if isinstance(settings["top_windows"], bool) or not isinstance(settings["top_windows"], int) \
+                or not 1 <= settings["top_windows"] <= 64:
+            raise GridError(f"must be a whole number from 1 to 64 (the windows of a long call each pair trains on), "
+                            f"not {settings['top_windows']!r}.", key=f"{key}.top_windows")
         if settings["negatives"] > MAX_TOPICS:
             raise GridError(f"at most {MAX_TOPICS} (one per other topic), not {settings['negatives']}.",
                             key=f"{key}.negatives")

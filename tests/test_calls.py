@@ -167,7 +167,8 @@ def test_topic_pair_settings_are_checked_in_the_grid(tmp_path):
             "train_file": str(tmp_path / "{data_version}"), "validation_file": "v.csv", "user_id": "u",
             "columns": MAPPING}
     grid = GridSpec(**args, topic_pairs={"negatives": 3})
-    assert grid.topic_pairs == {"template": "This call is about {}.", "negatives": 3, "seed": 0, "threshold": 0.5}
+    assert grid.topic_pairs == {"template": "This call is about {}.", "negatives": 3, "seed": 0, "threshold": 0.5,
+                                 "top_windows": 1}
     run = grid.expand()[1]
     assert run.columns == MAPPING and run.params()["topic_pairs.negatives"] == 3
     assert run.params()["columns.label"] == "topic"

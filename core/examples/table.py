@@ -32,6 +32,7 @@ DEFAULT_MAX_ROWS = 5000
 SAMPLE_SEED = 0
 SAMPLE_TAG = "predictions_sample"
 SCORE_PREFIX = "score: "
+EVIDENCE_PREFIX = "evidence: "  # a topic run's per-call table: the window that decided a tagged topic
 COLUMNS = ("row", "text", "hypothesis", "true_label", "predicted_label", "correct", "confidence")
 
 
@@ -104,7 +105,8 @@ TOPIC_SEPARATOR = "; "  # a call's topics in one cell of its table
 
 
 def build_call_table(rows: Sequence[str], texts: Sequence[str], truth: Sequence[Sequence[str]], scores: np.ndarray,
-                     topics: Sequence[str], threshold: float) -> pd.DataFrame:
+                     topics: Sequence[str], threshold: float,
+                     evidence: Sequence[Sequence[str]] | None = None) -> pd.DataFrame:
     """One row per call of a topic run: its true topics and the topics tagged at ``threshold`` (each joined by
     "; " in the topics' order, so a call is right when the two are the same), the likeliest topic's score, and
     one ``score: <topic>`` column per topic (its entailment probability)."""
@@ -122,18 +124,26 @@ def build_call_table(rows: Sequence[str], texts: Sequence[str], truth: Sequence[
     frame["confidence"] = scores.max(axis=1).round(6) if len(topics) else 0.0
     for j, topic in enumerate(topics):
         frame[SCORE_PREFIX + topic] = scores[:, j].round(6)
+    if evidence is not None:  # for each tagged topic, the window of the call that decided it
+        for j, topic in enumerate(topics):
+            frame[EVIDENCE_PREFIX + topic] = [evidence[i][j] if scores[i, j] >= threshold else ""
+                                              for i in range(len(scores))]
     return frame
 
 
 def log_call_predictions(calls, scores: np.ndarray, topics: Sequence[str], threshold: float,
-                         cap: int) -> pd.DataFrame:
-    """Log a topic run's per-call table (:func:`build_call_table`) as the run's predictions table; return it."""
+                         cap: int, evidence=None) -> pd.DataFrame:
+    """Log a topic run's per-call table (:func:`build_call_table`) as the run's predictions table; return it.
+    ``evidence``: how the calls were read (``core.scoring.topics.TopicReading``), for the deciding windows."""
     import mlflow
 
     keep = sample_indices(len(calls), cap)
     pick = (lambda values: [values[i] for i in keep]) if len(keep) < len(calls) else list
+    windows = None
+    if evidence is not None and any(count > 1 for count in evidence.split.counts):  # long calls: say where
+        windows = [[evidence.evidence(i, j).text for j in range(len(topics))] for i in keep]
     frame = build_call_table(pick(calls.rows), pick(calls.text_a), pick(calls.labels), np.asarray(scores)[keep],
-                             topics, threshold)
+                             topics, threshold, windows)
     mlflow.log_table(frame, artifact_file=ARTIFACT)
     if len(keep) < len(calls):
         mlflow.set_tag(SAMPLE_TAG, f"kept {len(keep)} of {len(calls)}, random sample, seed {SAMPLE_SEED} "

@@ -44,11 +44,14 @@ from core.examples import table as predictions
 from core.grid import OWN_KEYS, RunSpec
 from core.metrics import classification_metrics, softmax
 from core.models import loading
+from core.models.infer import length_limit
+from core.models.windows import Reading
 from core.naming import MODEL_URI_TAG
 from core.scoring.topic_eval import topic_metrics, truth_matrix
-from core.scoring.topics import topic_scores
+from core.scoring.topics import read_topics
 from core.settings import Settings, configure_mlflow, ensure_experiment
 from core.topic_pairs import TopicPairs
+from core.training import bags
 from core.training.check import Inputs, read_inputs
 
 log = logging.getLogger(__name__)
@@ -194,17 +197,34 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
                        "label_names": ",".join(mapping.id2label[i] for i in sorted(mapping.id2label)),
                        "keeps_pretrained_head": mapping.keeps_head})
 
-    # 4. model and tokenizer
+    # 4. model and tokenizer; every text read whole, as windows of what the model takes (core.training.bags)
     say("loading model")
     model, tokenizer = loading.load_for_classification(spec.base_model, mapping)
-    max_length = int(spec.hyperparameters.get("max_length", 128))
+    reading = Reading.from_settings(spec.hyperparameters, 128)
+    limit = length_limit(model, tokenizer, reading.max_length)
     say("tokenizing")
-    eval_set = _tokenize(validation, tokenizer, mapping, max_length)
-
-    train_set = _tokenize(train, tokenizer, mapping, max_length) if train else None
-    plan = _speed_plan(spec, train_set, max_length)
+    topics = [pairs.template.format(t) for t in inputs.topics] if (pairs := TopicPairs.parse(spec.topic_pairs)) \
+        else None
+    budget = bags.room(tokenizer, limit, validation, train, hypotheses=topics)
+    evaluated = bags.encode(validation, tokenizer, mapping, budget, reading)
+    eval_set = bags.Rows(evaluated)
+    train_set, choose = None, None
+    if train is not None:
+        trained = bags.encode(train, tokenizer, mapping, budget, reading)
+        if trained.entail is not None:  # pairs labelled per call: train on the windows that decide them
+            train_set = bags.Chosen(trained, pairs.top_windows if pairs else 1,
+                                    int(spec.hyperparameters.get("seed", 42)))
+            if train_set.several:
+                choose = bags.ChooseWindows(train_set, speed.BucketCollator(tokenizer), not mapping.keeps_head,
+                                            int(spec.hyperparameters.get("per_device_eval_batch_size", 32)))
+        else:
+            train_set = bags.Rows(trained)
+    _log_reading(reading, limit, budget, evaluated, train_set, choose, mapping)
+    plan = _speed_plan(spec, train_set, limit)
     mlflow.set_tags(plan.tags())
-    trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set, train_set, run_id, callbacks, plan)
+    callbacks = [*callbacks, *([choose] if choose else [])]
+    trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set, train_set, run_id, callbacks, plan,
+                            evaluated)
     try:
         return _train_and_log(spec, trainer, tokenizer, inputs, eval_set, say, cap)
     except Exception as exc:
@@ -217,7 +237,8 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
         shutil.rmtree(trainer.args.output_dir, ignore_errors=True)
         eager = speed.Plan(None, [], {k: v for k, v in plan.arguments.items() if not k.startswith("torch_compile")})
         model, tokenizer = loading.load_for_classification(spec.base_model, mapping)
-        trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set, train_set, run_id, callbacks, eager)
+        trainer = _make_trainer(spec, model, tokenizer, mapping, eval_set, train_set, run_id, callbacks, eager,
+                                evaluated)
         return _train_and_log(spec, trainer, tokenizer, inputs, eval_set, say, cap)
     finally:
         shutil.rmtree(trainer.args.output_dir, ignore_errors=True)  # the Trainer's scratch folder
@@ -234,6 +255,10 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, inputs: Inputs, eval_set, 
     if train is not None:
         say("training")
         trainer.train()
+        for callback in trainer.callback_handler.callbacks:  # long calls: how the window choices settled
+            if isinstance(callback, bags.ChooseWindows):
+                for epoch, share in enumerate(callback.changed):
+                    mlflow.log_metric("windows_rechosen", share, step=epoch)
 
     # 6. evaluate (the last epoch's evaluation, when it was on the final weights: the same numbers, once)
     say("evaluating")
@@ -247,9 +272,11 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, inputs: Inputs, eval_set, 
                                 "eval_samples_per_second": output.metrics.get("test_samples_per_second", 0.0)})
     else:
         logits, label_ids = reused
+    per_example = eval_set.encoded
     mlflow.set_tag("final_evaluation", "the last epoch's evaluation (the same weights)" if reused is not None
                    else "evaluated after training")
-    probs = softmax(logits)
+    probs = per_example.probabilities(softmax(logits))  # each example from its windows
+    label_ids = per_example.labels
     metrics, details = classification_metrics(label_ids, probs, mapping.id2label)
     mlflow.log_metrics({**metrics, **_costs(trainer, time.perf_counter() - started)}, step=trainer.state.global_step)
     mlflow.set_tags({"metric_average": details["average"],
@@ -287,9 +314,10 @@ def _topic_evaluation(spec: RunSpec, model, tokenizer, inputs: Inputs, cap: int)
 
     pairs, calls, topics = TopicPairs.parse(spec.topic_pairs), inputs.calls, list(inputs.topics)
     started = time.perf_counter()
-    scores = topic_scores(model, tokenizer, calls.text_a, topics, pairs.template,
-                          batch_size=int(spec.hyperparameters.get("per_device_eval_batch_size", 32)),
-                          max_length=int(spec.hyperparameters.get("max_length", 128)))
+    read = read_topics(model, tokenizer, calls.text_a, topics, pairs.template,
+                       reading=Reading.from_settings(spec.hyperparameters, 128),
+                       batch_size=int(spec.hyperparameters.get("per_device_eval_batch_size", 32)))
+    scores = read.scores
     seconds = time.perf_counter() - started
     table = topic_metrics(calls.labels, scores, topics, pairs.threshold)
     by = table.set_index("topic")
@@ -300,9 +328,11 @@ def _topic_evaluation(spec: RunSpec, model, tokenizer, inputs: Inputs, cap: int)
              # the likeliest topic is one of the call's own
              "topic_accuracy": float(truth[np.arange(len(truth)), scores.argmax(axis=1)].mean())}
     found = {k: float(v) for k, v in found.items()}
-    mlflow.log_metrics({**found, "topic_eval_seconds": round(seconds, 3)})
+    # what reading whole calls cost: every window of every call against every topic is one forward pass
+    mlflow.log_metrics({**found, "topic_eval_seconds": round(seconds, 3),
+                        "topic_eval_forward_passes": float(len(read.split.windows) * len(topics))})
     mlflow.log_table(table, artifact_file=TOPIC_TABLE)
-    predictions.log_call_predictions(calls, scores, topics, pairs.threshold, cap)
+    predictions.log_call_predictions(calls, scores, topics, pairs.threshold, cap, evidence=read)
     return found
 
 
@@ -322,13 +352,25 @@ def _log_dataset(examples: Examples, context: str) -> None:
     tracking.log_input(dataset, context)
 
 
-def _tokenize(examples: Examples, tokenizer, mapping: LabelMapping, max_length: int):
-    from datasets import Dataset
+def _log_reading(reading: Reading, limit: int, budget: int, evaluated: bags.Encoded, train_set, choose,
+                 mapping: LabelMapping) -> None:
+    """How the run reads its texts (params) and what that meant for its files (metrics); a cut, as a tag."""
+    import mlflow
 
-    encoded = tokenizer(list(examples.text_a), list(examples.text_b) if examples.text_b else None,
-                        truncation=True, max_length=max_length)
-    encoded["labels"] = mapping.encode(examples.labels)
-    return Dataset.from_dict(dict(encoded))
+    mlflow.log_params({"windows.max_length": limit, "windows.budget_tokens": budget,
+                       "windows.overlap": evaluated.split.overlap, "windows.aggregation": evaluated.aggregation,
+                       "windows.truncate": reading.truncate,
+                       **({"windows.first_choice": "random (new head)" if not mapping.keeps_head else "model"}
+                          if choose else {})})
+    found = {f"validation_{k}": v for k, v in evaluated.split.summary().items()}
+    if train_set is not None:
+        found.update({f"train_{k}": v for k, v in train_set.encoded.split.summary().items()})
+    mlflow.log_metrics(found)
+    cut = found["validation_tokens_cut"] + found.get("train_tokens_cut", 0.0)
+    if cut:
+        mlflow.set_tag("truncated", f"read the first window only (truncate: true): {int(cut):,} tokens of "
+                                    f"{int(found['validation_texts_cut'] + found.get('train_texts_cut', 0)):,} "
+                                    "texts were not read")
 
 
 def training_arguments(spec: RunSpec, output_dir: str, steps_per_epoch: int, plan: speed.Plan | None = None):
@@ -368,7 +410,7 @@ def _speed_plan(spec: RunSpec, train_set, max_length: int) -> speed.Plan:
 
 
 def _make_trainer(spec: RunSpec, model, tokenizer, mapping: LabelMapping, eval_set, train_set,
-                  run_id: str, callbacks: list, plan: speed.Plan):
+                  run_id: str, callbacks: list, plan: speed.Plan, evaluated: bags.Encoded):
     import torch
     from transformers import PrinterCallback, Trainer
 
@@ -382,7 +424,7 @@ def _make_trainer(spec: RunSpec, model, tokenizer, mapping: LabelMapping, eval_s
     trainer = Trainer(
         model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
         data_collator=speed.BucketCollator(tokenizer, plan.edges, pad),
-        processing_class=tokenizer, compute_metrics=LastEvaluation(mapping),
+        processing_class=tokenizer, compute_metrics=LastEvaluation(mapping, evaluated),
         callbacks=[MlflowMetricsCallback(run_id), speed.CostCallback(), *callbacks],
     )
     trainer.compute_metrics.trainer = trainer
@@ -408,15 +450,16 @@ class LastEvaluation:
     """The Trainer's ``compute_metrics``, keeping the latest evaluation's predictions and the step its weights
     had: when training ends on those same weights, the final evaluation is that one, not a second pass."""
 
-    def __init__(self, mapping: LabelMapping):
-        self.mapping, self.trainer = mapping, None
+    def __init__(self, mapping: LabelMapping, evaluated: bags.Encoded):
+        self.mapping, self.evaluated, self.trainer = mapping, evaluated, None
         self.step: int | None = None
         self.predictions = self.label_ids = None
 
     def __call__(self, prediction) -> dict[str, float]:
         self.step = self.trainer.state.global_step if self.trainer is not None else None
         self.predictions, self.label_ids = prediction.predictions, prediction.label_ids
-        metrics, _ = classification_metrics(prediction.label_ids, softmax(prediction.predictions),
+        metrics, _ = classification_metrics(self.evaluated.labels,  # each example read from its windows
+                                            self.evaluated.probabilities(softmax(prediction.predictions)),
                                             self.mapping.id2label)
         return metrics
 

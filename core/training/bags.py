@@ -1,0 +1,182 @@
+"""Training and evaluating on texts longer than the model's window.
+
+Every example is read as windows (``core.models.windows``: overlapping, covering every token, cut at turns).
+How windows become what the Trainer sees:
+
+- **A plain example** (a text and its label): each window is a training row with the text's label, since the
+  label holds for all of the text; evaluation averages the windows' probabilities, weighted by their tokens.
+- **A pair labelled for a whole call** (topic pairs, "This call is about refunds." -> entailment): the label says
+  the topic is somewhere in the call, not where. Multiple-instance learning in its cheap form: each epoch the
+  pair trains on the ``k`` windows the model itself now scores highest for entailment (``topic_pairs.
+  top_windows``): for a true topic the window that holds it; for a topic the call does not have, the windows
+  most easily mistaken for it (hard negatives: greetings, identity checks, holds). Negatives only ever come from
+  calls without the topic (the pairs are built that way, ``core.topic_pairs``). A new head's scores mean nothing,
+  so its first epoch draws the windows at random (seeded); a pretrained NLI head chooses from the start.
+  Evaluation reads a pair by its window most likely to entail, as topic tagging does.
+
+A call short enough for one window is one row, exactly as before windows.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from transformers import TrainerCallback
+
+from core.data import Examples, LabelMapping
+from core.models import windows
+from core.topic_pairs import entailment_index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Examples read as windows and tokenized: ``features[i]`` is window ``i`` (with the example's second text,
+    for pairs), ``owner[i]`` its example; ``labels`` the examples' label ids; ``entail`` the entailment class
+    when the examples are pairs for an NLI head (their windows are then chosen, and read, by entailment)."""
+
+    features: list[dict[str, list[int]]]
+    owner: np.ndarray
+    labels: np.ndarray
+    split: windows.Split
+    entail: int | None
+
+    @property
+    def aggregation(self) -> str:
+        return "max" if self.entail is not None else "mean"
+
+    def probabilities(self, window_probabilities: np.ndarray) -> np.ndarray:
+        """Per example, its class probabilities from its windows' (the module docstring's rule)."""
+        n = len(self.labels)
+        if self.entail is not None:
+            _, where = windows.aggregate_max(window_probabilities[:, self.entail:self.entail + 1], self.owner, n)
+            return np.asarray(window_probabilities)[where[:, 0]]
+        weights = np.asarray([w.tokens for w in self.split.windows], dtype=np.float64)
+        return windows.aggregate_mean(window_probabilities, self.owner, n, weights)
+
+
+def room(tokenizer, max_length: int, *examples: Examples | None, hypotheses: list[str] | None = None) -> int:
+    """Tokens of text per window for these examples: the longest second text (hypothesis) among them decides."""
+    seconds = list(hypotheses or [])
+    for found in examples:
+        if found is not None and found.text_b is not None:
+            seconds.extend(sorted(set(found.text_b), key=len)[-20:])  # the longest few; lengths vary little
+    return windows.budget(tokenizer, max_length, seconds or None)
+
+
+def encode(examples: Examples, tokenizer, mapping: LabelMapping, budget: int, reading: windows.Reading) -> Encoded:
+    """Read every example as windows of ``budget`` tokens and tokenize them (with the example's second text)."""
+    split = windows.split(list(examples.text_a), tokenizer, budget, overlap=reading.overlap_for(budget),
+                          truncate=reading.truncate)
+    second = [examples.text_b[i] for i in split.owner] if examples.text_b is not None else None
+    encoded = tokenizer(split.texts, second, truncation=False, verbose=False)
+    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in encoded]
+    features = [{k: encoded[k][i] for k in keys} for i in range(len(split.windows))]
+    entail = entailment_index(mapping.id2label) if examples.text_b is not None else None
+    return Encoded(features, split.owner, np.asarray(mapping.encode(examples.labels)), split, entail)
+
+
+class Rows:
+    """Every window of every example, each with its example's label (a torch map-style dataset)."""
+
+    def __init__(self, encoded: Encoded):
+        self.encoded = encoded
+
+    def __len__(self) -> int:
+        return len(self.encoded.features)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.encoded.features[index], "labels": int(self.encoded.labels[self.encoded.owner[index]])}
+
+
+class Chosen:
+    """Each pair's ``k`` windows the model scores highest for entailment, chosen again each epoch (see the
+    module docstring). Its length never changes (the Trainer plans its steps once); which window an item is
+    lives in a shared tensor, so dataloader worker processes see each new choice."""
+
+    def __init__(self, encoded: Encoded, k: int, seed: int):
+        import torch
+
+        self.encoded, self.k, self.seed = encoded, k, seed
+        self.rows = [np.flatnonzero(encoded.owner == b) for b in range(len(encoded.labels))]
+        self.slots = [(bag, rank) for bag, rows in enumerate(self.rows) for rank in range(min(k, len(rows)))]
+        self.choice = torch.tensor([self.rows[bag][rank] for bag, rank in self.slots], dtype=torch.long)
+        self.choice.share_memory_()
+        self.several = [bag for bag, rows in enumerate(self.rows) if len(rows) > 1]
+        self.rounds = 0
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def __getitem__(self, index: int) -> dict:
+        row = int(self.choice[index])
+        return {**self.encoded.features[row], "labels": int(self.encoded.labels[self.encoded.owner[row]])}
+
+    def _set(self, ranked: dict[int, list[int]]) -> int:
+        """Put each bag's ranked rows in its slots; how many slots changed."""
+        import torch
+
+        new = torch.tensor([ranked[bag][rank] if bag in ranked else int(self.choice[i])
+                            for i, (bag, rank) in enumerate(self.slots)], dtype=torch.long)
+        changed = int((new != self.choice).sum())
+        self.choice.copy_(new)
+        return changed
+
+    def draw(self, epoch: int) -> int:
+        """A new head's choice: ``k`` windows of each long pair at random (seeded by the run's seed and epoch)."""
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        return self._set({bag: rng.sample(list(self.rows[bag]), len(self.rows[bag])) for bag in self.several})
+
+    def choose(self, model, collator, batch_size: int = 64) -> int:
+        """The model's choice: each long pair's windows ranked by the model's entailment probability."""
+        if not self.several:
+            return 0
+        rows = np.concatenate([self.rows[bag] for bag in self.several])
+        scores = entailment_of(model, [self.encoded.features[r] for r in rows], collator, self.encoded.entail,
+                               batch_size)
+        by_row = dict(zip(rows.tolist(), scores.tolist(), strict=True))
+        ranked = {bag: sorted(self.rows[bag].tolist(), key=lambda r: -by_row[r]) for bag in self.several}
+        return self._set(ranked)
+
+
+def entailment_of(model, features: list[dict], collator, entail: int, batch_size: int = 64) -> np.ndarray:
+    """The model's entailment probability for each tokenized window pair, in eval mode, shortest first."""
+    import torch
+
+    out = np.zeros(len(features), dtype=np.float32)
+    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                rows = order[start:start + batch_size]
+                batch = collator([features[i] for i in rows])
+                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
+                out[rows] = logits.float().softmax(dim=-1)[:, entail].cpu().numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+class ChooseWindows(TrainerCallback):
+    """Before each epoch, each long pair's windows are chosen again (:class:`Chosen`); the share of choices that
+    changed is logged (``windows_rechosen``: near 0 once the model has settled on where each topic is)."""
+
+    def __init__(self, dataset: Chosen, collator, new_head: bool, batch_size: int = 64):
+        self.dataset, self.collator, self.new_head, self.batch_size = dataset, collator, new_head, batch_size
+        self.changed: list[float] = []
+
+    def on_epoch_begin(self, args, state, control, model=None, **kwargs):
+        epoch = round(state.epoch or 0)
+        if self.new_head and epoch == 0:
+            changed = self.dataset.draw(epoch)
+        else:
+            changed = self.dataset.choose(model, self.collator, self.batch_size)
+        self.changed.append(changed / max(len(self.dataset), 1))
+        log.info("epoch %d: %d of %d window choices changed", epoch, changed, len(self.dataset))
