@@ -13,6 +13,7 @@ from core.model_transition import ModelTransition, predict, recorded_metrics, re
 from core.promotion import best_candidate
 from core.runs import NO_MODEL
 from core.scoring import topics
+from core.scoring.job import read_call, snippet
 from core.settings import approval_required
 from pages.common import (
     client,
@@ -267,7 +268,8 @@ def try_pair(version: str) -> None:
 
 
 def try_topics(version: str) -> None:
-    """Topic mode for an NLI model: a transcript, candidate topics, a template; a chart of each topic's score."""
+    """Topic mode for an NLI model: a transcript, candidate topics, a template; a chart of each topic's score,
+    and for each topic tagged the part of the call that decided it."""
     st.caption("Each topic is scored on its own: how likely the call entails the template's sentence with the "
                "topic in it. A call may be about several topics, or none.")
     transcript = st.text_area("Transcript of a call", key="r_topic_text", height=150,
@@ -283,9 +285,8 @@ def try_topics(version: str) -> None:
     asked = (model_name, version, transcript, typed, template)
     if st.button("Tag topics", type="primary", key="r_tag"):
         try:
-            scores = topics.call_topics(f"models:/{model_name}/{version}", transcript, topics.parse_topics(typed),
-                                        template)
-            st.session_state["r_topic_result"] = {"asked": asked, "scores": scores}
+            read = read_call(f"models:/{model_name}/{version}", transcript, topics.parse_topics(typed), template)
+            st.session_state["r_topic_result"] = {"asked": asked, "read": read}
         except Exception as exc:  # noqa: BLE001
             st.session_state["r_topic_result"] = None
             show_error(exc, "tagging the call's topics")
@@ -294,16 +295,21 @@ def try_topics(version: str) -> None:
         return
     if result["asked"] != asked:
         st.info("You changed the transcript, topics or template: click **Tag topics** again to score them.")
-    scores = result["scores"]
+    read = result["read"]
+    scores = read.scores
     st.plotly_chart(charts.topic_scores_chart(scores, threshold), width="stretch", key="r_topic_chart")
     (found,) = topics.tagged(scores.to_numpy(), list(scores.index), threshold)
     if found:
         st.success(f"Version {version} tags this call with: " + ", ".join(f"**{md(t)}**" for t in found)
                    + f" (probability at least {threshold:.2f}).")
+        for topic in found:  # what decided each: the window of the call with the highest score
+            st.markdown(f"**{md(topic)}** {scores[topic]:.2f}: \"{md(snippet(read.frame.at[topic, 'evidence']))}\"")
     else:
         top = scores.idxmax()
         st.info(f"No topic reaches {threshold:.2f}. The most likely is **{md(top)}** ({scores[top]:.2f}): lower "
                 "the threshold to tag more.")
+    st.caption(f"The call was read whole, in {read.windows} window{'s' if read.windows != 1 else ''} of at most "
+               f"{read.budget_tokens} tokens; a topic's score is its best window's.")
 
 
 st.subheader("Try it")

@@ -9,9 +9,9 @@ from core.model_transition import ModelTransition, registered_model_names
 from core.models import sources as models
 from core.progress import progress_text
 from core.scoring import files
-from core.scoring.job import ScoreSpec, download_result
+from core.scoring.job import ScoreSpec, download_result, truncation_note
 from core.scoring.topics import DEFAULT_TEMPLATE, is_nli, parse_topics
-from pages.common import client, jobs_changed, md, queue, settings, show_error, sign_in_gate
+from pages.common import client, jobs_changed, log, md, queue, settings, show_error, sign_in_gate
 
 sign_in_gate()
 
@@ -105,8 +105,10 @@ if table is not None:
         template = st.text_input("Hypothesis ({} is the topic)", value=DEFAULT_TEMPLATE, key="s_template")
     used = [c for c in (text_column, pair_column) if c]
     st.caption(f"Uses column{'s' if len(used) > 1 else ''} {md(', '.join(used))}; the result keeps every column "
-               "and adds " + ("one score per topic and the topics over the threshold." if mode == "topics" else
-                              "the predicted label and a score per label."))
+               "and adds " + ("one score per topic, the topics over the threshold and, for each topic tagged, the "
+                              "part of the call that decided it." if mode == "topics" else
+                              "the predicted label, a score per label and, for a long text, the part that "
+                              "decided.") + " Long texts are read whole, in overlapping windows.")
     if source is not None and st.button("Score this file", type="primary", key="s_submit"):
         try:
             spec = ScoreSpec(ref, table.path, mode=mode, topics=topics, template=template, threshold=threshold,
@@ -160,7 +162,20 @@ def job_panel() -> None:
         return
     st.success(f"Scored {p.total_steps if p else ''} rows. Download the file, or look at the first rows below.")
     st.download_button(f"Download {name}", data=content, file_name=name, key="s_download", type="primary")
-    st.dataframe(files.preview(name, content, PREVIEW_ROWS).astype(str), hide_index=True, width="stretch")
+    try:
+        cut = truncation_note(run_id, client())
+    except Exception:  # noqa: BLE001 - the result is there; only the note is missing
+        log.exception("reading the truncated tag of scoring run %s", run_id)
+        cut = None
+    if cut:
+        st.warning(f"Not every word was read: this job was set to read only the start of each text, and it "
+                   f"{md(cut)}. Scores of those texts miss what came later; score the file again without "
+                   "truncating to read them whole.", icon=":material/content_cut:")
+    shown = files.preview(name, content, PREVIEW_ROWS).astype(str)
+    st.dataframe(shown, hide_index=True, width="stretch")
+    if any(str(c).startswith("evidence") for c in shown.columns):
+        st.caption("The **evidence** columns hold the part of each text that decided: the window of a long text "
+                   "that gave its label, or, for each topic tagged, the part of the call that gave its score.")
     st.caption(f"Recorded as MLflow run {md(run_id)}, with the model's version and the file's digest.")
 
 

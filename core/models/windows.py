@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core.errors import GridError
+from core.models.infer import length_limit, predict_proba
 
 DEFAULT_MAX_LENGTH = 256
 OVERLAP_SHARE = 8  # with no overlap given, neighbouring windows share an eighth of a window (32 of 256 tokens)
@@ -312,8 +313,6 @@ def predict(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] | None 
     outvote the rest), and the most confident window is kept as the evidence.
     ``on_progress(done, total)`` counts texts.
     """
-    from core.models.infer import length_limit, predict_proba
-
     reading = reading or Reading()
     texts = list(texts)
     limit = length_limit(model, tokenizer, reading.max_length)

@@ -3,9 +3,11 @@
 Reading goes through ``core.data`` (CSV, TSV, JSONL, Parquet; undecodable bytes, ragged rows and empty files
 are named there with their line). Here: the size cap, which columns hold the texts, blank texts, and writing
 the result: the input's columns, then ``predicted_label`` and ``score_<label>`` per class, or one
-``score_<topic>`` per topic and ``topics`` (those over the threshold). Text cells a spreadsheet would run as a
-formula are neutralised (``core.compare.neutralised``). The result is written to a temporary file beside the
-output and renamed into place, so a failure never leaves half a file.
+``score_<topic>`` per topic and ``topics`` (those over the threshold); then the evidence, the text of the window
+that decided (``core.models.windows``): one ``evidence`` column (filled where the text was read in more than one
+window), or one ``evidence: <topic>`` per topic (filled where the topic is tagged). Text cells a spreadsheet would
+run as a formula are neutralised (``core.compare.neutralised``), the evidence's too. The result is written to a
+temporary file beside the output and renamed into place, so a failure never leaves half a file.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core import paths
 from core.compare import neutralised
@@ -32,6 +35,10 @@ from core.data import (
 )
 from core.errors import DataError
 from core.scoring.topics import tagged as over_threshold
+
+if TYPE_CHECKING:
+    from core.models.windows import Read
+    from core.scoring.topics import TopicReading
 
 MAX_MB_VARIABLE = "TUNEBOARD_SCORE_MAX_MB"
 DEFAULT_MAX_MB = 200.0
@@ -132,24 +139,46 @@ def texts(table: Table, column: str) -> list[str]:
     return [str(v) for v in table.frame[column].tolist()]
 
 
-def classified(table: Table, probabilities, id2label: Mapping[int, str]):
-    """The input's columns, ``predicted_label`` and ``score_<label>`` for each class (rounded to 6 places)."""
+def classified(table: Table, probabilities, id2label: Mapping[int, str], evidence: Sequence[str] | None = None):
+    """The input's columns, ``predicted_label`` and ``score_<label>`` for each class (rounded to 6 places), then
+    ``evidence`` when given (one text per row, :func:`row_evidence`)."""
     frame = table.frame.copy()
     names = [str(id2label[i]) for i in range(len(id2label))]
     frame[_free(frame, "predicted_label")] = [names[i] for i in probabilities.argmax(axis=1)]
     for i, name in enumerate(names):
         frame[_free(frame, f"score_{name}")] = probabilities[:, i].round(6)
+    if evidence is not None:
+        frame[_free(frame, "evidence")] = list(evidence)
     return frame
 
 
-def tagged(table: Table, scores, topics: Sequence[str], threshold: float):
+def tagged(table: Table, scores, topics: Sequence[str], threshold: float,
+           evidence: Sequence[Sequence[str]] | None = None):
     """The input's columns, ``score_<topic>`` per topic (entailment probability) and ``topics``: those at or over
-    the threshold, the likeliest first, separated by "; "."""
+    the threshold, the likeliest first, separated by "; "; then, when ``evidence`` is given (per row, per topic,
+    :func:`topic_evidence`), ``evidence: <topic>`` per topic: the deciding window's text where the topic is
+    tagged, blank elsewhere."""
     frame = table.frame.copy()
     for j, topic in enumerate(topics):
         frame[_free(frame, f"score_{topic}")] = scores[:, j].round(6)
     frame[_free(frame, "topics")] = ["; ".join(found) for found in over_threshold(scores, list(topics), threshold)]
+    if evidence is not None:
+        for j, topic in enumerate(topics):
+            frame[_free(frame, f"evidence: {topic}")] = [texts[j] if row[j] >= threshold else ""
+                                                        for texts, row in zip(evidence, scores, strict=True)]
     return frame
+
+
+def topic_evidence(read: TopicReading) -> list[list[str]]:
+    """Per call, per topic, the text of the window that decided the topic's score."""
+    calls, topics = read.scores.shape
+    return [[read.evidence(i, j).text for j in range(topics)] for i in range(calls)]
+
+
+def row_evidence(read: Read) -> list[str]:
+    """Per text, the text of its deciding window where it was read in more than one window; blank where the
+    window is the whole text (nothing to add) or all a truncating reading kept."""
+    return [read.evidence(i).text if read.split.counts[i] > 1 else "" for i in range(len(read.probabilities))]
 
 
 def _free(frame, name: str) -> str:

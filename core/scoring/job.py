@@ -6,11 +6,15 @@
 2. open the run in experiment ``Scoring - <model name>``: tags ``run_type=score``, the model's name, version
    and URI, who submitted it;
 3. read and check the file (inside the allowed folders when the spec is confined), tag its sha256 and rows;
-4. load the model once per process, score in batches on the job's device (``core.models.infer``), or tag
-   topics with an NLI model (``core.scoring.topics``), reporting rows done;
-5. write the result to a temporary folder and log it as the run's artifact (``scored/<output name>``);
-6. log rows, rows/s and label (or topic) counts; then write ``output_path`` when the spec has one (the CLI),
-   by a rename, last, so a run that fails leaves no file; end FINISHED, or FAILED with a plain reason.
+4. load the model once per process and read each whole text as overlapping windows (``core.models.windows``):
+   classify each text (``windows.predict``), or tag topics with an NLI model (``core.scoring.topics``), in
+   batches on the job's device, reporting rows done; with ``truncate`` only the first window is read, and the
+   run says how much was not (tag ``truncated``);
+5. write the result, with the window that decided each row (or each tagged topic) as its evidence, to a
+   temporary folder and log it as the run's artifact (``scored/<output name>``);
+6. log rows, rows/s, label (or topic) counts and how the texts were read (tokens per text, windows per text,
+   tokens cut); then write ``output_path`` when the spec has one (the CLI), by a rename, last, so a run that
+   fails leaves no file; end FINISHED, or FAILED with a plain reason.
 
 The same spec runs from the CLI (in this process) and from the queue (``JobQueue.submit``, run by the
 worker through ``core.scoring.kind``).
@@ -24,10 +28,12 @@ import logging
 import re
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from core import paths, tracking
 from core import runs as runs_mod
@@ -35,7 +41,8 @@ from core.data import FORMATS, file_digest, split_sheet
 from core.errors import NotFoundError, ScoreError, explain
 from core.jobkind import SPEC_TAG
 from core.models import sources as models
-from core.models.infer import predict_proba
+from core.models import windows
+from core.models.windows import Reading, Split
 from core.naming import RUN_TYPE_TAG
 from core.scoring import files, topics
 from core.settings import configure_mlflow, current_user, ensure_experiment
@@ -46,6 +53,7 @@ KIND = "score"
 MODES = ("classify", "topics")
 ARTIFACT_FOLDER = "scored"
 DEFAULT_TEMPLATE = "This call is about {}."
+TRUNCATED_TAG = "truncated"  # set when ``truncate`` left tokens unread: what was not read, in words
 Progress = Callable[[int, int], None]
 
 
@@ -53,7 +61,9 @@ Progress = Callable[[int, int], None]
 class ScoreSpec:
     """What to score with what. ``output_name`` is the result's file name (its extension sets the format; the
     run's artifact); ``output_path``, when given (the CLI), is where the result is written as well.
-    ``confined``: read the input only inside the allowed data folders (a page's upload; ``core.paths``)."""
+    ``confined``: read the input only inside the allowed data folders (a page's upload; ``core.paths``).
+    Texts longer than ``max_length`` tokens are read as windows sharing ``window_overlap`` tokens (None: an
+    eighth of a window); ``truncate`` reads only the first window of each text instead (and says what it cut)."""
 
     model: str
     input_path: str
@@ -68,6 +78,8 @@ class ScoreSpec:
     max_length: int = 256
     output_path: str | None = None
     confined: bool = False
+    window_overlap: int | None = None
+    truncate: bool = False
     kind: str = field(default=KIND, init=False)
 
     def __post_init__(self) -> None:
@@ -92,6 +104,15 @@ class ScoreSpec:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ScoreError(f"must be a whole number, 1 or more, not {value!r}.", key=key)
+        overlap = self.window_overlap
+        if overlap is not None and (isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0):
+            raise ScoreError(f"must be a whole number of tokens, 0 or more (or empty: an eighth of a window), not "
+                             f"{overlap!r}.", key="window_overlap")
+        if not isinstance(self.truncate, bool):
+            raise ScoreError(f"must be true or false, not {self.truncate!r}.", key="truncate")
+        if self.max_length < windows.MIN_BUDGET:  # a window must hold some of the text
+            raise ScoreError(f"must be at least {windows.MIN_BUDGET} tokens, not {self.max_length}.",
+                             key="max_length")
         for key in ("text_column", "pair_column", "output_path"):
             if getattr(self, key) is not None and not str(getattr(self, key)).strip():
                 set_(self, key, None)
@@ -108,6 +129,11 @@ class ScoreSpec:
             raise ScoreError("topics are only used in topic mode (mode='topics').", key="topics")
 
     @property
+    def reading(self) -> Reading:
+        """How each text is read: windows of ``max_length`` tokens sharing ``window_overlap``, or the first only."""
+        return Reading(self.max_length, self.window_overlap, self.truncate)
+
+    @property
     def run_name(self) -> str:
         return f"score_{split_sheet(self.input_path)[0].stem}"
 
@@ -119,6 +145,9 @@ class ScoreSpec:
             params["text_column"] = self.text_column
         if self.pair_column:
             params["pair_column"] = self.pair_column
+        if self.window_overlap is not None:
+            params["window_overlap"] = self.window_overlap
+        params["truncate"] = self.truncate
         if self.mode == "topics":
             params.update(topics=", ".join(self.topics)[:6000], template=self.template, threshold=self.threshold)
         return params
@@ -235,27 +264,31 @@ def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress
     model, tokenizer, id2label = models.load(source, device)
     say("scoring")
     started = time.perf_counter()
-    per_row = len(spec.topics) if spec.mode == "topics" else 1  # topic mode scores one pair per topic
-
-    def rows_done(done: int, total: int) -> None:
-        if on_progress is not None:
-            on_progress(done // per_row, total // per_row)
-
-    options = {"batch_size": spec.batch_size, "max_length": spec.max_length, "device": device,
-               "on_progress": rows_done}
+    options = {"reading": spec.reading, "batch_size": spec.batch_size, "device": device,
+               "on_progress": on_progress}  # both count texts, i.e. rows
     if spec.mode == "topics":
-        scores = topics.topic_scores(model, tokenizer, files.texts(table, first), list(spec.topics), spec.template,
-                                     **options)
-        frame = files.tagged(table, scores, spec.topics, spec.threshold)
-        counts = {f"topic_count.{_metric_key(t)}": float((scores[:, j] >= spec.threshold).sum())
+        read = topics.read_topics(model, tokenizer, files.texts(table, first), list(spec.topics), spec.template,
+                                  **options)
+        frame = files.tagged(table, read.scores, spec.topics, spec.threshold, evidence=files.topic_evidence(read))
+        counts = {f"topic_count.{_metric_key(t)}": float((read.scores[:, j] >= spec.threshold).sum())
                   for j, t in enumerate(spec.topics)}
+        how = read.params()
     else:
-        probabilities = predict_proba(model, tokenizer, files.texts(table, first),
-                                      files.texts(table, second) if second else None, **options)
-        frame = files.classified(table, probabilities, id2label)
-        predicted = probabilities.argmax(axis=1)
+        # an NLI model asked about pairs: the window most likely to entail decides; else the windows' mean
+        entailment = topics.entailment_index(id2label) if second else None
+        read = windows.predict(model, tokenizer, files.texts(table, first),
+                               files.texts(table, second) if second else None, entailment=entailment, **options)
+        frame = files.classified(table, read.probabilities, id2label, evidence=files.row_evidence(read))
+        predicted = read.probabilities.argmax(axis=1)
         counts = {f"label_count.{_metric_key(id2label[i])}": float((predicted == i).sum()) for i in sorted(id2label)}
+        how = {"windows.budget_tokens": read.split.budget, "windows.overlap": read.split.overlap,
+               "windows.aggregation": read.aggregation}
     seconds = max(time.perf_counter() - started, 1e-9)
+    mlflow.log_params(how)
+    cut = truncation_words(read.split)
+    if cut:  # the user asked for it; the run and the page still say what was not read
+        mlflow.set_tag(TRUNCATED_TAG, cut)
+        say(cut)
     # 5. the result: an artifact first, then the user's path
     say("writing result")
     fmt = files.output_format(spec.output_name, spec.input_path)
@@ -264,7 +297,7 @@ def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress
         mlflow.log_artifact(str(staged), ARTIFACT_FOLDER)
     # 6. what it did; the user's file last, so a run that failed never leaves one
     mlflow.log_metrics({"rows": float(len(table)), "rows_per_second": len(table) / seconds,
-                        "scoring_seconds": seconds, **counts})
+                        "scoring_seconds": seconds, **counts, **read.split.summary()})
     output = files.write(frame, spec.output_path, files.output_format(spec.output_path, spec.input_path),
                          table.delimiter) \
         if spec.output_path else None
@@ -273,6 +306,56 @@ def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress
 
 def _metric_key(name: str) -> str:
     return re.sub(r"[^\w\-. /]", "_", str(name))[:200] or "_"
+
+
+def truncation_words(split: Split) -> str | None:
+    """What a truncating reading left unread, in words ("read the first window only: 12,345 tokens of 40 texts
+    not read"); None when every token was read."""
+    tokens, texts = int(split.cut.sum()), int((split.cut > 0).sum())
+    if tokens <= 0:
+        return None
+    return (f"read the first window only: {tokens:,} token{'s' if tokens != 1 else ''} of {texts:,} "
+            f"text{'s' if texts != 1 else ''} not read")
+
+
+def truncation_note(run_id: str, client=None) -> str | None:
+    """The ``truncated`` tag of a scoring run (what it did not read), or None when it read every token."""
+    client = client or runs_mod.client()
+    return client.get_run(run_id).data.tags.get(TRUNCATED_TAG) or None
+
+
+@dataclass(frozen=True)
+class CallRead:
+    """One call read against each topic (the Registry's "Try it"): ``frame``, indexed by topic, holds each
+    topic's ``score`` and ``evidence`` (the text of the window that decided it, as ``topics.call_evidence``);
+    ``windows`` is how many windows the call was read in, of at most ``budget_tokens`` tokens each."""
+
+    frame: pd.DataFrame
+    windows: int
+    budget_tokens: int
+
+    @property
+    def scores(self) -> pd.Series:
+        return self.frame["score"].rename("score")
+
+
+def read_call(ref: str, transcript: str, names: Sequence[str], template: str = DEFAULT_TEMPLATE,
+              reading: Reading | None = None) -> CallRead:
+    """One whole call against each topic with the model ``ref`` names: scores, evidence and the windows read.
+
+    ``topics.call_evidence`` with the count of windows, which a page shows next to the evidence.
+    """
+    frame = topics.call_evidence(ref, transcript, names, template, reading)
+    return CallRead(frame, frame.attrs["windows"], frame.attrs["budget_tokens"])
+
+
+def snippet(text: str, limit: int = 300) -> str:
+    """``text`` on one line, shortened to about ``limit`` characters at a word, with an ellipsis when cut."""
+    flat = " ".join(str(text).split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
+    return cut.rstrip(" ,;:") + " ..."
 
 
 def result_artifact(spec: ScoreSpec) -> str:

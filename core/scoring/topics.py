@@ -178,15 +178,18 @@ def call_topics(ref: str, transcript: str, topics: Sequence[str], template: str 
 def call_evidence(ref: str, transcript: str, topics: Sequence[str], template: str = DEFAULT_TEMPLATE,
                   reading: Reading | None = None) -> pd.DataFrame:
     """One whole call against each topic: a frame indexed by topic with its ``score`` and the ``evidence``
-    (the text of the window that decided the score), in the order given."""
+    (the text of the window that decided the score), in the order given; ``attrs``: the ``windows`` the call was
+    read in and the ``budget_tokens`` of text each held."""
     if not isinstance(transcript, str) or not transcript.strip():
         raise TopicError("The transcript is empty: paste the text of a call first.", key="transcripts")
     topics = check_topics(topics)
     template = check_template(template)
     model, tokenizer, _ = load(ref)
     read = read_topics(model, tokenizer, [transcript], topics, template, reading=reading)
-    return pd.DataFrame({"score": read.scores[0], "evidence": [read.evidence(0, j).text for j in range(len(topics))]},
-                        index=pd.Index(topics, name="topic"))
+    frame = pd.DataFrame({"score": read.scores[0], "evidence": [read.evidence(0, j).text for j in range(len(topics))]},
+                         index=pd.Index(topics, name="topic"))
+    frame.attrs.update(windows=int(read.split.counts[0]), budget_tokens=int(read.split.budget))  # how it was read
+    return frame
 
 
 def tagged(scores: np.ndarray, topics: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> list[list[str]]:
