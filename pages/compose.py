@@ -20,6 +20,7 @@ from core.models.loading import load_config
 from core.naming import experiment_name
 from core.topic_pairs import DEFAULT_TEMPLATE, is_nli
 from core.training import estimate
+from core.training import reading as reading_mod
 from core.training.kind import past_grid
 from pages.common import (
     client,
@@ -137,9 +138,50 @@ def row_count(path: str, mtime: float) -> int:
     return estimate.row_count(path)
 
 
-def estimate_grid(spec: GridSpec) -> estimate.Estimate:
+@st.cache_data(show_spinner="Reading the files as the models will...", max_entries=16)
+def grid_reading(spec_json: str, stamps: tuple) -> reading_mod.GridReading | str:
+    """What the grid's runs will read (``core.training.reading``), or why it could not be measured; cached
+    until the grid or a file changes (``stamps``: the files' modification times)."""
+    import json
+
+    try:
+        return reading_mod.read_grid(GridSpec.from_dict(json.loads(spec_json)),
+                                     tokenizer_of=reading_mod.tokenizer_of)
+    except TuneboardError as exc:
+        return str(exc)
+
+
+def reading_of(spec: GridSpec) -> reading_mod.GridReading | str:
+    import json
+
+    files = [Path(spec.validation_file), *(Path(spec.train_path(v)) for v in spec.dataset_versions)]
+    stamps = tuple(f.stat().st_mtime if f.is_file() else 0.0 for f in files)
+    return grid_reading(json.dumps(spec.to_dict(), sort_keys=True, default=str), stamps)
+
+
+def estimate_grid(spec: GridSpec, read: reading_mod.GridReading | None) -> estimate.Estimate:
     return estimate.estimate(spec, lambda name: measured_speed(s.tracking_uri, name),
-                             lambda path: row_count(str(path), path.stat().st_mtime))
+                             lambda path: row_count(str(path), path.stat().st_mtime), read)
+
+
+def show_reading(read: reading_mod.GridReading | str) -> None:
+    """How long the texts are in each model's tokens, and the windows and forward passes that makes."""
+    if isinstance(read, str):
+        st.caption(f"How long the texts are could not be measured here: {md(read)}")
+        return
+    st.write(f"**What the models will read.** Every text is read whole, in windows of up to {read.max_length} "
+             "tokens that overlap a little (set `max_length` and `window_overlap` in a set's other settings):")
+    st.dataframe(pd.DataFrame([f.row() for f in read.files]), hide_index=True)
+    longest = max(read.files, key=lambda f: f.windows_mean, default=None)
+    if longest is not None and longest.windows_max > 1:
+        st.caption(f"A text longer than one window is read window by window: {md(longest.file)} averages "
+                   f"{longest.windows_mean:.1f} windows a text under {md(longest.model)}.")
+    validation = Path(st.session_state["c_validation"] or "").name
+    if read.topics and validation:
+        passes = read.topic_passes(validation)
+        calls = max((f.texts for f in read.files if f.file == validation), default=0)
+        st.caption(f"Tagging topics reads {calls:,} validation calls x their windows x {read.topics} topics: "
+                   f"{passes:,} forward passes per run, counted in the time below.")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -334,7 +376,9 @@ if spec is None:
     st.error(f"Not ready to launch: {md(message)}", icon=":material/error:")
 else:
     runs = spec.expand()
-    took = estimate_grid(spec)
+    read = reading_of(spec)
+    show_reading(read)
+    took = estimate_grid(spec, read if not isinstance(read, str) else None)
     st.write(f"Experiment **{md(spec.experiment_name)}** — **{len(runs)} runs**, about **{took.seconds / 60:.0f} "
              f"min** on one slot (rough: {md(took.basis)}).")
     if spec.topic_pairs:

@@ -21,6 +21,7 @@ from core import paths
 from core.grid import GridSpec, RunSpec
 from core.jobkind import Past
 from core.naming import base_model_name
+from core.training.reading import GridReading
 
 GUESS_DEMO, GUESS_OTHER = 800.0, 150.0  # samples/s before any run of the model has finished
 PER_RUN_SECONDS = 6.0  # start-up, evaluation and logging of one run
@@ -42,25 +43,36 @@ def row_count(path: str | Path) -> int:
 
 
 def estimate(spec: GridSpec, speed_of: Callable[[str], float | None],
-             rows_of: Callable[[Path], int] = row_count) -> Estimate:
+             rows_of: Callable[[Path], int] = row_count, reading: GridReading | None = None) -> Estimate:
     """The grid's duration on one slot; ``speed_of(base_model_name)`` gives a measured speed or None.
 
-    A training file that cannot be read here (missing, or outside the allowed folders of a confined page)
-    counts as empty: the estimate never reads what the launch would refuse.
+    With ``reading`` (``core.training.reading``: what the runs will read as windows) a run's work is its
+    windows: the rows an epoch trains on, and the forward passes that choose long calls' windows, evaluate the
+    validation windows and tag every validation call's windows with every topic (at the speed of evaluation,
+    :data:`EVAL_PER_TRAIN` times training's). Without it, a file's rows. A training file that cannot be read here
+    (missing, or outside the allowed folders of a confined page) counts as empty: the estimate never reads what
+    the launch would refuse.
     """
     total, notes = 0.0, set()
+    validation = Path(spec.validation_file).name
     for model in spec.base_model_versions:
         name = base_model_name(model)
         measured = speed_of(name)
         speed = measured or (GUESS_DEMO if name.startswith("demo-") else GUESS_OTHER)
         notes.add(f"{name}: {speed:.0f} samples/s ({'measured' if measured else 'a guess until a run finishes'})")
+        evaluated = reading.for_file(name, validation) if reading else None
+        one_eval = (evaluated.rows if evaluated else 0) / (speed * EVAL_PER_TRAIN)
+        topic_eval = (reading.topic_passes(validation) if reading else 0) / (speed * EVAL_PER_TRAIN)
         for version in spec.dataset_versions:
             path = Path(spec.train_path(version))
-            rows = rows_of(path) if path.is_file() and paths.may_read_data(path) else 0
+            found = reading.for_file(name, path.name) if reading else None
+            rows = found.rows if found else rows_of(path) if path.is_file() and paths.may_read_data(path) else 0
+            choosing = found.choosing / (speed * EVAL_PER_TRAIN) if found else 0.0
             for params in spec.hyperparameters:
-                total += rows * float(params.get("num_train_epochs", 3)) / speed + PER_RUN_SECONDS
+                epochs = float(params.get("num_train_epochs", 3))
+                total += rows * epochs / speed + epochs * (choosing + one_eval) + topic_eval + PER_RUN_SECONDS
         if spec.evaluate_pretrained_model:
-            total += PER_RUN_SECONDS
+            total += one_eval + topic_eval + PER_RUN_SECONDS
     return Estimate(total, "; ".join(sorted(notes)))
 
 
