@@ -31,6 +31,7 @@ from core import compare as compare_mod
 from core import runs as runs_mod
 from core.examples import significance as sig
 from core.examples.analysis import changes as changes_of
+from core.examples.analysis import evidence_lines
 from core.examples.evaluation import like_for_like
 from core.metrics import METRICS, headline
 from core.naming import BOOKKEEPING_TAG
@@ -193,7 +194,9 @@ def _rows(mine: Mapping[str, float], theirs: Mapping[str, float]) -> list[dict]:
 
 def _examples(frame: pd.DataFrame) -> list[dict]:
     keep = [c for c in ("text", "hypothesis", "true_label", "production said", "candidate says") if c in frame]
-    return [{k: str(v) for k, v in row.items()} for row in frame[keep].to_dict("records")]
+    return [{**{k: str(v) for k, v in row[keep].items()}, **({"evidence": lines} if (lines := evidence_lines(row))
+                                                             else {})}
+            for _, row in frame.iterrows()]
 
 
 # -- the record --------------------------------------------------------------------------------------------------
@@ -256,7 +259,8 @@ and breaks <b class="breaks">{{ c.breaks }}</b>.</p>
 <h2>{{ title }}</h2>
 <table class="examples" id="{{ kind }}"><tr><th>text</th><th>true label</th><th>before</th><th>after</th></tr>
 {% for e in examples.get(kind, []) %}<tr><td><pre>{{ e.text }}</pre>{% if e.get("hypothesis") %}<br>
-<span class="note">{{ e.get("hypothesis") }}</span>{% endif %}</td><td>{{ e.get("true_label", "") }}</td>
+<span class="note">{{ e.get("hypothesis") }}</span>{% endif %}{% for line in e.get("evidence", []) %}<br>
+<span class="note evidence">the candidate: {{ line }}</span>{% endfor %}</td><td>{{ e.get("true_label", "") }}</td>
 <td>{{ e.get("production said", "") }}</td><td>{{ e.get("candidate says", "") }}</td></tr>{% endfor %}
 </table>
 {% endfor %}

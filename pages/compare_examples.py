@@ -54,6 +54,12 @@ def _full_text(rows: pd.DataFrame, key: str) -> None:
     pick = st.selectbox("Read the full text of", options=list(range(len(rows))), key=f"{key}_{listed}",
                         format_func=lambda i: f"{rows.iloc[i]['row']}: {ex.shorten(rows.iloc[i]['text'], 70)}")
     chosen = rows.iloc[pick]
+    lines = ex.evidence_lines(chosen)
+    if lines:  # a long call: the part of it that decided each tagged topic, before the whole
+        st.markdown(f"**{'What decided it' if key.startswith('cmp') else 'What decided the candidate'}** (each "
+                    "tagged topic's best window of the call):")
+        for line in lines:
+            st.code(line, language=None, wrap_lines=True)
     st.code(chosen["text"], language=None, wrap_lines=True)
     if "hypothesis" in rows.columns:
         st.code(f"Hypothesis: {chosen['hypothesis']}", language=None, wrap_lines=True)

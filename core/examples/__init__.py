@@ -19,6 +19,8 @@ from core.examples.analysis import (
     Changes,
     changes,
     disagreements,
+    evidence,
+    evidence_lines,
     filter_examples,
     labels_of,
     per_label,
@@ -36,5 +38,5 @@ from core.examples.table import (
 )
 
 __all__ = ["ARTIFACT", "MAX_ROWS_VARIABLE", "SAMPLE_TAG", "Changes", "build_table", "changes", "disagreements",
-           "filter_examples", "labels_of", "log_predictions", "max_rows", "per_label", "per_label_by_run",
-           "read_predictions", "shorten"]
+           "evidence", "evidence_lines", "filter_examples", "labels_of", "log_predictions", "max_rows", "per_label",
+           "per_label_by_run", "read_predictions", "shorten"]

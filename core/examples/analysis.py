@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from core.examples.table import NO_TOPIC, SCORE_PREFIX, TOPIC_SEPARATOR, score_columns
+from core.examples.table import EVIDENCE_PREFIX, NO_TOPIC, SCORE_PREFIX, TOPIC_SEPARATOR, score_columns
 
 SHORT = 120  # characters of a text shown in a table cell; the full text on demand
 
@@ -27,6 +27,24 @@ def shorten(text: str, limit: int = SHORT) -> str:
     """``text`` on one line, cut at ``limit`` characters with an ellipsis."""
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def evidence(row: pd.Series | Mapping) -> list[tuple[str, float | None, str]]:
+    """For a call of a topic run read in windows: each tagged topic, its score and the window of the call that
+    decided it, the likeliest first (empty for runs on short texts, whose tables keep no windows)."""
+    found = []
+    for column, value in dict(row).items():
+        if str(column).startswith(EVIDENCE_PREFIX) and isinstance(value, str) and value.strip():
+            topic = str(column)[len(EVIDENCE_PREFIX):]
+            score = pd.to_numeric(dict(row).get(SCORE_PREFIX + topic), errors="coerce")
+            found.append((topic, None if pd.isna(score) else float(score), value))
+    return sorted(found, key=lambda item: -(item[1] or 0.0))
+
+
+def evidence_lines(row: pd.Series | Mapping, limit: int = 300) -> list[str]:
+    """``refund 0.94: "Customer: I want that 40 euros back ..."``, one per tagged topic (:func:`evidence`)."""
+    return [f"{topic} {'' if score is None else f'{score:.2f}'}: \"{shorten(text, limit)}\""
+            for topic, score, text in evidence(row)]
 
 
 def filter_examples(frame: pd.DataFrame, *, true_labels: Sequence[str] | None = None,
@@ -125,8 +143,14 @@ def matched(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
     return _matched(a, b)
 
 
-def _example_columns(rows: pd.DataFrame) -> pd.DataFrame:
-    return rows[[c for c in ("row", "text", "hypothesis", "true_label") if c in rows.columns]]
+def _example_columns(rows: pd.DataFrame, evidence: bool = False) -> pd.DataFrame:
+    """The example itself; with ``evidence``, also the windows that decided its tagged topics and their scores."""
+    kept = [c for c in ("row", "text", "hypothesis", "true_label") if c in rows.columns]
+    if evidence:
+        found = [c for c in rows.columns if str(c).startswith(EVIDENCE_PREFIX)]
+        kept += found + [SCORE_PREFIX + c[len(EVIDENCE_PREFIX):] for c in found
+                         if SCORE_PREFIX + c[len(EVIDENCE_PREFIX):] in rows.columns]
+    return rows[kept]
 
 
 def disagreements(a: pd.DataFrame, b: pd.DataFrame, name_a: str, name_b: str) -> tuple[int, pd.DataFrame]:
@@ -173,8 +197,8 @@ def changes(candidate: pd.DataFrame, current: pd.DataFrame) -> Changes:
     fixed = ~old["correct"].astype(bool) & new["correct"].astype(bool)
     broken = old["correct"].astype(bool) & ~new["correct"].astype(bool)
 
-    def listed(mask: pd.Series) -> pd.DataFrame:
-        rows = _example_columns(new[mask]).copy()
+    def listed(mask: pd.Series) -> pd.DataFrame:  # with the candidate's evidence: why it tags what it tags
+        rows = _example_columns(new[mask], evidence=True).copy()
         rows["production said"] = old.loc[mask, "predicted_label"]
         rows["candidate says"] = new.loc[mask, "predicted_label"]
         return rows.reset_index(drop=True)
