@@ -195,6 +195,25 @@ def private_store(shared_store: SharedStore, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(scope="session")
+def short_calls(tmp_path_factory) -> Path:
+    """A folder with ``calls_train.csv`` (400) and ``calls_test.csv`` (100): short labelled calls, as the demo's
+    data files were before they became as long as real calls; for tests of the pipeline that need many calls
+    and must stay fast (long calls have tests of their own, with few calls)."""
+    import csv
+
+    from core.demo import make_calls
+
+    folder = tmp_path_factory.mktemp("short-calls")
+    for name, rows in {"calls_train.csv": make_calls(400, seed=3, prefix="T"),
+                       "calls_test.csv": make_calls(100, seed=4, prefix="V")}.items():
+        with open(folder / name, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["call_id", "transcript", "topic"])
+            writer.writeheader()
+            writer.writerows(rows)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def demo_models(tmp_path_factory) -> dict[str, Path]:
     """Both demo base models, built once for the whole session."""
     from core.demo import DEMO_MODELS, build_model

@@ -185,7 +185,7 @@ def test_topic_pair_settings_are_checked_in_the_grid(tmp_path):
 
 # -- the pipeline on the demo calls ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def calls_run(tmp_path_factory, demo_models):
+def calls_run(tmp_path_factory, demo_models, short_calls):
     """The seed's example on the team's calls file: the demo NLI DeBERTa, its baseline, one short fine-tune."""
     from core.experiment_manager import ExperimentManager
 
@@ -197,7 +197,7 @@ def calls_run(tmp_path_factory, demo_models):
             dataset_versions=["calls_train.csv"],
             hyperparameters=[{"n_epochs": 1, "max_steps": 6, "learning_rate": 5e-4, "train_batch_size": 8}],
             base_model_versions=[str(demo_models["demo-deberta-v2-tiny"])], output_dir=str(tmp / "trained_models"),
-            train_file=str(DATA / "{data_version}"), validation_file=str(DATA / "calls_test.csv"),
+            train_file=str(short_calls / "{data_version}"), validation_file=str(short_calls / "calls_test.csv"),
             evalute_pretrained_model=True, user_id="santhosh.kumar3@voya.com", columns=MAPPING, topic_pairs=True)
         summary = manager.run_experiments(show_progress=False)
         yield manager, summary, settings
@@ -280,7 +280,8 @@ def test_compare_and_the_selector_rank_by_topic_f1(calls_run):
 
 
 @pytest.mark.slow
-def test_plain_classification_learns_the_topics_from_the_same_file(tmp_path, demo_models, monkeypatch):
+def test_plain_classification_learns_the_topics_from_the_same_file(tmp_path, demo_models, monkeypatch,
+                                                                   short_calls):
     """A classifier that is not trained as NLI: the topics are its labels; a call with two is two examples."""
     from core import runs as runs_mod
     from core.experiment_manager import ExperimentManager
@@ -289,8 +290,8 @@ def test_plain_classification_learns_the_topics_from_the_same_file(tmp_path, dem
     summary = ExperimentManager(
         base_name="Plain", data_src="Calls", dataset_versions=["calls_train.csv"],
         hyperparameters=[{"n_epochs": 1, "max_steps": 4}], base_model_versions=[str(demo_models["demo-bert-tiny"])],
-        output_dir=str(tmp_path / "out"), train_file=str(DATA / "{data_version}"),
-        validation_file=str(DATA / "calls_test.csv"), evalute_pretrained_model=False, user_id="u",
+        output_dir=str(tmp_path / "out"), train_file=str(short_calls / "{data_version}"),
+        validation_file=str(short_calls / "calls_test.csv"), evalute_pretrained_model=False, user_id="u",
         columns=MAPPING).run_experiments(show_progress=False)
     assert summary.results[0].status == "FINISHED", summary.results[0].error
     params = runs_mod.client().get_run(summary.results[0].run_id).data.params
@@ -298,7 +299,7 @@ def test_plain_classification_learns_the_topics_from_the_same_file(tmp_path, dem
     assert int(params["multi_topic_rows"]) > 10  # calls with two topics, each read as one example per topic
 
 
-def test_a_bad_mapping_is_refused_before_any_run_exists(tmp_path, demo_models, monkeypatch):
+def test_a_bad_mapping_is_refused_before_any_run_exists(tmp_path, demo_models, monkeypatch, short_calls):
     from core import runs as runs_mod
     from core.experiment_manager import ExperimentManager
 
@@ -308,7 +309,8 @@ def test_a_bad_mapping_is_refused_before_any_run_exists(tmp_path, demo_models, m
         manager = ExperimentManager(
             base_name="Bad", data_src="Calls", dataset_versions=["calls_train.csv"], hyperparameters=[{"n_epochs": 1}],
             base_model_versions=[str(demo_models["demo-bert-tiny"])], output_dir=str(tmp_path / "out"),
-            train_file=str(DATA / "{data_version}"), validation_file=str(DATA / "calls_test.csv"), user_id="u",
+            train_file=str(short_calls / "{data_version}"), validation_file=str(short_calls / "calls_test.csv"),
+            user_id="u",
             columns=columns, topic_pairs=True)
         with pytest.raises(DataError, match=problem):
             manager.run_experiments(show_progress=False)
@@ -376,7 +378,7 @@ def _a_run_model(tmp_path: Path, bert_model: str) -> str:
 
 # -- the Compose page ---------------------------------------------------------------------------------------------
 def test_compose_guesses_the_mapping_shows_five_rows_and_launches_topic_pairs(tmp_path, demo_models, monkeypatch,
-                                                                             allowed_roots):
+                                                                             allowed_roots, short_calls):
     import shutil
 
     from conftest import ROOT
@@ -388,7 +390,7 @@ def test_compose_guesses_the_mapping_shows_five_rows_and_launches_topic_pairs(tm
     data = tmp_path / "data"
     data.mkdir()
     for name in ("calls_train.csv", "calls_test.csv"):
-        shutil.copy(DATA / name, data / name)
+        shutil.copy(short_calls / name, data / name)
     monkeypatch.setenv("TUNEBOARD_DATA_DIR", str(data))
     at = AppTest.from_file(str(ROOT / "pages" / "compose.py"), default_timeout=120)
     state = {"c_demo": [], "c_paths": str(demo_models["demo-deberta-v2-tiny"]), "c_datasets": ["calls_train.csv"],
@@ -415,7 +417,7 @@ def test_compose_guesses_the_mapping_shows_five_rows_and_launches_topic_pairs(tm
 
 
 @pytest.mark.slow
-def test_the_cli_runs_a_grid_file_with_a_mapping_and_topic_pairs(tmp_path, demo_models):
+def test_the_cli_runs_a_grid_file_with_a_mapping_and_topic_pairs(tmp_path, demo_models, short_calls):
     import subprocess
     import sys
 
@@ -433,8 +435,8 @@ dataset_versions: [calls_train.csv]
 base_model_versions: ["{demo_models['demo-bert-tiny']}"]
 hyperparameters:
   - {{n_epochs: 1, max_steps: 2}}
-train_file: "{DATA}/{{data_version}}"
-validation_file: "{DATA}/calls_test.csv"
+train_file: "{short_calls}/{{data_version}}"
+validation_file: "{short_calls}/calls_test.csv"
 output_dir: "{tmp_path}/out"
 evalute_pretrained_model: false
 columns: {{text: transcript, label: topic}}
