@@ -39,7 +39,8 @@ def tune(train: Path, validation: Path, name: str, epochs: int = 1, model: str =
 
 def test_a_grid_ends_when_its_last_job_does_as_the_slots_will_run_them(tmp_path):
     train, validation = files(tmp_path)
-    # finished: 100 samples at 10/s (10 s), one 40-example evaluation at 20/s (2 s), 15 s in all: 3 s outside
+    # finished: 100 samples in 10 s of train_runtime, which holds its one 40-example evaluation (2 s): 10 steps
+    # of batch 10 in 8 s, 0.8 s a step; 15 s in all: 5 s outside
     done = job("a", tune(train, validation, "a"), JobStatus.FINISHED, start=NOW - 100, end=NOW - 85,
                figures={"train_runtime": 10.0, "train_samples_per_second": 10.0, "eval_runtime": 2.0,
                         "eval_samples_per_second": 20.0})
@@ -47,12 +48,12 @@ def test_a_grid_ends_when_its_last_job_does_as_the_slots_will_run_them(tmp_path)
     queued = [job(c, tune(train, validation, c, epochs=2), JobStatus.SCHEDULED, queued=i)
               for i, c in enumerate("cd")]
     one = grid_etas([done, running, *queued], capacity=1, now=NOW)["g1"]
-    # b: 15 s expected, 5 s run -> 10 s left; then c and d one after another: 3 + 20 + 2 x 2 = 27 s each
+    # b: 15 s expected, 5 s run -> 10 s left; then c and d one after another: 5 + 20 x 0.8 + 2 x 2 = 25 s each
     assert (one.jobs, one.left, one.running) == (4, 3, 1)
-    assert one.ends_at == pytest.approx(NOW + 10 + 27 + 27)
+    assert one.ends_at == pytest.approx(NOW + 10 + 25 + 25)
     two = grid_etas([done, running, *queued], capacity=2, now=NOW)["g1"]
-    assert two.ends_at == pytest.approx(NOW + max(10 + 27, 27))  # c starts now on the free slot, d after b
-    assert "3 of 4 jobs left (1 running); it should end at" in one.sentence() and "in 1 min 04 s" in one.sentence()
+    assert two.ends_at == pytest.approx(NOW + max(10 + 25, 25))  # c starts now on the free slot, d after b
+    assert "3 of 4 jobs left (1 running); it should end at" in one.sentence() and "in 1 min" in one.sentence()
 
 
 def test_a_running_job_has_at_least_what_its_progress_says_and_a_grid_waits_for_those_ahead(tmp_path):
@@ -109,4 +110,26 @@ def test_after_its_baselines_a_grid_knows_its_end_from_their_evaluation_speed(tm
                 figures={"train_runtime": 10.0, "train_samples_per_second": 10.0, "eval_runtime": 2.0,
                          "eval_samples_per_second": 30.0})
     eta = grid_etas([done, other, queued], capacity=1, now=NOW)["g1"]
-    assert eta.ends_at == pytest.approx(NOW + 3 + 100 / (20.0 / 3.0) + 2)  # evaluating 3x as fast as training
+    # the other model trains 10 steps in 8 s (0.8 s a step at batch 10) and evaluates 1.5x as fast as this one
+    assert eta.ends_at == pytest.approx(NOW + 3 + 10 * 0.8 * 1.5 + 2)
+
+
+def test_a_batch_not_yet_measured_is_timed_by_its_steps_not_by_another_batchs_samples_per_second(tmp_path):
+    """Mid-grid, the demo grid's batch-16 set was timed at the batch-8 set's samples per second, twice too long
+    (bench_grid --eta: +55% to +80% of the time left): on a CPU a small model's step costs about the same at 8
+    and 16, so a batch is timed by its optimizer steps, and once two batches are measured, by a line through them."""
+    train, validation = files(tmp_path)
+    # 100 rows at batch 8: 12.5 steps in 10 s of train_runtime less one 2 s evaluation: 0.64 s a step
+    eight = job("a", tune(train, validation, "a", batch=8), JobStatus.FINISHED, start=NOW - 100, end=NOW - 85,
+                figures={"train_runtime": 10.0, "train_samples_per_second": 10.0, "eval_runtime": 2.0,
+                         "eval_samples_per_second": 20.0})
+    sixteen = job("b", tune(train, validation, "b", batch=16), JobStatus.SCHEDULED)
+    eta = grid_etas([eight, sixteen], capacity=1, now=NOW)["g1"]
+    assert eta.ends_at == pytest.approx(NOW + 5 + 6.25 * 0.64 + 2)  # not 5 + 8 + 2: half the steps
+    # a second batch measured: seconds per step on the line through (8, 0.64) and (32, 1.6); at 16: 0.96
+    wide = job("c", tune(train, validation, "c", batch=32), JobStatus.FINISHED, start=NOW - 80, end=NOW - 70,
+               figures={"train_runtime": 7.0, "train_samples_per_second": 100 / 7.0, "eval_runtime": 2.0,
+                        "eval_samples_per_second": 20.0})
+    eta = grid_etas([eight, wide, sixteen], capacity=1, now=NOW)["g1"]
+    outside = sorted([5.0, 3.0])[1]  # the median of the two runs' time outside training
+    assert eta.ends_at == pytest.approx(NOW + outside + 6.25 * 0.96 + 2)

@@ -88,55 +88,109 @@ def _evaluations(spec: RunSpec) -> int:
     return max(1, math.ceil(float(spec.hyperparameters.get("num_train_epochs", 1))))
 
 
-def _outside(past: Past) -> float:
-    """A finished run's seconds outside training and evaluation: start-up, loading, saving, logging."""
-    return past.seconds - past.figures.get("train_runtime", 0.0) \
-        - _evaluations(past.spec) * past.figures.get("eval_runtime", 0.0)
-
-
 def _batch(spec: RunSpec) -> int:
     """Examples per optimizer step."""
     hyper = spec.hyperparameters
     return int(hyper.get("per_device_train_batch_size", 16)) * int(hyper.get("gradient_accumulation_steps", 1))
 
 
-def _train_samples(spec: RunSpec, rows_of: Callable[[Path], int]) -> float:
-    hyper = spec.hyperparameters
-    batch = _batch(spec)
-    if int(hyper.get("max_steps", -1) or -1) > 0:
-        return float(int(hyper["max_steps"]) * batch)
+def _training_seconds(past: Past) -> float:
+    """A fine-tune's seconds of training alone: the Trainer's ``train_runtime`` holds its evaluations too."""
+    runtime = past.figures.get("train_runtime", 0.0)
+    alone = runtime - _evaluations(past.spec) * past.figures.get("eval_runtime", 0.0)
+    return alone if alone > 0 else runtime
+
+
+def _outside(past: Past) -> float:
+    """A finished run's seconds outside training and evaluation: start-up, loading, saving, logging (and, for a
+    topic run, tagging every validation call with every topic, the same for every run of a grid)."""
+    if past.spec.kind == "fine_tune":  # its evaluations ran inside train_runtime
+        return past.seconds - past.figures.get("train_runtime", 0.0)
+    return past.seconds - past.figures.get("eval_runtime", 0.0)
+
+
+def _rows(spec: RunSpec, rows_of: Callable[[Path], int]) -> float:
+    """The training file's rows times the epochs (the work a run asks for, in the file's rows)."""
     path = Path(spec.train_path or "")
     rows = rows_of(path) if path.is_file() and paths.may_read_data(path) else 0
-    return rows * float(hyper.get("num_train_epochs", 3))
+    return rows * float(spec.hyperparameters.get("num_train_epochs", 3))
+
+
+def _steps(spec: RunSpec, rows_of: Callable[[Path], int], per_row: float) -> float:
+    """Optimizer steps: ``max_steps``, or the rows (as training examples: ``per_row`` each) over the batch."""
+    hyper = spec.hyperparameters
+    if int(hyper.get("max_steps", -1) or -1) > 0:
+        return float(int(hyper["max_steps"]))
+    return _rows(spec, rows_of) * per_row / _batch(spec)
+
+
+def _step_seconds(tuned: Sequence[Past], batch: int) -> float | None:
+    """Seconds per optimizer step at ``batch``, from finished fine-tunes of one model: theirs at that batch, else
+    a line through theirs at other batches, else the one batch measured (on a CPU a step costs about the same at
+    8 and 16: the fixed part dominates; samples per second are not comparable across batches)."""
+    measured = [(_batch(p.spec), _training_seconds(p) / _steps_done(p)) for p in tuned if _steps_done(p) > 0]
+    same = _median([seconds for b, seconds in measured if b == batch])
+    if same:
+        return same
+    batches = sorted({b for b, _ in measured})
+    if len(batches) >= 2:  # least squares on (batch, seconds per step)
+        xs = [b for b, _ in measured]
+        ys = [s for _, s in measured]
+        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / \
+            sum((x - mean_x) ** 2 for x in xs)
+        fitted = mean_y + slope * (batch - mean_x)
+        if fitted > 0:
+            return fitted
+    return _median([seconds for _, seconds in measured])
+
+
+def _steps_done(past: Past) -> float:
+    """The optimizer steps a finished fine-tune took: its training examples (samples/s x runtime) over its batch."""
+    figures = past.figures
+    return figures.get("train_samples_per_second", 0.0) * figures.get("train_runtime", 0.0) / _batch(past.spec)
+
+
+def _per_row(spec: RunSpec, tuned: Sequence[Past], rows_of: Callable[[Path], int]) -> float:
+    """Training examples per row of the file: 1 for plain rows; more for topic pairs (a call's true topics and
+    negatives) or texts read in several windows; learnt from finished fine-tunes of the same file."""
+    found = [_steps_done(p) * _batch(p.spec) / rows for p in tuned
+             if p.spec.train_path == spec.train_path and (rows := _rows(p.spec, rows_of)) > 0]
+    return _median(found) or 1.0
 
 
 def job_seconds(spec: RunSpec, past: Sequence[Past], rows_of: Callable[[Path], int] = row_count) -> float | None:
     """The run's expected seconds from start to end, learnt from ``past`` finished runs (of the same base model
-    when there are some, else of any); None while no run has finished to learn from."""
+    when there are some, else of any); None while no run has finished to learn from.
+
+    A fine-tune is its optimizer steps times the seconds a step takes at its batch (:func:`_step_seconds`), its
+    evaluations, and the time outside both. With only this model's baselines finished, a step's seconds are
+    another model's at this batch scaled by how much slower this model evaluates (examples per second), else its
+    evaluation's time per example times the batch and :data:`EVAL_PER_TRAIN`.
+    """
     runs = [p for p in past if isinstance(p.spec, RunSpec)]
     same = [p for p in runs if p.spec.base_model_name == spec.base_model_name] or runs
     if not same:
         return None
-    tuned = [p for p in same if p.spec.kind == "fine_tune"]
-    # samples per second depend on the batch (a CPU does about half as many at 8 as at 16): the same batch first
-    train_speed = _median([p.figures.get("train_samples_per_second") for p in tuned
-                           if _batch(p.spec) == _batch(spec)]) \
-        or _median([p.figures.get("train_samples_per_second") for p in tuned])
-    eval_speed = _median([p.figures.get("eval_samples_per_second") for p in same])
-    if not train_speed and eval_speed:  # only this model's baselines so far: from their forward passes' speed
-        train_speed = eval_speed / (_median([p.figures.get("eval_samples_per_second", 0.0)
-                                             / p.figures["train_samples_per_second"] for p in runs
-                                             if p.spec.kind == "fine_tune"
-                                             and p.figures.get("train_samples_per_second")]) or EVAL_PER_TRAIN)
-    train_speed = train_speed or _median([p.figures.get("train_samples_per_second") for p in runs
-                                          if p.spec.kind == "fine_tune"])
     overhead = _median([_outside(p) for p in same if p.spec.kind == spec.kind]) \
         or _median([_outside(p) for p in same]) or PER_RUN_SECONDS
-    validation = Path(spec.validation_path)
-    eval_rows = rows_of(validation) if validation.is_file() and paths.may_read_data(validation) else 0
-    one_eval = eval_rows / eval_speed if eval_speed else _median([p.figures.get("eval_runtime") for p in same]) or 0.0
+    one_eval = _median([p.figures.get("eval_runtime") for p in same]) or 0.0
     if spec.kind != "fine_tune":
         return overhead + one_eval
-    if not train_speed:
+    tuned = [p for p in same if p.spec.kind == "fine_tune"]
+    batch = _batch(spec)
+    step = _step_seconds(tuned, batch) if tuned else None
+    if step is None:  # only this model's baselines so far
+        others = [p for p in runs if p.spec.kind == "fine_tune"]
+        mine = _median([p.figures.get("eval_samples_per_second") for p in same])
+        theirs = _median([p.figures.get("eval_samples_per_second") for p in others])
+        other_step = _step_seconds(others, batch) if others else None
+        if other_step and mine and theirs:
+            step = other_step * theirs / mine  # as much slower to train as it is to evaluate
+        else:
+            per_example = _median([1.0 / p.figures["eval_samples_per_second"] for p in same
+                                   if p.figures.get("eval_samples_per_second")])
+            step = per_example * batch * EVAL_PER_TRAIN if per_example else None
+    if not step:
         return None
-    return overhead + _train_samples(spec, rows_of) / train_speed + _evaluations(spec) * one_eval
+    return overhead + _steps(spec, rows_of, _per_row(spec, tuned, rows_of)) * step + _evaluations(spec) * one_eval
