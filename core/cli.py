@@ -165,13 +165,14 @@ def _score(args) -> int:
     """Score a file in this process, with a progress bar; 0 when the file was written."""
     from core.models import sources as models
     from core.progress import Progress, ProgressBar
-    from core.scoring.job import ScoreSpec, score
+    from core.scoring.job import ScoreSpec, score, truncation_note
     from core.scoring.topics import parse_topics
 
     spec = ScoreSpec(model=args.model, input_path=args.input, output_path=args.output,
                      mode="topics" if args.topics else "classify", topics=tuple(parse_topics(args.topics or "")),
                      template=args.template, threshold=args.threshold, batch_size=args.batch_size,
-                     max_length=args.max_length, text_column=args.text_column, pair_column=args.pair_column)
+                     max_length=args.max_length, text_column=args.text_column, pair_column=args.pair_column,
+                     window_overlap=args.window_overlap, truncate=args.truncate)
     source = models.resolve(spec.model)  # a model that does not exist is refused before anything starts
     bar = ProgressBar(f"{Path(args.input).name} with {source.label}", sys.stderr)
     started = time.monotonic()
@@ -188,6 +189,9 @@ def _score(args) -> int:
         raise TuneboardError(result.error or "scoring failed.")
     bar.close(f"scored {result.rows} rows")
     print(f"Wrote {result.output} ({result.rows} rows); recorded as MLflow run {result.run_id}.")
+    cut = truncation_note(result.run_id)
+    if cut:
+        print(f"Note: {cut}.")
     return 0
 
 
@@ -307,7 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--template", default="This call is about {}.", help="topic mode's hypothesis ({} = topic)")
     p.add_argument("--threshold", type=float, default=0.5, help="topic mode: a topic is tagged at this score")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=256, help="longer texts are truncated to this many tokens")
+    p.add_argument("--max-length", type=int, default=256,
+                   help="tokens the model reads at once; a longer text is read whole, as windows of this size")
+    p.add_argument("--window-overlap", type=int, default=None,
+                   help="tokens neighbouring windows share (default: an eighth of a window)")
+    p.add_argument("--truncate", action="store_true",
+                   help="read only each text's first window (the run says how many tokens it did not read)")
     p.add_argument("--text-column", help="the column holding the texts (default: text, or transcript)")
     p.add_argument("--pair-column", help="a sentence-pair model's second text column (default: hypothesis)")
     p = sub.add_parser("server", help="run a team MLflow tracking server on PostgreSQL (see core/team.py)")

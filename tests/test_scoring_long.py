@@ -263,3 +263,17 @@ def test_registry_try_it_shows_each_tagged_topics_window_and_how_many_windows_we
         assert line == f'**{topic}** {read.frame.at[topic, "score"]:.2f}: "{shown}"'
         assert shown in " ".join(call.split()) or shown.endswith(" ...")
     assert snippet("word " * 100) == ("word " * 60).strip() + " ..." and snippet(SHORT) == " ".join(SHORT.split())
+
+
+def test_the_cli_reads_whole_texts_and_says_when_truncate_cut_them(scoring, tmp_path, capsys):
+    from core.cli import main
+
+    source = calls_file(tmp_path / "in", [("c1", long_call()), ("c2", SHORT)])
+    out = tmp_path / "tagged.csv"
+    assert main(["score", PRODUCTION, str(source), str(out), "--topics", ", ".join(TOPICS), "--max-length", "96",
+                 "--window-overlap", "8"]) == 0
+    said = capsys.readouterr().out
+    assert "Wrote" in said and "Note:" not in said  # every token read: nothing to say
+    assert main(["score", PRODUCTION, str(source), str(out), "--topics", ", ".join(TOPICS), "--truncate"]) == 0
+    said = capsys.readouterr().out
+    assert "Note: read the first window only:" in said and "tokens of 1 text not read." in said
