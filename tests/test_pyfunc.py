@@ -1,9 +1,11 @@
 """The pyfunc contract: what ``mlflow.pyfunc.load_model(uri).predict`` and ``mlflow models serve`` take.
 
 Two real models, trained once for the module with ``core.training.run.execute`` on the tiny demo BERT and logged
-by ``mlflow.transformers.log_model``: a single-text classifier (a ``text`` column) and a sentence-pair (NLI)
-classifier (``premise`` / ``hypothesis``). Every answer is checked against the logged Hugging Face pipeline
-itself, so a call that classified the wrong column, or dropped the hypothesis, would fail.
+by ``core.models.loading.log_model`` (MLflow's transformers flavor, with ``core.models.served`` as the python_function
+flavor): a single-text classifier (a ``text`` column) and a sentence-pair (NLI) classifier (``premise`` /
+``hypothesis``). Every answer is checked against the logged Hugging Face pipeline itself, so a call that classified
+the wrong column, or dropped the hypothesis, would fail. (These texts fit one window; long calls, read as windows,
+and topics given in params: tests/test_served_long.py.)
 """
 
 from __future__ import annotations
@@ -105,15 +107,16 @@ def test_a_pair_model_takes_a_frame_records_and_one_dict(models):
     assert set(model.predict(records)["label"]) <= {"entailment", "not_entailment"}
 
 
-def test_a_pair_model_refuses_texts_without_hypotheses_naming_both_inputs(models):
+def test_an_nli_model_refuses_texts_without_hypotheses_or_topics_saying_how_to_give_topics(models):
     import mlflow
     from mlflow.exceptions import MlflowException
 
     uris, _ = models
     model = mlflow.pyfunc.load_model(uris["pair"])
-    with pytest.raises(MlflowException, match=r"missing inputs \['text', 'text_pair'\]"):
+    asks = r"give topics in params, e\.g\. \{'topics': \['refund', 'fees'\]\}"  # whole calls are tagged with topics
+    with pytest.raises(MlflowException, match=asks):
         model.predict(TEXTS)
-    with pytest.raises(MlflowException, match=r"missing inputs \['text_pair'\]"):
+    with pytest.raises(MlflowException, match=asks):
         model.predict(pd.DataFrame({"text": TEXTS}))
 
 
@@ -181,7 +184,7 @@ def test_mlflow_models_serve_takes_the_documented_json_bodies(models, tmp_path):
             assert status == 200, answer
             assert [p["score"] for p in answer["predictions"]] == pytest.approx(expected), body
         status, answer = _post(pair, {"inputs": TEXTS})
-        assert status == 400 and "missing inputs ['text', 'text_pair']" in answer["message"]
+        assert status == 400 and "give topics in params, e.g. {'topics': ['refund', 'fees']}" in answer["message"]
     finally:
         for proc, _ in servers.values():
             os.killpg(proc.pid, signal.SIGTERM)

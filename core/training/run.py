@@ -301,7 +301,11 @@ def _train_and_log(spec: RunSpec, trainer, tokenizer, inputs: Inputs, eval_set, 
         tokenizer.save_pretrained(out)
         mlflow.set_tag("output_dir", str(out.resolve()))
         say("logging model")
-        info = loading.log_model(trainer.model, tokenizer, pairs=train.text_b is not None)
+        # served as it was evaluated: the same windows, and for topic runs the same template and threshold
+        reading, pairs = Reading.from_settings(spec.hyperparameters, 128), TopicPairs.parse(spec.topic_pairs)
+        info = loading.log_model(trainer.model, tokenizer, pairs=train.text_b is not None,
+                                 max_length=reading.max_length, window_overlap=reading.overlap,
+                                 **({"template": pairs.template, "threshold": pairs.threshold} if pairs else {}))
         mlflow.set_tag(MODEL_URI_TAG, info.model_uri)
     return metrics
 
