@@ -18,6 +18,7 @@ from core.grid import GridSpec
 from core.hyperparameter_sets import COLUMNS, OTHER, table_row
 from core.models.loading import load_config
 from core.naming import experiment_name
+from core.progress import duration_text
 from core.topic_pairs import DEFAULT_TEMPLATE, is_nli
 from core.training import estimate
 from core.training import reading as reading_mod
@@ -379,8 +380,8 @@ else:
     read = reading_of(spec)
     show_reading(read)
     took = estimate_grid(spec, read if not isinstance(read, str) else None)
-    st.write(f"Experiment **{md(spec.experiment_name)}** — **{len(runs)} runs**, about **{took.seconds / 60:.0f} "
-             f"min** on one slot (rough: {md(took.basis)}).")
+    st.write(f"Experiment **{md(spec.experiment_name)}** — **{len(runs)} runs**, about "
+             f"**{duration_text(took.seconds)}** on one slot (rough: {md(took.basis)}).")
     if spec.topic_pairs:
         st.write("Each run is judged by **topic_f1_macro** (Compare ranks by it): the calls' topics tagged "
                  "against their true ones, each topic weighing the same.")

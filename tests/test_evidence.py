@@ -4,11 +4,12 @@ promotion's fixes and breaks, and the decision record."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from core.examples import analysis, table
 
 
-def _calls(tagged: list[list[str]]) -> "table.pd.DataFrame":
+def _calls(tagged: list[list[str]]) -> pd.DataFrame:
     texts = ["Agent: hello.\nCustomer: I want that 40 euros back.", "Agent: hi.\nCustomer: my fees are high."]
     topics = ["refund", "fees"]
     scores = np.array([[0.9 if t in tagged[i] else 0.1 for t in topics] for i in range(2)])
