@@ -30,8 +30,9 @@ def shorten(text: str, limit: int = SHORT) -> str:
 
 
 def evidence(row: pd.Series | Mapping) -> list[tuple[str, float | None, str]]:
-    """For a call of a topic run read in windows: each tagged topic, its score and the window of the call that
-    decided it, the likeliest first (empty for runs on short texts, whose tables keep no windows)."""
+    """For a call of a topic run read in windows: each tagged topic (or, when none is, the likeliest), its score
+    and the window of the call that decided it, the likeliest first (empty for runs on short texts, whose tables
+    keep no windows)."""
     found = []
     for column, value in dict(row).items():
         if str(column).startswith(EVIDENCE_PREFIX) and isinstance(value, str) and value.strip():
@@ -43,8 +44,10 @@ def evidence(row: pd.Series | Mapping) -> list[tuple[str, float | None, str]]:
 
 def evidence_lines(row: pd.Series | Mapping, limit: int = 300) -> list[str]:
     """``refund 0.94: "Customer: I want that 40 euros back ..."``, one per tagged topic (:func:`evidence`)."""
-    return [f"{topic} {'' if score is None else f'{score:.2f}'}: \"{shorten(text, limit)}\""
-            for topic, score, text in evidence(row)]
+    said = dict(row)
+    tagged = set(str(said.get("predicted_label", said.get("candidate says", ""))).split(TOPIC_SEPARATOR))
+    return [f"{topic} {'' if score is None else f'{score:.2f}'}{'' if topic in tagged else ' (not tagged)'}: "
+            f"\"{shorten(text, limit)}\"" for topic, score, text in evidence(row)]
 
 
 def filter_examples(frame: pd.DataFrame, *, true_labels: Sequence[str] | None = None,

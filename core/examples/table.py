@@ -124,9 +124,11 @@ def build_call_table(rows: Sequence[str], texts: Sequence[str], truth: Sequence[
     frame["confidence"] = scores.max(axis=1).round(6) if len(topics) else 0.0
     for j, topic in enumerate(topics):
         frame[SCORE_PREFIX + topic] = scores[:, j].round(6)
-    if evidence is not None:  # for each tagged topic, the window of the call that decided it
+    if evidence is not None:  # for each tagged topic (or the likeliest, when none is), the window that decided it
+        likeliest = scores.argmax(axis=1) if len(topics) else np.zeros(len(scores), dtype=int)
         for j, topic in enumerate(topics):
-            frame[EVIDENCE_PREFIX + topic] = [evidence[i][j] if scores[i, j] >= threshold else ""
+            frame[EVIDENCE_PREFIX + topic] = [evidence[i][j] if scores[i, j] >= threshold or
+                                              (not tagged[i] and likeliest[i] == j) else ""
                                               for i in range(len(scores))]
     return frame
 
