@@ -373,8 +373,7 @@ def with_ids(frame, rows: list[str], used: tuple[str, ...]) -> list[str]:
     """Each row's place with its own id where the file has one, as a team finds its calls ("line 7, call_id
     C-0042"): the first column named ``id`` or ``..._id`` that is not the text or the label; a blank id leaves
     the place alone."""
-    column = next((str(c) for c in frame.columns
-                   if str(c) not in used and (str(c).lower() == "id" or str(c).lower().endswith("_id"))), None)
+    column = next((str(c) for c in frame.columns if str(c) not in used and _is_id_name(str(c))), None)
     if column is None:
         return rows
     ids = [None if _is_blank(v) else _label_key(v)[:40] for v in frame[column].tolist()]
@@ -428,7 +427,17 @@ def guess_columns(frame) -> Columns | None:
         return None
     text = max(texts)[1]
     label = next((name for _, name in sorted(labels) if name != text and len(set(frame[name])) >= 2), None)
+    if label is None:  # a small file repeats few labels: the column with the fewest values that is not an id
+        others = [(frame[c].nunique(), str(c)) for c in frame.columns
+                  if str(c) != text and not _is_id_name(str(c)) and frame[c].nunique() >= 2]
+        label = min(others)[1] if others else None
     return Columns(text=text, label=label) if label else None
+
+
+def _is_id_name(name: str) -> bool:
+    """A column named as an identifier (``id``, ``call_id``, ``Ticket_ID``): never a label, a call's own id."""
+    lowered = name.lower()
+    return lowered == "id" or lowered.endswith("_id")
 
 
 def upload_limit_mb() -> float:

@@ -9,6 +9,7 @@ page go to ``$E2E_SCREENSHOTS`` (default: the test's temporary folder).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
@@ -342,6 +343,53 @@ def test_calls_as_the_team_labels_them_train_from_compose_and_read_as_calls(dash
         page.get_by_text(re.compile(r"of 100 calls shown")).scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "14-examples-calls.png"))
         browser.close()
+
+
+def test_compose_shows_what_long_calls_cost_before_launch(dashboard):
+    """Calls as long as real ones: before anything is launched, Compose says how long they are in the model's
+    tokens, in how many windows each is read, and the forward passes topic evaluation will make."""
+    from playwright.sync_api import expect
+
+    from core.demo import LONG_CALL_FILES, make_long_calls
+
+    url, tmp, _ = dashboard
+    shots = Path(os.environ.get("E2E_SCREENSHOTS") or tmp / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    for name, rows in zip(LONG_CALL_FILES, (make_long_calls(12, 3, "T"), make_long_calls(6, 4, "V")), strict=True):
+        with open(tmp / "data" / name, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["call_id", "transcript", "topic"])
+            writer.writeheader()
+            writer.writerows(rows)
+    grid = grid_file(tmp, "long_calls_grid.yaml", "Long_Calls", "demo-bert-tiny", LONG_CALL_FILES[0],
+                     ["n_epochs: 1, learning_rate: 0.002, train_batch_size: 16, eval_batch_size: 64"],
+                     LONG_CALL_FILES[1])
+    with sync_playwright_page() as page:
+        page.goto(url)
+        load_grid(page, grid)
+        # a team's small file: the mapping is guessed from it (the text is the transcript, not the call's id)
+        expect(page.get_by_text("long_calls_train.csv names its columns call_id, transcript, topic").first) \
+            .to_be_visible()
+        page.get_by_text("to tag the calls' topics").first.click()
+        expect(page.get_by_text("What the models will read.").first).to_be_visible()
+        expect(page.get_by_text(re.compile(r"is read window by window: long_calls_\w+\.csv averages"))
+               .first).to_be_visible()
+        expect(page.get_by_text(re.compile(r"Tagging topics reads 6 validation calls x their windows x \d+ "
+                                           r"topics: [\d,]+ forward passes per run")).first).to_be_visible()
+        page.get_by_text("What the models will read.").first.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "15-compose-long-calls.png"))
+
+
+@contextlib.contextmanager
+def sync_playwright_page():
+    """One browser page of the dashboard's size, closed after."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = open_page(p)
+        try:
+            yield page
+        finally:
+            browser.close()
 
 
 def start_dashboard(env: dict, log: Path) -> tuple[subprocess.Popen, str]:

@@ -123,6 +123,12 @@ def test_the_mapping_is_guessed_from_the_file():
     assert guess_columns(frame) == Columns(text="transcript", label="agent")  # the fewest distinct values
     assert guess_columns(frame.drop(columns=["agent"])) == Columns(text="transcript", label="topic")
     assert guess_columns(frame[["call_id"]]) is None
+    # a small team file names almost every topic once: the text is still the transcript, never the call's id, and
+    # the label the column with the fewest values that is not an id (the browser read call_id as the text)
+    few = pd.DataFrame({"call_id": [f"T-{i:04d}" for i in range(12)],
+                        "transcript": [f"Agent: hello.\nCustomer: call {i} is about something long" for i in range(12)],
+                        "topic": [f"topic {i % 9}" for i in range(12)]})
+    assert guess_columns(few) == Columns(text="transcript", label="topic")
 
 
 # -- topics as NLI pairs --------------------------------------------------------------------------------------------
