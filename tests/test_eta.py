@@ -105,12 +105,17 @@ def test_after_its_baselines_a_grid_knows_its_end_from_their_evaluation_speed(tm
     eta = grid_etas([done, queued], capacity=1, now=NOW)["g1"]
     # 100 samples at 20 / EVAL_PER_TRAIN per second, one 40-example evaluation at 20/s (2 s), 3 s outside
     assert eta.ends_at == pytest.approx(NOW + 3 + 100 / (20.0 / EVAL_PER_TRAIN) + 2)
+    other_baseline = RunSpec(kind="baseline", experiment_name="e", run_name="base",
+                             base_model="/m/demo-deberta-v3-tiny", validation_path=str(validation), output_dir="out")
+    cold = job("d", other_baseline, JobStatus.FINISHED, grid="g0", start=NOW - 120, end=NOW - 115,
+               figures={"eval_runtime": 2.0, "eval_samples_per_second": 30.0})
     other = job("c", tune(train, validation, "c", model="/m/demo-deberta-v3-tiny"), JobStatus.FINISHED,
                 grid="g0", start=NOW - 90, end=NOW - 70,
                 figures={"train_runtime": 10.0, "train_samples_per_second": 10.0, "eval_runtime": 2.0,
-                         "eval_samples_per_second": 30.0})
-    eta = grid_etas([done, other, queued], capacity=1, now=NOW)["g1"]
-    # the other model trains 10 steps in 8 s (0.8 s a step at batch 10) and evaluates 1.5x as fast as this one
+                         "eval_samples_per_second": 90.0})
+    eta = grid_etas([done, cold, other, queued], capacity=1, now=NOW)["g1"]
+    # the other model trains 10 steps in 8 s (0.8 s a step at batch 10), and its baseline evaluated 1.5x as fast as
+    # this one's: baselines against baselines (a fine-tune's warm evaluations are faster than a cold first pass)
     assert eta.ends_at == pytest.approx(NOW + 3 + 10 * 0.8 * 1.5 + 2)
 
 

@@ -182,8 +182,11 @@ def job_seconds(spec: RunSpec, past: Sequence[Past], rows_of: Callable[[Path], i
     step = _step_seconds(tuned, batch) if tuned else None
     if step is None:  # only this model's baselines so far
         others = [p for p in runs if p.spec.kind == "fine_tune"]
-        mine = _median([p.figures.get("eval_samples_per_second") for p in same])
-        theirs = _median([p.figures.get("eval_samples_per_second") for p in others])
+        # like with like: a baseline's evaluation is a cold first pass, three times slower per example than the
+        # evaluations inside a warm fine-tune (bench_grid --eta, 6 Dec), so baselines are compared with baselines
+        mine = _median([p.figures.get("eval_samples_per_second") for p in same if p.spec.kind != "fine_tune"])
+        theirs = _median([p.figures.get("eval_samples_per_second") for p in runs if p.spec.kind != "fine_tune"
+                          and p.spec.base_model_name in {o.spec.base_model_name for o in others}])
         other_step = _step_seconds(others, batch) if others else None
         if other_step and mine and theirs:
             step = other_step * theirs / mine  # as much slower to train as it is to evaluate
