@@ -65,9 +65,10 @@ def pytest_configure(config):
 
 # The slowest modules first (seconds of test time, `make test` on the 2-core machine, Dec 2026), so the two
 # xdist workers do not end on one long module while the other waits; the rest keep their order.
-HEAVY_FIRST = {"test_cli": 110, "test_seed_workflow": 70, "test_browser": 70, "test_faults": 200, "test_jobs": 160,
+HEAVY_FIRST = {"test_cli": 110, "test_seed_workflow": 70, "test_browser": 80, "test_faults": 200, "test_jobs": 160,
                "test_trust_boundary": 55, "test_team_mode": 40, "test_scoring": 40, "test_foreign_runs": 30,
-               "test_ray_backend": 30, "test_auth": 25, "test_speed": 25, "test_examples": 25}
+               "test_ray_backend": 30, "test_auth": 25, "test_speed": 25, "test_examples": 25,
+               "test_served_long": 35, "test_scoring_long": 35, "test_long_calls": 25}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -226,6 +227,133 @@ def demo_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def bert_model(demo_models) -> str:
     return str(demo_models["demo-bert-tiny"])
+
+
+# -- a model that recognises one word: long calls read whole (tests/test_long_calls.py) ------------------------------
+MARKER = "rollover"  # one token of the demo BERT's WordPiece vocabulary
+# Words of the demo BERT's vocabulary, one token each, never the marker
+MARKER_FILLER = ("okay", "thank", "please", "help", "account", "balance", "check", "date", "email", "good", "hello",
+                 "money", "morning", "plan", "today", "want", "need", "form", "fund", "address", "loan", "fees",
+                 "change", "payment", "statement", "send", "start", "update", "move", "save", "code", "mail", "call",
+                 "bill", "interest", "rate", "target", "risk", "house", "copy", "long", "year", "next", "last", "the",
+                 "you", "this", "that", "with", "will", "what", "here", "there")
+MARKER_OTHER_TOPICS = ("other topic", "fees", "loan request", "address change")  # hypotheses it never entails
+_MARKER_COSTS: dict = {}  # per tokenizer: the tokens of each word marker_turns writes
+
+
+def marker_turns(seed: int, tokenizer, tokens: int, *, marker: bool = False) -> list[str]:
+    """Call turns ("Agent: ..." / "Customer: ...", 3-12 MARKER_FILLER words each, drawn by ``seed``) of at most
+    ``tokens`` of the tokenizer's tokens once joined by line breaks; with ``marker``, MARKER is one more word of a
+    turn drawn at random."""
+    import random
+
+    if tokenizer not in _MARKER_COSTS:
+        _MARKER_COSTS[tokenizer] = {w: len(tokenizer.tokenize(w)) for w in (*MARKER_FILLER, MARKER, "Agent:",
+                                                                           "Customer:", ".")}
+    cost, rng = _MARKER_COSTS[tokenizer], random.Random(seed)
+    left = tokens - (cost[MARKER] if marker else 0)
+    turns: list[tuple[str, list[str]]] = []
+    while True:
+        speaker = rng.choice(("Agent", "Customer"))
+        spent, words = cost[f"{speaker}:"] + cost["."], []
+        for _ in range(rng.randint(3, 12)):
+            word = rng.choice(MARKER_FILLER)
+            if spent + cost[word] > left:
+                break
+            words.append(word)
+            spent += cost[word]
+        if not words:
+            break
+        turns.append((speaker, words))
+        left -= spent
+    if marker:
+        _, words = rng.choice(turns)
+        words.insert(rng.randint(0, len(words)), MARKER)
+    return [f"{speaker}: {' '.join(words)}." for speaker, words in turns]
+
+
+@pytest.fixture(scope="session")
+def marker_model(demo_models, tmp_path_factory) -> Path:
+    """The demo BERT taught to recognise one word, saved with its tokenizer in a folder of its own (the path).
+
+    Premise: call turns of MARKER_FILLER words (``marker_turns``), up to a whole 128-token window; hypothesis
+    "This call is about rollover.": entailment when MARKER is anywhere in the premise, not otherwise; a hypothesis
+    about one of MARKER_OTHER_TOPICS (15% of the pairs): never. Plain torch on this process's one thread, seeded:
+    800 steps of 16 pairs (AdamW, lr 1e-3, 10% warmup then linear decay, dropout off while it learns), the first
+    30% on premises of at most 40 tokens, where the word is easy to find; about 18 s on the 2-core machine. Checked
+    on 500 fresh premises before it is saved: entailment above 0.9 with the word, below 0.1 without (and for
+    another topic).
+    """
+    import random
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base = demo_models["demo-bert-tiny"]
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    assert tokenizer.tokenize(MARKER) == [MARKER], f"{MARKER!r} is not one token of the demo BERT's vocabulary"
+    torch.manual_seed(0)
+    # no dropout while it learns: dropping the one token that decides, or the attention to it, only slows learning
+    model = AutoModelForSequenceClassification.from_pretrained(base, hidden_dropout_prob=0.0,
+                                                               attention_probs_dropout_prob=0.0)
+    entail, not_entail = model.config.label2id["entailment"], model.config.label2id["not_entailment"]
+    about = f"This call is about {MARKER}."
+    others = [f"This call is about {topic}." for topic in MARKER_OTHER_TOPICS]
+    room = 128 - tokenizer.num_special_tokens_to_add(pair=True) - max(len(tokenizer.tokenize(h))
+                                                                       for h in [about, *others])
+    rng = random.Random(0)
+
+    def pairs(n: int, longest: int) -> tuple[list[str], list[str], list[int]]:
+        premises, hypotheses, labels = [], [], []
+        tokens = rng.randint(8, longest)  # the premises of a batch about as long: little padding
+        for _ in range(n):
+            has = rng.random() < 0.5
+            turns = marker_turns(rng.getrandbits(32), tokenizer, rng.randint(max(8, tokens - 8), tokens), marker=has)
+            premises.append("\n".join(turns))
+            if rng.random() < 0.15:  # another topic's hypothesis, for a few pairs: never entailed
+                hypotheses.append(rng.choice(others))
+                labels.append(not_entail)
+            else:
+                hypotheses.append(about)
+                labels.append(entail if has else not_entail)
+        return premises, hypotheses, labels
+
+    steps, batch, warmup, short = 800, 16, 80, 240
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: (s + 1) / warmup if s < warmup else (steps - s) / (steps - warmup))
+    model.train()
+    for step in range(steps):
+        premises, hypotheses, labels = pairs(batch, 40 if step < short else room)
+        encoded = tokenizer(premises, hypotheses, padding=True, return_tensors="pt")
+        model(**encoded, labels=torch.tensor(labels)).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+    model.eval()
+
+    fresh = random.Random(1)
+    has = torch.tensor([i % 2 == 0 for i in range(500)])
+    premises = ["\n".join(marker_turns(fresh.getrandbits(32), tokenizer, fresh.randint(8, room), marker=bool(h)))
+                for h in has]
+    with torch.inference_mode():
+        def entailment(texts: list[str], hypothesis: str) -> torch.Tensor:
+            return torch.cat([model(**tokenizer(texts[i:i + 100], [hypothesis] * len(texts[i:i + 100]), padding=True,
+                                                return_tensors="pt")).logits.softmax(-1)[:, entail]
+                              for i in range(0, len(texts), 100)])
+
+        scores = entailment(premises, about)
+        other = entailment([p for p, h in zip(premises, has, strict=True) if h], others[0])
+    said, unsaid = scores[has], scores[~has]
+    assert said.min() > 0.9 and unsaid.max() < 0.1 and other.max() < 0.1, \
+        (f"the marker model did not learn its word: {said.min():.3f} at least with it, {unsaid.max():.3f} at most "
+         f"without, {other.max():.3f} at most for {others[0]!r}")
+    model.config.hidden_dropout_prob = model.config.attention_probs_dropout_prob = 0.1  # as the demo BERT has them
+    path = tmp_path_factory.mktemp("marker-model")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
 
 
 # -- team mode: a real `mlflow server` on the machine's PostgreSQL ---------------------------------------------------
