@@ -88,8 +88,7 @@ def test_the_cli_scores_a_file_and_mlflow_records_who_scored_what(scoring, tmp_p
     assert "scored 4 rows" in done.stderr and f"Wrote {out}" in done.stdout
     rows = read_rows(out)
     assert list(rows[0]) == ["call_id", "premise", "hypothesis", "predicted_label", "score_entailment",
-                             "score_not_entailment", "evidence"]
-    assert {r["evidence"] for r in rows} == {""}  # each pair was read in one window: no evidence to add
+                             "score_not_entailment"]
     assert [r["call_id"] for r in rows] == ["c1", "c2", "c3", "c4"]
     for row in rows:
         assert row["predicted_label"] in LABELS
@@ -126,8 +125,7 @@ def test_topic_mode_scores_each_transcript_against_each_topic_with_the_template(
                              threshold=0.5, output_path=str(out)))
     assert result.status == "FINISHED", result.error
     frame = pd.read_parquet(out)  # the output's extension chose the format
-    assert list(frame.columns) == ["call_id", "transcript", *[f"score_{t}" for t in chosen], "topics",
-                                   *[f"evidence: {t}" for t in chosen]]
+    assert list(frame.columns) == ["call_id", "transcript", *[f"score_{t}" for t in chosen], "topics"]
     values = frame[[f"score_{t}" for t in chosen]].to_numpy()
     assert values.shape == (4, 3) and ((values >= 0) & (values <= 1)).all()
     model, tokenizer, _ = models.load(PRODUCTION)
@@ -285,7 +283,7 @@ def test_the_page_scores_an_upload_in_the_background_and_offers_the_result(scori
     [button] = at.get("download_button")
     assert button.proto.label == "Download calls_scored.csv"
     shown = at.dataframe[-1].value
-    assert list(shown.columns)[-4:] == ["predicted_label", "score_entailment", "score_not_entailment", "evidence"]
+    assert list(shown.columns)[-3:] == ["predicted_label", "score_entailment", "score_not_entailment"]
     assert shown["premise"][2].startswith("'=HYPERLINK")
 
 

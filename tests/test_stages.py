@@ -33,8 +33,10 @@ def test_a_run_records_where_its_time_went_and_evaluates_its_final_weights_once(
     from core.examples import read_predictions
     from core.examples.table import SCORE_PREFIX
     from core.metrics import classification_metrics, softmax
+    from core.models.windows import Reading
+    from core.training import bags
     from core.training.check import read_inputs
-    from core.training.run import _tokenize, execute
+    from core.training.run import execute
 
     run_spec = spec(tmp_path, bert_model)
     result = execute(run_spec)
@@ -58,13 +60,14 @@ def test_a_run_records_where_its_time_went_and_evaluates_its_final_weights_once(
     trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path / "scratch"), report_to="none",
                                                           per_device_eval_batch_size=64, disable_tqdm=True),
                       data_collator=speed.BucketCollator(tokenizer, [], None))
-    output = trainer.predict(_tokenize(validation, tokenizer, mapping, 64))
-    probs = softmax(output.predictions)
+    read = bags.encode(validation, tokenizer, mapping, bags.room(tokenizer, 64, validation), Reading(64))
+    output = trainer.predict(bags.Rows(read))  # the validation file as the run reads it: each text whole
+    probs = read.probabilities(softmax(output.predictions))
     table = read_predictions(client, result.run_id)
     columns = [SCORE_PREFIX + mapping.id2label[i] for i in range(probs.shape[1])]
     assert np.abs(table[columns].to_numpy() - probs).max() < 1e-5
     assert list(table["predicted_label"]) == [mapping.id2label[i] for i in probs.argmax(axis=1)]
-    expected, _ = classification_metrics(output.label_ids, probs, mapping.id2label)
+    expected, _ = classification_metrics(read.labels, probs, mapping.id2label)
     for name, value in expected.items():
         assert metrics[name] == pytest.approx(value, abs=1e-6), name
 

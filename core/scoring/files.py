@@ -4,10 +4,10 @@ Reading goes through ``core.data`` (CSV, TSV, JSONL, Parquet; undecodable bytes,
 are named there with their line). Here: the size cap, which columns hold the texts, blank texts, and writing
 the result: the input's columns, then ``predicted_label`` and ``score_<label>`` per class, or one
 ``score_<topic>`` per topic and ``topics`` (those over the threshold); then the evidence, the text of the window
-that decided (``core.models.windows``): one ``evidence`` column (filled where the text was read in more than one
-window), or one ``evidence: <topic>`` per topic (filled where the topic is tagged). Text cells a spreadsheet would
-run as a formula are neutralised (``core.compare.neutralised``), the evidence's too. The result is written to a
-temporary file beside the output and renamed into place, so a failure never leaves half a file.
+that decided (``core.models.windows``), when some text of the file was longer than one window: one ``evidence``
+column (filled where the text was), or one ``evidence: <topic>`` per topic (filled where tagged). Text cells a
+spreadsheet would run as a formula are neutralised (``core.compare.neutralised``), the evidence's too. The result
+is written to a temporary file beside the output and renamed into place, so a failure never leaves half a file.
 """
 
 from __future__ import annotations
@@ -167,6 +167,12 @@ def tagged(table: Table, scores, topics: Sequence[str], threshold: float,
             frame[_free(frame, f"evidence: {topic}")] = [texts[j] if row[j] >= threshold else ""
                                                         for texts, row in zip(evidence, scores, strict=True)]
     return frame
+
+
+def has_long_texts(split) -> bool:
+    """Whether some text was longer than one window (read in several, or cut): then the result shows evidence;
+    a file of short texts comes back as before, each text its own evidence."""
+    return bool(len(split.counts)) and (int(split.counts.max()) > 1 or int(split.cut.sum()) > 0)
 
 
 def topic_evidence(read: TopicReading) -> list[list[str]]:

@@ -269,7 +269,10 @@ def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress
     if spec.mode == "topics":
         read = topics.read_topics(model, tokenizer, files.texts(table, first), list(spec.topics), spec.template,
                                   **options)
-        frame = files.tagged(table, read.scores, spec.topics, spec.threshold, evidence=files.topic_evidence(read))
+        # the deciding windows, where a text was long enough to have several (a short text is its own evidence)
+        long_texts = files.has_long_texts(read.split)
+        frame = files.tagged(table, read.scores, spec.topics, spec.threshold,
+                             evidence=files.topic_evidence(read) if long_texts else None)
         counts = {f"topic_count.{_metric_key(t)}": float((read.scores[:, j] >= spec.threshold).sum())
                   for j, t in enumerate(spec.topics)}
         how = read.params()
@@ -278,7 +281,9 @@ def _score_body(spec: ScoreSpec, source, say: Callable[[str], None], on_progress
         entailment = topics.entailment_index(id2label) if second else None
         read = windows.predict(model, tokenizer, files.texts(table, first),
                                files.texts(table, second) if second else None, entailment=entailment, **options)
-        frame = files.classified(table, read.probabilities, id2label, evidence=files.row_evidence(read))
+        long_texts = files.has_long_texts(read.split)
+        frame = files.classified(table, read.probabilities, id2label,
+                                 evidence=files.row_evidence(read) if long_texts else None)
         predicted = read.probabilities.argmax(axis=1)
         counts = {f"label_count.{_metric_key(id2label[i])}": float((predicted == i).sum()) for i in sorted(id2label)}
         how = {"windows.budget_tokens": read.split.budget, "windows.overlap": read.split.overlap,
