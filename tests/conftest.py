@@ -279,10 +279,12 @@ def marker_model(demo_models, tmp_path_factory) -> Path:
     Premise: call turns of MARKER_FILLER words (``marker_turns``), up to a whole 128-token window; hypothesis
     "This call is about rollover.": entailment when MARKER is anywhere in the premise, not otherwise; a hypothesis
     about one of MARKER_OTHER_TOPICS (15% of the pairs): never. Plain torch on this process's one thread, seeded:
-    800 steps of 16 pairs (AdamW, lr 1e-3, 10% warmup then linear decay, dropout off while it learns), the first
-    30% on premises of at most 40 tokens, where the word is easy to find; about 18 s on the 2-core machine. Checked
-    on 500 fresh premises before it is saved: entailment above 0.9 with the word, below 0.1 without (and for
-    another topic).
+    800 steps of 16 pairs (AdamW, lr 1e-3, betas 0.9/0.98, 10% warmup then linear decay, dropout off while it
+    learns); the longest premise grows from 24 tokens to the whole window over the first half, and the second half
+    weighs the pairs it still gets wrong more (focal loss). About 20 s on the 2-core machine. The demo tokenizer's
+    vocabulary differs from build to build (so do the embeddings each word gets): where 500 fresh premises show a
+    miss, up to 3 rounds of 200 gentler steps follow (5 s each). Checked on 500 other fresh premises before it is saved:
+    entailment above 0.9 with the word, below 0.1 without (and for another topic).
     """
     import random
 
@@ -318,33 +320,52 @@ def marker_model(demo_models, tmp_path_factory) -> Path:
                 labels.append(entail if has else not_entail)
         return premises, hypotheses, labels
 
-    steps, batch, warmup, short = 800, 16, 80, 240
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else (steps - s) / (steps - warmup))
-    model.train()
-    for step in range(steps):
-        premises, hypotheses, labels = pairs(batch, 40 if step < short else room)
-        encoded = tokenizer(premises, hypotheses, padding=True, return_tensors="pt")
-        model(**encoded, labels=torch.tensor(labels)).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
-    model.eval()
+    def train(steps: int, lr: float, ramp: int) -> None:
+        """``steps`` of 16 pairs; the longest premise grows to the window over the first ``ramp`` steps (a jump
+        from short premises to long ones undoes what was learnt); from halfway, the focal loss (gamma 2)."""
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
+        warmup = max(1, steps // 10)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: (s + 1) / warmup if s < warmup else (steps - s) / (steps - warmup))
+        model.train()
+        for step in range(steps):
+            longest = room if step >= ramp else 24 + (room - 24) * step // ramp
+            premises, hypotheses, labels = pairs(16, longest)
+            logits = model(**tokenizer(premises, hypotheses, padding=True, return_tensors="pt")).logits
+            loss = torch.nn.functional.cross_entropy(logits, torch.tensor(labels), reduction="none")
+            if step >= steps // 2:
+                loss = loss * 4 * (1 - torch.exp(-loss)) ** 2
+            loss.mean().backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+        model.eval()
 
-    fresh = random.Random(1)
-    has = torch.tensor([i % 2 == 0 for i in range(500)])
-    premises = ["\n".join(marker_turns(fresh.getrandbits(32), tokenizer, fresh.randint(8, room), marker=bool(h)))
-                for h in has]
-    with torch.inference_mode():
+    def check(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n`` fresh premises, every other one with the word: which have it, the entailment of "about MARKER"
+        for each, and of another topic for those with the word."""
+        fresh = random.Random(seed)
+        has = torch.tensor([i % 2 == 0 for i in range(n)])
+        premises = ["\n".join(marker_turns(fresh.getrandbits(32), tokenizer, fresh.randint(8, room), marker=bool(h)))
+                    for h in has]
+
         def entailment(texts: list[str], hypothesis: str) -> torch.Tensor:
             return torch.cat([model(**tokenizer(texts[i:i + 100], [hypothesis] * len(texts[i:i + 100]), padding=True,
                                                 return_tensors="pt")).logits.softmax(-1)[:, entail]
                               for i in range(0, len(texts), 100)])
 
-        scores = entailment(premises, about)
-        other = entailment([p for p, h in zip(premises, has, strict=True) if h], others[0])
+        with torch.inference_mode():
+            return (has, entailment(premises, about),
+                    entailment([p for p, h in zip(premises, has, strict=True) if h], others[0]))
+
+    train(800, 1e-3, 400)
+    for _ in range(3):
+        has, scores, other = check(2, 500)
+        if scores[has].min() > 0.9 and scores[~has].max() < 0.1 and other.max() < 0.1:
+            break
+        train(200, 2e-4, 0)
+    has, scores, other = check(1, 500)
     said, unsaid = scores[has], scores[~has]
     assert said.min() > 0.9 and unsaid.max() < 0.1 and other.max() < 0.1, \
         (f"the marker model did not learn its word: {said.min():.3f} at least with it, {unsaid.max():.3f} at most "

@@ -21,7 +21,7 @@ from conftest import MARKER, marker_turns, use_store
 from core.models import windows
 from core.models.windows import Reading
 
-# the marker model trains for about 18 s, once per session: one worker runs the module
+# the marker model trains for about 20 s, once per session: one worker runs the module
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("marker_model")]
 
 OTHER = "other topic"
