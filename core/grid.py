@@ -24,6 +24,8 @@ from typing import Any
 from core import naming
 from core.data import Columns
 from core.errors import GridError
+from core.holdout import params as split_params
+from core.holdout import parse_summary as parse_split
 from core.settings import current_user
 from core.topic_pairs import TopicPairs
 
@@ -201,6 +203,7 @@ class RunSpec:
     confined: bool = False
     columns: Mapping[str, str] | None = None  # which columns hold text and label (core.data.Columns)
     topic_pairs: Mapping[str, Any] | None = None  # calls and topics as NLI pairs (core.topic_pairs.TopicPairs)
+    split: Mapping[str, Any] | None = None  # the share of one file held out for validation (core.holdout)
 
     @property
     def base_model_name(self) -> str:
@@ -212,7 +215,7 @@ class RunSpec:
 
     def params(self) -> dict[str, Any]:
         """What the run logs as MLflow params: every hyperparameter, the base model, the data files, and how
-        their columns were read (the mapping, topic pairs)."""
+        their columns were read (the mapping, topic pairs), and the split they came from (a held-out share)."""
         params = {**self.hyperparameters, "base_model": self.base_model, "validation_file": self.validation_path}
         if self.train_path:
             params["train_file"] = self.train_path
@@ -220,6 +223,7 @@ class RunSpec:
             params.update(Columns.parse(self.columns).params())
         if self.topic_pairs:
             params.update(TopicPairs.parse(self.topic_pairs).params())
+        params.update(split_params(self.split))
         return params
 
     def tags(self) -> dict[str, str]:
@@ -269,6 +273,8 @@ class GridSpec:
     max_runs: int = field(default_factory=max_grid_runs)
     columns: Mapping[str, str] | None = None  # e.g. {text: transcript, label: topic}; None: the usual names
     topic_pairs: Mapping[str, Any] | bool | None = None  # e.g. {template: "This call is about {}.", negatives: 2}
+    # the training and validation files are the parts of one file held out by core.holdout: its record's summary
+    split: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -324,6 +330,7 @@ class GridSpec:
         if pairs and columns and columns.text_pair:
             raise GridError("topic pairs write their own second text (the template with a topic): leave "
                             "text_pair out of the mapping.", key="columns.text_pair")
+        set_(self, "split", parse_split(self.split))
         if not self.run_date:
             set_(self, "run_date", _dt.date.today().strftime("%Y%m%d"))
         else:
@@ -358,7 +365,7 @@ class GridSpec:
                     kind="baseline", experiment_name=experiment, run_name=naming.baseline_run_name(model),
                     base_model=model, validation_path=self.validation_file,
                     output_dir=str(Path(self.output_dir) / leaf), hyperparameters=dict(DEFAULTS),
-                    grid_id=grid_id, columns=self.columns, topic_pairs=self.topic_pairs))
+                    grid_id=grid_id, columns=self.columns, topic_pairs=self.topic_pairs, split=self.split))
         for model in self.base_model_versions:
             for version in self.dataset_versions:
                 for index, params in enumerate(self.hyperparameters, start=1):
@@ -368,7 +375,7 @@ class GridSpec:
                         validation_path=self.validation_file, output_dir=str(Path(self.output_dir) / leaf / name),
                         hyperparameters={**DEFAULTS, **params}, dataset_version=version,
                         train_path=self.train_path(version), param_set=index, grid_id=grid_id,
-                        columns=self.columns, topic_pairs=self.topic_pairs))
+                        columns=self.columns, topic_pairs=self.topic_pairs, split=self.split))
         return runs
 
     def to_dict(self) -> dict[str, Any]:
@@ -376,7 +383,7 @@ class GridSpec:
         data["dataset_versions"] = list(self.dataset_versions)
         data["base_model_versions"] = list(self.base_model_versions)
         data["hyperparameters"] = [dict(p) for p in self.hyperparameters]
-        for key in ("columns", "topic_pairs"):  # None: left out, so a grid file stays as the seed wrote it
+        for key in ("columns", "topic_pairs", "split"):  # None: left out, so a grid file stays as the seed wrote it
             if data[key] is None:
                 del data[key]
         return data
