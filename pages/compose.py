@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from core import demo, paths
+from core import demo, holdout, paths
 from core import hyperparameter_sets as hsets
 from core import runs as runs_mod
 from core.data import FORMATS, Columns, guess_columns, read_frame, usual_columns
@@ -54,15 +54,26 @@ def demo_models() -> dict[str, str]:
             if (s.demo_models_dir / name / "config.json").is_file()}
 
 
+FROM_FILE, HOLD_OUT = "on a validation file", "on a share held out of a training file"
+KEPT_WIDGETS = ("c_validation", "c_holdout_src", "c_holdout_share", "c_holdout_seed")  # shown in one mode only
+
+
 def init_state() -> None:
+    files = data_files()
+    demo_datasets = [f for f in ("full_dataset.csv", "train_sample.csv") if f in files]
+    demo_validation = "test.csv" if "test.csv" in files else None
     defaults = {"c_base_name": "ConsumerTopic_FineTune", "c_data_src": "CallTranscript", "c_user": user(),
                 "c_demo": list(demo_models()), "c_paths": "", "c_baseline": True, "c_priority": 0,
-                "c_datasets": [f for f in ("full_dataset.csv", "train_sample.csv") if f in data_files()],
-                "c_validation": "test.csv" if "test.csv" in data_files() else None,
+                "c_datasets": demo_datasets, "c_validation": demo_validation,
+                "c_demo_data": (tuple(demo_datasets), demo_validation),  # what an upload replaces, untouched
+                "c_val_mode": FROM_FILE, "c_holdout_share": 0.2, "c_holdout_seed": 42,
                 "c_sets": DEFAULT_SETS.copy(), "c_editor_version": 0, "c_output": str(s.home / "trained_models"),
                 "c_pairs_template": DEFAULT_TEMPLATE, "c_pairs_negatives": 2}
     for key, value in defaults.items():
         st.session_state.setdefault(key, value)
+    for key in KEPT_WIDGETS:  # a widget not drawn in a run loses its value; set again, it keeps it
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
 def in_data_dir(path: str) -> str:
@@ -83,6 +94,13 @@ def apply_grid(data: dict) -> None:
         c_baseline=spec.evaluate_pretrained_model, c_output=spec.output_dir, c_datasets=datasets,
         c_validation=validation, c_sets=pd.DataFrame([table_row(p) for p in spec.hyperparameters]),
         c_editor_version=st.session_state.get("c_editor_version", 0) + 1, c_pairs=bool(spec.topic_pairs))
+    st.session_state["c_val_mode"] = FROM_FILE
+    if spec.split:  # held out of one file: the same file, share and seed give the same parts again
+        source = in_data_dir(spec.split["source"])
+        part = f"{holdout.part_stem(source, spec.split['share'], spec.split['seed'])}.train"
+        datasets = [source if Path(d).stem == part else d for d in datasets]
+        st.session_state.update(c_val_mode=HOLD_OUT, c_datasets=datasets, c_holdout_src=source,
+                                c_holdout_share=spec.split["share"], c_holdout_seed=spec.split["seed"])
     if spec.columns:  # the grid's mapping, not a new guess
         st.session_state.update(c_col_file=(datasets or [validation])[0], c_col_text=spec.columns["text"],
                                 c_col_label=spec.columns["label"],
@@ -118,6 +136,86 @@ def save_upload(upload) -> str:
     """Check an uploaded file and keep it in data/uploads/ only if it reads cleanly (see core.data.save_upload)."""
     saved = data_save_upload(upload.name, upload.getvalue(), data_dir / "uploads")
     return saved.relative_to(data_dir).as_posix()
+
+
+def take_upload(key: str, *, validation: bool) -> None:
+    """Keep a file just uploaded and put it in the form. A training file replaces the demo's files while the form
+    still holds them as it started (and the demo's validation file with them): a team's data is not mixed with
+    the demo's; once the team's own files are chosen, another upload adds a dataset version."""
+    upload = st.session_state.get(key)
+    if upload is None or st.session_state.get(f"{key}_seen") == (upload.name, upload.size):
+        return
+    try:
+        saved = save_upload(upload)
+    except TuneboardError as exc:
+        st.error(md(exc), icon=":material/error:")
+        return
+    st.session_state[f"{key}_seen"] = (upload.name, upload.size)
+    demo_datasets, demo_validation = st.session_state["c_demo_data"]
+    chosen = st.session_state["c_datasets"]
+    if validation:
+        st.session_state.update(c_validation=saved, c_val_mode=FROM_FILE)
+        said = f"every run is checked on it ({md(saved)})"
+        if demo_datasets and tuple(chosen) == demo_datasets:
+            said += ". Now upload the file to train on: the demo's files are still chosen for training"
+    elif demo_datasets and tuple(chosen) == demo_datasets:
+        st.session_state["c_datasets"] = [saved]
+        said = f"it replaces the demo's files: the grid trains on {md(saved)} alone"
+        if st.session_state["c_validation"] == demo_validation and demo_validation:
+            st.session_state["c_validation"] = None
+            said += (". Choose below how runs are checked: on your validation file (upload it beside), or on a "
+                     "share held out of this one")
+    else:
+        st.session_state["c_datasets"] = list(dict.fromkeys([*chosen, saved]))
+        said = f"it was added as {md(saved)}"
+    st.success(f"{md(upload.name)} reads cleanly: {said}.")
+
+
+@st.cache_data(show_spinner="Holding out a share for validation...", max_entries=16)
+def split_of(path: str, mtime: float, share: float, seed: int, mapping_json: str) -> holdout.Split | str:
+    """``core.holdout.hold_out`` into data/uploads/, or why it cannot be held out; cached until the file changes."""
+    import json
+
+    try:
+        return holdout.hold_out(path, share, seed, data_dir / "uploads", columns=json.loads(mapping_json))
+    except TuneboardError as exc:
+        return str(exc)
+
+
+def choose_holdout(mapping: dict | None) -> holdout.Split | None:
+    """Hold out a share of one training file: which file, what share, which seed; the parts, or None."""
+    import json
+
+    chosen = st.session_state["c_datasets"]
+    if not chosen:
+        st.info("Choose the file to train on first: the share is held out of it.")
+        return None
+    if st.session_state.get("c_holdout_src") not in chosen:
+        st.session_state["c_holdout_src"] = chosen[0]
+    h1, h2, h3 = st.columns([3, 1, 1])
+    name = h1.selectbox("Hold out a share of", options=chosen, key="c_holdout_src")
+    share = h2.number_input("Share held out", min_value=0.01, max_value=0.9, step=0.05, format="%.2f",
+                            key="c_holdout_share")
+    seed = h3.number_input("Seed", min_value=0, step=1, key="c_holdout_seed")
+    path = data_dir / name
+    split = split_of(str(path), path.stat().st_mtime if path.is_file() else 0.0, float(share), int(seed),
+                     json.dumps(mapping))
+    if isinstance(split, holdout.Split) and not all(Path(f).is_file() for f in (split.train_file,
+                                                                                split.validation_file)):
+        split_of.clear()  # its parts were removed since: written again
+        split = split_of(str(path), path.stat().st_mtime, float(share), int(seed), json.dumps(mapping))
+    if isinstance(split, str):
+        st.error(md(split), icon=":material/error:")
+        return None
+    by = "each row's label" if split.stratified_by == holdout.BY_LABEL else \
+        "each row's rarest topic (a cell of several topics counts under the one the file has fewest rows of)"
+    parts = ", ".join(md(Path(f).relative_to(data_dir).as_posix()) for f in (split.train_file, split.validation_file))
+    st.caption(f"{len(split.validation_rows):,} of {len(split.train_rows) + len(split.validation_rows):,} rows of "
+               f"{md(name)} are held out for validation and {len(split.train_rows):,} train, stratified by {by}; "
+               f"written as {parts}. The same file, share and seed give the same rows to every run of the grid "
+               "and to later grids; each run records the split (split.* params; every row's side in "
+               f"{md(Path(split.record).relative_to(data_dir).as_posix())}).")
+    return split
 
 
 ERROR_SLOTS: dict[str, object] = {}
@@ -165,7 +263,7 @@ def estimate_grid(spec: GridSpec, read: reading_mod.GridReading | None) -> estim
                              lambda path: row_count(str(path), path.stat().st_mtime), read)
 
 
-def show_reading(read: reading_mod.GridReading | str) -> None:
+def show_reading(read: reading_mod.GridReading | str, validation: str) -> None:
     """How long the texts are in each model's tokens, and the windows and forward passes that makes."""
     if isinstance(read, str):
         st.caption(f"How long the texts are could not be measured here: {md(read)}")
@@ -177,7 +275,7 @@ def show_reading(read: reading_mod.GridReading | str) -> None:
     if longest is not None and longest.windows_max > 1:
         st.caption(f"A text longer than one window is read window by window: {md(longest.file)} averages "
                    f"{longest.windows_mean:.1f} windows a text under {md(longest.model)}.")
-    validation = Path(st.session_state["c_validation"] or "").name
+    validation = Path(validation).name
     if read.topics and validation:
         passes = read.topic_passes(validation)
         calls = max((f.texts for f in read.files if f.file == validation), default=0)
@@ -204,6 +302,7 @@ def choose_columns() -> dict | None:
     """The column mapping: none when the files use the usual names; else guessed from the first training file
     (the longest free-text column, a column with few distinct values), changeable, shown on five rows."""
     chosen = [*st.session_state["c_datasets"][:1], st.session_state["c_validation"]]
+    chosen.sort(key=lambda name: not str(name).startswith("uploads/"))  # a team's own upload before a demo file
     first = next((name for name in chosen if name and (data_dir / name).is_file()), None)
     if first is None:
         return None
@@ -291,26 +390,33 @@ st.text_area("Other models: local folders or hub ids, one per line", key="c_path
 field_error("base_model_versions")
 
 st.subheader("3. Data")
-upload = st.file_uploader("Add a dataset version (CSV, TSV, JSONL, Parquet or an Excel workbook; checked before "
-                          "it is kept)",
-                          type=[k.lstrip(".") for k in FORMATS], key="c_upload")
-if upload is not None and st.session_state.get("c_uploaded") != (upload.name, upload.size):
-    try:
-        saved = save_upload(upload)
-        st.session_state["c_uploaded"] = (upload.name, upload.size)
-        st.session_state["c_datasets"] = [*st.session_state["c_datasets"], saved]
-        st.success(f"{md(upload.name)} reads cleanly and was added as {md(saved)}.")
-    except TuneboardError as exc:
-        st.error(md(exc), icon=":material/error:")
+u1, u2 = st.columns(2)
+kinds = [k.lstrip(".") for k in FORMATS]
+u1.file_uploader("Your labelled data, to train on (CSV, TSV, JSONL, Parquet or an Excel workbook; checked before "
+                 "it is kept). The first replaces the demo's files; later ones add dataset versions.",
+                 type=kinds, key="c_upload")
+u2.file_uploader("Your validation file, if you have one (every run is checked on it; without one, hold out a "
+                 "share of your data below)", type=kinds, key="c_upload_validation")
+take_upload("c_upload", validation=False)
+take_upload("c_upload_validation", validation=True)
 files = data_files()
 st.multiselect("Dataset versions to train on", options=sorted(set(files) | set(st.session_state["c_datasets"])),
                key="c_datasets")
 field_error("dataset_versions")
 field_error("train_file")
-st.selectbox("Validation file (every run is evaluated on it)", options=files, key="c_validation")
-field_error("validation_file")
 column_mapping = choose_columns()
 field_error("columns")
+st.radio("Check every run", [FROM_FILE, HOLD_OUT], key="c_val_mode", horizontal=True)
+held_out = None
+if st.session_state["c_val_mode"] == HOLD_OUT:
+    held_out = choose_holdout(column_mapping)
+else:
+    st.selectbox("Validation file (every run is evaluated on it)", options=files, key="c_validation")
+    if not st.session_state["c_validation"]:
+        st.info("Choose how runs are checked: upload your validation file above, pick one here, or hold out a "
+                "share of your data.")
+field_error("validation_file")
+field_error("split")
 topic_pairs = choose_topic_pairs(column_mapping)
 field_error("topic_pairs")
 
@@ -347,19 +453,28 @@ st.text_input("Save trained models under", key="c_output")
 
 # -- check everything, then show what would run -----------------------------------------------------
 spec = None
+datasets, validation, split = list(st.session_state["c_datasets"]), st.session_state["c_validation"], None
+if st.session_state["c_val_mode"] == HOLD_OUT:
+    validation = None
+    if held_out is not None:  # train on its training part; check on its validation part
+        part = Path(held_out.train_file).relative_to(data_dir).as_posix()
+        datasets = [part if d == st.session_state["c_holdout_src"] else d for d in datasets]
+        validation, split = Path(held_out.validation_file).relative_to(data_dir).as_posix(), held_out.summary()
 try:
+    if not validation:
+        raise GridError("choose how runs are checked: a validation file (upload it or pick one), or a share held "
+                        "out of your data.")  # no key: the form says it beside the choice already
     models = list(dict.fromkeys([demo_models()[m] for m in st.session_state["c_demo"]] +
                                 [line.strip() for line in st.session_state["c_paths"].splitlines() if line.strip()]))
     spec = GridSpec(base_name=st.session_state["c_base_name"].strip(), data_src=st.session_state["c_data_src"].strip(),
                     user_id=st.session_state["c_user"].strip() or user(),
-                    dataset_versions=tuple(st.session_state["c_datasets"]),
+                    dataset_versions=tuple(datasets),
                     hyperparameters=tuple(hsets.sets_from_rows(table.to_dict("records"))),
                     base_model_versions=tuple(models), output_dir=st.session_state["c_output"],
                     train_file=str(data_dir / "{data_version}"),
-                    validation_file=str(data_dir / (st.session_state["c_validation"] or "")) if
-                    st.session_state["c_validation"] else "",
+                    validation_file=str(data_dir / validation),
                     evaluate_pretrained_model=st.session_state["c_baseline"], columns=column_mapping,
-                    topic_pairs=topic_pairs)
+                    topic_pairs=topic_pairs, split=split)
     st.session_state["c_error"] = None
 except GridError as exc:
     st.session_state["c_error"] = (exc.key or "", str(exc))
@@ -378,7 +493,7 @@ if spec is None:
 else:
     runs = spec.expand()
     read = reading_of(spec)
-    show_reading(read)
+    show_reading(read, spec.validation_file)
     took = estimate_grid(spec, read if not isinstance(read, str) else None)
     st.write(f"Experiment **{md(spec.experiment_name)}** — **{len(runs)} runs**, about "
              f"**{duration_text(took.seconds)}** on one slot (rough: {md(took.basis)}).")

@@ -123,4 +123,5 @@ def past_grid(client, experiment_id: str) -> dict:
         "validation_file": first.validation_path,
         "output_dir": str(os.path.dirname(os.path.dirname(tunes[0].output_dir)) if tunes else first.output_dir),
         "evaluate_pretrained_model": any(s.kind == "baseline" for s in specs),
+        **({"split": dict(first.split)} if first.split else {}),  # its files were held out of one: the same share
     }
