@@ -38,6 +38,7 @@ from pathlib import Path
 
 from core import faults
 from core.errors import TuneboardError
+from core.metrics import METRICS, TOPIC_METRICS
 
 # Each command imports what it needs inside its branch: `history` or `--help` must not wait for torch,
 # transformers and mlflow to load (seconds on a cold disk).
@@ -150,7 +151,8 @@ def _compare(args) -> int:
         print(f"No answer: {found.why}.")
         return 2
     interval = f"{found.ci95[0]:+.4f} to {found.ci95[1]:+.4f}" if found.ci95 else "none (a resample lacked a class)"
-    print(f"Difference (B minus A): {found.difference:+.4f}; 95% interval {interval} ({significance.BOOTSTRAP})")
+    over = f"paired bootstrap over {significance.unit(found.metric)}"  # a topic metric resamples calls
+    print(f"Difference (B minus A): {found.difference:+.4f}; 95% interval {interval} ({over})")
     split = (f", on the {found.a_only + found.b_only} examples one gets right and the other wrong: {found.a_only} "
              f"only A, {found.b_only} only B" if found.metric == "accuracy" else "")
     print(f"p-value: {found.p_value:.4g} ({found.test}{split})")
@@ -255,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("compare", help="is the difference between two runs real? B against A, example by example")
     p.add_argument("run_a", help="a run id")
     p.add_argument("run_b", help="a run id; the difference is B minus A")
-    p.add_argument("--metric", default="accuracy", help="accuracy, f1, precision, recall or roc_auc")
+    p.add_argument("--metric", default="accuracy",
+                   help=f"{', '.join(METRICS)}; for runs on calls tagged with topics {', '.join(TOPIC_METRICS)} "
+                        "(resampled over calls)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     for name, text in (("promote", "register the best run (or move a version) to a stage"),
                        ("request", "ask for a version (or the best run) to be promoted; someone approves it")):

@@ -6,8 +6,9 @@
   candidate changes against the model in production ("fixes 23, breaks 5");
 - ``evaluation``: the production version scored on a candidate's validation file, as a background job,
   so a promotion compares like with like;
-- ``table_metrics``, ``significance``: the five metrics from a table, and whether a difference between two runs
-  is more than chance (paired, example by example; one run's interval; what a validation set can tell);
+- ``table_metrics``, ``table_topics``, ``significance``: the five metrics (and a topic run's ``topic_*`` metrics,
+  over its calls) from a table, and whether a difference between two runs is more than chance (paired, example by
+  example; one run's interval; what a validation set can tell);
 - ``noise``: which runs are within noise of the best.
 
 Pure functions over DataFrames, except where a name says it reads or writes MLflow.

@@ -14,7 +14,9 @@ works:
   chance in 31% of cases: not a clear improvement").
 
 The statistics are scipy's (``bootstrap(paired=True)``, ``binomtest``, ``monte_carlo_test``, ``binom``); the
-metrics themselves, vectorised over resamples, are ``core.examples.table_metrics``. Where a question has no answer
+metrics themselves, vectorised over resamples, are ``core.examples.table_metrics``. A topic run's ``topic_*`` metrics
+(``topic_f1_macro``...) are read from its per-call table and resampled, swapped and counted over calls, with the
+paired randomization test. Where a question has no answer
 (different validation files, no table, a metric the table cannot give) the result says why and holds no number.
 """
 
@@ -32,6 +34,7 @@ from core.examples.analysis import matched
 from core.examples.table_metrics import (
     METRICS,
     NAMES,
+    TOPIC_METRICS,
     Coded,
     code_tables,
     from_codes,
@@ -39,13 +42,14 @@ from core.examples.table_metrics import (
     name_of,
     right_or_wrong,
     supported,
+    unit,
     why_not,
 )
 
 __all__ = ["ALPHA", "BOOTSTRAP", "CONFIDENCE", "MCNEMAR", "METRICS", "NAMES", "POWER", "RANDOMIZATION", "RESAMPLES",
-           "SEED", "Difference", "Estimate", "about", "accuracy_difference", "chance", "compare_tables",
-           "detectable_difference", "detectable_words", "estimate", "mcnemar", "mcnemar_power", "metric_value",
-           "name_of", "p_text", "supported", "why_not"]
+           "SEED", "TOPIC_METRICS", "Difference", "Estimate", "about", "accuracy_difference", "chance",
+           "compare_tables", "detectable_difference", "detectable_words", "estimate", "mcnemar", "mcnemar_power",
+           "metric_value", "name_of", "p_text", "supported", "unit", "why_not"]
 
 ALPHA = 0.05  # a difference is "real" when p < ALPHA
 CONFIDENCE = 0.95
@@ -75,12 +79,13 @@ class Estimate:
         if self.why:
             return f"{name_of(self.metric)}: no interval, as {self.why}"
         interval = f"95% interval {self.ci95[0]:.3f} to {self.ci95[1]:.3f}, " if self.ci95 else ""
-        return f"{name_of(self.metric)} {self.value:.3f} ({interval}on {self.examples} examples)"
+        return f"{name_of(self.metric)} {self.value:.3f} ({interval}on {self.examples} {unit(self.metric)})"
 
 
 def estimate(table: pd.DataFrame | None, metric: str, *, seed: int = SEED, resamples: int = RESAMPLES) -> Estimate:
     """One run's ``metric`` with its 95% interval: Wilson's interval for accuracy (``scipy.stats.binomtest``), a
-    seeded percentile bootstrap over examples for the others (``scipy.stats.bootstrap``)."""
+    seeded percentile bootstrap over examples for the others (``scipy.stats.bootstrap``; over calls for a topic
+    metric)."""
     why = why_not(table, metric)
     if why:
         return Estimate(metric, 0 if table is None else len(table), why=why)
@@ -94,7 +99,7 @@ def estimate(table: pd.DataFrame | None, metric: str, *, seed: int = SEED, resam
     result = stats.bootstrap(data.runs[0], lambda *arrays, axis=-1: from_codes(data, bare, arrays), paired=True,
                              vectorized=True, n_resamples=resamples, batch=BATCH, method="percentile",
                              confidence_level=CONFIDENCE, rng=np.random.default_rng(seed))
-    return Estimate(bare, n, value, _interval(result), "bootstrap over examples")
+    return Estimate(bare, n, value, _interval(result), f"bootstrap over {unit(bare)}")
 
 
 def _interval(result) -> tuple[float, float] | None:
@@ -152,15 +157,15 @@ class Difference:
         these 400 examples: a clear improvement (p = 0.002; 95% interval +0.013 to +0.041)"."""
         if self.why:
             return f"no answer: {self.why}"
-        name, n, gap = name_of(self.metric), self.examples, self.difference
+        name, n, gap = name_of(self.metric), f"{self.examples} {unit(self.metric)}", self.difference
         if abs(gap) < 5e-7:
-            return f"the same {name} ({self.b:.3f}) on these {n} examples: no difference to tell"
+            return f"the same {name} ({self.b:.3f}) on these {n}: no difference to tell"
         size = f"{'better' if gap > 0 else 'worse'} by {abs(gap):.3f} {name}"
         if self.real:
             what = f"a clear {better}" if gap > 0 else "clearly worse"
-            return f"{size} on these {n} examples: {what} ({self.figures()})"
+            return f"{size} on these {n}: {what} ({self.figures()})"
         what = f"not a clear {better}" if gap > 0 else "not clearly worse"
-        return f"{size}, but on these {n} examples {chance(self.p_value)}: {what}"
+        return f"{size}, but on these {n} {chance(self.p_value)}: {what}"
 
     def figures(self) -> str:
         """"p = 0.002; 95% interval +0.013 to +0.041"."""
@@ -258,6 +263,8 @@ def compare_tables(a: pd.DataFrame | None, b: pd.DataFrame | None, metric: str =
     n = len(left)
     ca, cb = right_or_wrong(left), right_or_wrong(right)
     a_only, b_only = int((ca & ~cb).sum()), int((~ca & cb).sum())
+    if bare in TOPIC_METRICS:  # a call "right" means all its topics tagged exactly: not what is tested, so unsaid
+        a_only = b_only = None
     data = code_tables([left, right], bare)
     value_a, value_b = (float(from_codes(data, bare, arrays)) for arrays in data.runs)
     found = {"metric": bare, "examples": n, "a": value_a, "b": value_b, "difference": value_b - value_a,

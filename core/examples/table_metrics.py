@@ -1,11 +1,12 @@
-"""The five metrics from a predictions table, vectorised over resamples.
+"""The five metrics (and a topic run's ``topic_*`` metrics) from a predictions table, vectorised over resamples.
 
 Written over the ``correct``, ``true_label``, ``predicted_label`` and ``score: <label>`` columns that
 ``core.examples.table.read_predictions`` gives, so any table of that shape works; :func:`why_not` says plainly
 when a table cannot give a metric. The numbers are those ``core.metrics`` computes from the model's outputs
 (binary tasks on the positive class, others macro-averaged, ROC-AUC one-vs-rest); a table coded once
 (:func:`code_tables`) gives them for thousands of resamples at a time (:func:`from_codes`), which is what
-``core.examples.significance`` bootstraps and randomizes.
+``core.examples.significance`` bootstraps and randomizes. A topic run's per-call table also gives the ``topic_*``
+metrics it logged (``core.examples.table_topics``), resampled over calls.
 """
 
 from __future__ import annotations
@@ -18,16 +19,23 @@ from scipy import stats
 
 from core.examples.analysis import labels_of
 from core.examples.table import SCORE_PREFIX
-from core.metrics import EVAL_PREFIX, positive_id
+from core.examples.table_topics import is_topic_metric, topic_codes, topic_values, why_not_topics
+from core.metrics import EVAL_PREFIX, TOPIC_METRICS, positive_id
 
 METRICS = ("accuracy", "f1", "precision", "recall", "roc_auc")  # what a predictions table can give
 NAMES = {"accuracy": "accuracy", "f1": "F1", "precision": "precision", "recall": "recall", "roc_auc": "ROC-AUC"}
 
 
 def supported(metric: str) -> str | None:
-    """The bare name of ``metric`` when a predictions table can give it (``eval_f1`` -> ``f1``), else None."""
+    """The bare name of ``metric`` when a predictions table can give it (``eval_f1`` -> ``f1``; a topic run's
+    ``topic_f1_macro`` and the other :data:`~core.metrics.TOPIC_METRICS`), else None."""
     bare = str(metric).removeprefix("metrics.").removeprefix(EVAL_PREFIX)
-    return bare if bare in METRICS else None
+    return bare if bare in METRICS or is_topic_metric(bare) else None
+
+
+def unit(metric: str) -> str:
+    """What the metric counts over, in words: "calls" for a topic metric, else "examples"."""
+    return "calls" if is_topic_metric(supported(metric) or "") else "examples"
 
 
 def name_of(metric: str) -> str:
@@ -40,7 +48,8 @@ def why_not(table: pd.DataFrame | None, metric: str) -> str | None:
     bare = supported(metric)
     if bare is None:
         return (f"{metric} cannot be computed from a predictions table (it holds each example's labels and "
-                f"scores, which give {', '.join(NAMES.values())})")
+                f"scores, which give {', '.join(NAMES.values())}, and for calls tagged with topics "
+                f"{', '.join(TOPIC_METRICS)})")
     if table is None:
         return "it has no predictions table (it was logged before runs kept them, or by another tool)"
     if len(table) == 0:
@@ -49,7 +58,9 @@ def why_not(table: pd.DataFrame | None, metric: str) -> str | None:
     if bare == "accuracy" and not labels and "correct" not in table.columns:
         return "its predictions table says neither which examples it got right nor their labels"
     if bare != "accuracy" and not labels:
-        return f"its predictions table has no true and predicted labels, which {NAMES[bare]} needs"
+        return f"its predictions table has no true and predicted labels, which {name_of(bare)} needs"
+    if is_topic_metric(bare):
+        return why_not_topics(table, bare)
     if bare == "roc_auc":
         seen = set(table["true_label"].astype(str))
         scored = set(labels_of(table))
@@ -98,8 +109,12 @@ def right_or_wrong(table: pd.DataFrame) -> np.ndarray:
 
 def code_tables(tables: list[pd.DataFrame], metric: str) -> Coded:
     """``tables`` (the same examples in the same order) as codes for :func:`from_codes`, as ``core.metrics`` computes
-    the five numbers: binary tasks on the positive class, others macro-averaged, ROC-AUC one-vs-rest."""
+    the five numbers: binary tasks on the positive class, others macro-averaged, ROC-AUC one-vs-rest; a topic metric
+    as the run logged it (``core.examples.table_topics``: one array per topic)."""
     n = len(tables[0])
+    if is_topic_metric(metric):
+        runs, bins = topic_codes(tables, metric)
+        return Coded(n, runs, bins)
     if metric == "accuracy":
         return Coded(n, tuple((right_or_wrong(t).astype(np.int64),) for t in tables), 2)
     classes = _classes(tables)
@@ -186,6 +201,8 @@ def from_codes(data: Coded, metric: str, arrays: tuple[np.ndarray, ...], base: t
     if base is not None:
         for c, extra in zip(counts, base, strict=True):
             c += extra
+    if is_topic_metric(metric):
+        return topic_values(counts, metric).reshape(lead)
     if metric == "accuracy":
         return (counts[0][:, 1] / counts[0].sum(axis=1)).reshape(lead)
     if metric == "roc_auc":
