@@ -131,6 +131,25 @@ def test_the_answer_in_words_counts_calls():
     assert found.evidence()["verdict"] == found.verdict() and found.evidence()["test"] == sig.RANDOMIZATION
 
 
+def test_compare_finds_the_runs_within_noise_of_the_best_by_topic_f1_macro():
+    from core.examples import noise
+
+    truth = calls(300, seed=1)
+    tables = {"best": table_of(truth, scores_of(truth, 0.45, seed=3)),
+              "close": table_of(truth, scores_of(truth, 0.44, seed=16)),
+              "weak": table_of(truth, scores_of(truth, 0.3, seed=2))}
+    refs = [noise.RunRef(name, name, "d" * 16, sig.metric_value(t, "topic_f1_macro")) for name, t in tables.items()]
+    found = noise.against_best(refs[0], refs[1:], "topic_f1_macro", tables.get)
+    assert [r.status for r in found.rivals] == [noise.WITHIN, noise.WORSE]
+    assert found.sentence().startswith("1 run is within what chance gives on 300 calls: close (")
+    assert found.detectable() == ""  # what a set of calls can tell is said for accuracy only
+    intervals = noise.group_intervals(pd.DataFrame({"run_id": list(tables), "status": "FINISHED",
+                                                    "metrics.topic_f1_macro": [r.value for r in refs],
+                                                    "tags.run_type": "fine_tune", "params.lr": ["1", "2", "3"]}),
+                                      "topic_f1_macro", "params.lr", tables.get)
+    assert intervals["best"] == sig.estimate(tables["best"], "topic_f1_macro").ci95
+
+
 def test_two_thousand_resamples_of_four_hundred_calls_and_ten_topics_take_about_a_second():
     truth = calls(400, seed=8)
     a = table_of(truth, scores_of(truth, 0.3, seed=9))

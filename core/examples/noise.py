@@ -93,16 +93,16 @@ class Noise:
         if self.why:
             return f"Whether other runs are within noise of {self.best.name} cannot be told: {self.why}."
         compared = [r for r in self.rivals if r.status in (WITHIN, WORSE, BETTER)]
-        within, n = self.within, self.examples
+        within, n = self.within, f"{self.examples} {sig.unit(self.metric)}"  # a topic metric counts calls
         if not compared:
             head = f"No other run can be compared with {self.best.name} example by example."
         elif within:
             runs = ", ".join(f"{r.run.name} ({r.difference.b:.3f})" for r in within)
-            head = (f"{len(within)} {'run is' if len(within) == 1 else 'runs are'} within what chance gives on {n} "
-                    f"examples: {runs}. Any of them may be as good as {self.best.name} ({self.best_value:.3f}).")
+            head = (f"{len(within)} {'run is' if len(within) == 1 else 'runs are'} within what chance gives on {n}: "
+                    f"{runs}. Any of them may be as good as {self.best.name} ({self.best_value:.3f}).")
         else:
             others = "the one other run compared" if len(compared) == 1 else f"all {len(compared)} runs compared"
-            head = (f"No other run is within what chance gives on {n} examples: {self.best.name} is clearly ahead "
+            head = (f"No other run is within what chance gives on {n}: {self.best.name} is clearly ahead "
                     f"of {others}.")
         unknown, skipped = self.of(UNKNOWN), self.of(SKIPPED)
         if unknown:
