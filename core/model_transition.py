@@ -197,7 +197,7 @@ class ModelTransition:
                          version: str | int | None = None, *, reason: str = "", user: str | None = None,
                          evidence: Mapping[str, str] | None = None):
         """Move ``version`` (or, with none, the best run of ``experiment_name`` by ``metric``) to ``stage``;
-        ``evidence`` as for :meth:`promote`."""
+        ``evidence`` as for :meth:`promote`; the decision record tests ``metric``."""
         alias_for(stage)  # refuse a bad name before registering anything
         self._refuse_direct()
         if version is None:
@@ -206,7 +206,7 @@ class ModelTransition:
             registered, label = self.register_best(experiment_name, metric)
             version = registered.version
             reason = reason or f"best {label}"
-        return self.promote(version, stage, reason=reason, user=user, evidence=evidence)
+        return self.promote(version, stage, reason=reason, user=user, evidence=evidence, metric=metric)
 
     def register_best(self, experiment_name: str, metric: str = "accuracy") -> tuple[object, str]:
         """Register the best run of ``experiment_name`` by ``metric`` that holds a model; (the version, what it is in
@@ -294,7 +294,8 @@ class ModelTransition:
     def promote(self, version: str | int, stage: str = "Production", *, reason: str = "", user: str | None = None,
                 action: str = "promote", evidence: Mapping[str, str] | None = None,
                 approved: approvals.PromotionRequest | None = None,
-                comparison: decision_record.Comparison | None = None, record: bool = True):
+                comparison: decision_record.Comparison | None = None, record: bool = True,
+                metric: str | None = None):
         """Point the stage's alias at ``version``, set the stage where supported, and record it.
 
         ``evidence``: the figures the promotion was decided on (``core.examples.evaluation.LikeForLike.evidence``:
@@ -307,7 +308,8 @@ class ModelTransition:
 
         ``approved``: the request this promotion carries out (``core.approvals``); without one, a promotion is
         refused when approval is required (a rollback is not). A promotion leaves a decision record
-        (``record``; ``comparison`` is what it was decided on, worked out here when not given).
+        (``record``; ``comparison`` is what it was decided on, worked out here when not given, testing ``metric``:
+        the one the candidate was chosen by, else the one ``evidence`` tested, else accuracy).
         """
         alias, stage_name = alias_for(stage)
         if action == "promote" and approved is None:
@@ -322,7 +324,7 @@ class ModelTransition:
         user = user or current_user()
         keep = record and action == "promote" and alias in ("production", "champion")
         if keep and comparison is None:
-            comparison = self._compare(target, previous)
+            comparison = self._compare(target, previous, metric or (evidence or {}).get("metric") or "accuracy")
         if approved is not None:  # read again just before the alias moves: what the request was made against
             previous = self.current(alias)
             replaced = str(previous.version) if previous is not None else None
@@ -361,11 +363,11 @@ class ModelTransition:
                 f"{exc.message if hasattr(exc, 'message') else exc}") from exc
         return self._version(version)
 
-    def _compare(self, target, previous) -> decision_record.Comparison:
+    def _compare(self, target, previous, metric: str = "accuracy") -> decision_record.Comparison:
         """What a direct promotion is decided on, for its record: never a reason to stop the promotion."""
         try:
             return decision_record.compare(self.client, self.model_name, target, previous,
-                                           lambda run_id: read_predictions(self.client, run_id))
+                                           lambda run_id: read_predictions(self.client, run_id), metric)
         except Exception as exc:  # noqa: BLE001 - the record says the comparison could not be made
             log.warning("comparing version %s of %s for its decision record: %s", target.version, self.model_name,
                         exc)

@@ -141,7 +141,8 @@ if pending and may_promote:
         try:
             version = transition.register_run(client().get_run(pending.run_id), pending.model_uri, link=pending.link)
             done = transition.promote(version.version, "Production", reason=reason, user=user(),
-                                      evidence=compared.evidence if compared is not None else None)
+                                      evidence=compared.evidence if compared is not None else None,
+                                      metric=pending.metric)  # its decision record tests what it was chosen by
             st.session_state["r_confirm"] = None
             st.session_state["r_flash"] = f"Version {done.version} of {md(model_name)} is now in production."
             st.rerun()

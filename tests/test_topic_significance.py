@@ -240,3 +240,34 @@ def test_compare_on_the_command_line_offers_and_answers_the_topic_metrics(store)
     assert refused.returncode == 2
     assert "No answer: topic_f1_weighted cannot be computed from a predictions table" in refused.stdout
     assert "topic_f1_macro" in " ".join(cli("compare", "--help").stdout.split())
+
+
+def test_a_promotion_by_topic_f1_macro_records_that_test_in_its_decision_record(store):
+    import mlflow
+
+    from core import decision_record
+    from core import runs as runs_mod
+    from core.examples import read_predictions
+    from core.model_transition import ModelTransition
+    from core.settings import configure_mlflow, ensure_experiment
+
+    configure_mlflow(store)
+    mlflow.set_experiment(experiment_id=ensure_experiment("Calls", store))
+    truth = calls(150, seed=13)
+    run_a = log_calls_run("zero-shot", truth, scores_of(truth, 0.3, seed=14))
+    run_b = log_calls_run("tuned", truth, scores_of(truth, 0.45, seed=15))
+    client = runs_mod.client()
+    transition = ModelTransition("Calls_Topics")
+    # the table's folder stands in for a model: the registry keeps a pointer, and nothing here loads it
+    first, second = (transition.register_run(run, f"{run.info.artifact_uri}/predictions")
+                     for run in (client.get_run(r) for r in (run_a, run_b)))
+    transition.promote(first.version, "Production", reason="first", user="tester")
+    done = transition.promote(second.version, "Production", reason="better tags", user="tester",
+                              metric="topic_f1_macro")
+    decision, _ = decision_record.read(client, done.tags[decision_record.VERSION_TAG])
+    expected = sig.compare_tables(read_predictions(client, run_a), read_predictions(client, run_b), "topic_f1_macro")
+    said = decision["comparison"]["verdict"]
+    assert said == f"Against version 1 in production: {expected.verdict()}."
+    assert said.startswith("Against version 1 in production: better by ") and " topic_f1_macro on these 150 calls: " \
+        in said
+    assert decision["comparison"]["evidence"]["metric"] == "topic_f1_macro"
