@@ -245,7 +245,9 @@ def test_the_topic_metrics_are_topic_evals_on_the_same_scores(calls_run):
 
     from core import runs as runs_mod
     from core.examples import read_predictions
+    from core.examples import significance as sig
     from core.examples.table import SCORE_PREFIX
+    from core.metrics import TOPIC_METRICS
     from core.scoring.topic_eval import topic_metrics
 
     _, summary, _ = calls_run
@@ -262,6 +264,8 @@ def test_the_topic_metrics_are_topic_evals_on_the_same_scores(calls_run):
         assert metrics["topic_recall_macro"] == pytest.approx(expected.loc["macro avg", "recall"], abs=1e-4)
         top = np.array([topics[i] in own for i, own in zip(scores.argmax(axis=1), truth, strict=True)])
         assert metrics["topic_accuracy"] == pytest.approx(top.mean(), abs=1e-4)
+        for name in TOPIC_METRICS:  # what "is the difference real?" resamples gives the logged value on all calls
+            assert sig.metric_value(table, name) == pytest.approx(metrics[name], abs=1e-6), name
         logged = pd.read_json(download_artifacts(run_id=result.run_id, artifact_path="topic_metrics.json"),
                               orient="split")
         assert list(logged["topic"])[:len(topics)] == topics and list(logged["topic"])[-2:] == ["micro avg",
@@ -272,6 +276,7 @@ def test_the_topic_metrics_are_topic_evals_on_the_same_scores(calls_run):
 def test_compare_and_the_selector_rank_by_topic_f1(calls_run):
     from core import compare
     from core import runs as runs_mod
+    from core.examples import noise
     from core.model_selector import ModelSelector
 
     manager, summary, _ = calls_run
@@ -283,6 +288,11 @@ def test_compare_and_the_selector_rank_by_topic_f1(calls_run):
     # the summary a person reads ranks by it too, against the baseline's topic_f1_macro
     assert summary.metric == "topic_f1_macro"
     assert f"Best fine-tune: {summary.results[1].run_name}, topic_f1_macro " in str(summary)
+    # is the fine-tune's difference from its baseline real? over the same 100 calls
+    found, baseline, tuned = noise.compare_runs(client, *(r.run_id for r in summary.results), "topic_f1_macro")
+    assert found.why is None and found.examples == 100 and found.test == "paired randomization test"
+    assert (found.a, found.b) == (pytest.approx(baseline.value, abs=1e-6), pytest.approx(tuned.value, abs=1e-6))
+    assert " topic_f1_macro" in found.verdict() and "on these 100 calls" in found.verdict()
 
 
 @pytest.mark.slow
