@@ -175,7 +175,7 @@ def test_tables_that_cannot_give_a_topic_metric_say_why():
     assert "no predictions table" in sig.estimate(None, "topic_accuracy").why
 
 
-# -- the command line, on a store of two logged topic runs ----------------------------------------------------------
+# -- on a store of two logged topic runs: the command line, Compare, the promotion and its record -------------------
 class Calls(SimpleNamespace):
     """The validation calls as ``core.data.Examples`` gives them to ``log_call_predictions``."""
 
@@ -199,11 +199,11 @@ def log_calls_run(name: str, truth: list[list[str]], scores: np.ndarray) -> str:
     return run.info.run_id
 
 
-def test_compare_on_the_command_line_offers_and_answers_the_topic_metrics(store):
+@pytest.fixture
+def two_runs(store):
+    """(store, logged metrics of A, run A, run B): a zero-shot run and a clearly better one on the same 150 calls."""
     import mlflow
 
-    from core import runs
-    from core.examples import read_predictions
     from core.settings import configure_mlflow, ensure_experiment
 
     configure_mlflow(store)
@@ -211,6 +211,20 @@ def test_compare_on_the_command_line_offers_and_answers_the_topic_metrics(store)
     truth = calls(150, seed=13)
     scores_a, scores_b = scores_of(truth, 0.3, seed=14), scores_of(truth, 0.45, seed=15)
     run_a, run_b = log_calls_run("zero-shot", truth, scores_a), log_calls_run("tuned", truth, scores_b)
+    return store, logged(truth, scores_a), run_a, run_b
+
+
+def expected(run_a: str, run_b: str, metric: str) -> sig.Difference:
+    """B against A, from the two runs' tables as read back from the store."""
+    from core import runs
+    from core.examples import read_predictions
+
+    client = runs.client()
+    return sig.compare_tables(read_predictions(client, run_a), read_predictions(client, run_b), metric)
+
+
+def test_compare_on_the_command_line_offers_and_answers_the_topic_metrics(two_runs):
+    store, logged_a, run_a, run_b = two_runs
     env = child_env(TUNEBOARD_HOME=str(store.home), TUNEBOARD_USER="tester")
 
     def cli(*args: str) -> subprocess.CompletedProcess:
@@ -220,18 +234,16 @@ def test_compare_on_the_command_line_offers_and_answers_the_topic_metrics(store)
     done = cli("compare", run_a, run_b, "--metric", "topic_f1_macro", "--json")
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
-    client = runs.client()
-    expected = sig.compare_tables(read_predictions(client, run_a), read_predictions(client, run_b), "topic_f1_macro")
-    assert answer["a"] == pytest.approx(logged(truth, scores_a)["topic_f1_macro"], abs=1e-9)
+    found = expected(run_a, run_b, "topic_f1_macro")
+    assert answer["a"] == pytest.approx(logged_a["topic_f1_macro"], abs=1e-9)
     assert {k: answer[k] for k in ("metric", "b", "difference", "p_value", "real", "examples")} == \
-        {"metric": "topic_f1_macro", "b": expected.b, "difference": expected.difference, "p_value": expected.p_value,
+        {"metric": "topic_f1_macro", "b": found.b, "difference": found.difference, "p_value": found.p_value,
          "real": True, "examples": 150}
-    assert answer["ci95"] == list(expected.ci95) and answer["detectable"] is None
+    assert answer["ci95"] == list(found.ci95) and answer["detectable"] is None
 
     text = cli("compare", run_a, run_b, "--metric", "topic_recall_macro")
     assert text.returncode == 0, text.stderr
-    recall = sig.compare_tables(read_predictions(client, run_a), read_predictions(client, run_b),
-                                "topic_recall_macro")
+    recall = expected(run_a, run_b, "topic_recall_macro")
     assert f"Difference (B minus A): {recall.difference:+.4f}; 95% interval {recall.ci95[0]:+.4f}" in text.stdout
     assert "(paired bootstrap over calls)" in text.stdout and f"({sig.RANDOMIZATION})" in text.stdout
     assert f"B against A: {recall.verdict(better='difference')}." in text.stdout
@@ -242,32 +254,45 @@ def test_compare_on_the_command_line_offers_and_answers_the_topic_metrics(store)
     assert "topic_f1_macro" in " ".join(cli("compare", "--help").stdout.split())
 
 
-def test_a_promotion_by_topic_f1_macro_records_that_test_in_its_decision_record(store):
-    import mlflow
+def test_compare_page_says_whether_the_lead_by_topic_f1_macro_is_real(two_runs):
+    from test_pages import app
 
+    from core import runs
+
+    _, _, run_a, run_b = two_runs
+    at = app("pages/compare.py")
+    at.multiselect(key="cmp_exps").set_value([runs.client().get_experiment_by_name("Calls").experiment_id]).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="cmp_metric").value == "topic_f1_macro"  # a topic run's default
+    found = expected(run_b, run_a, "topic_f1_macro")  # the other run (B) against the best (A)
+    said = next(i.value for i in at.info if "within what chance gives" in i.value)
+    assert found.real and said == ("No other run is within what chance gives on 150 calls: tuned is clearly ahead of "
+                                   "the one other run compared.")
+
+
+def test_a_promotion_by_topic_f1_macro_records_that_test_in_its_decision_record(two_runs):
     from core import decision_record
     from core import runs as runs_mod
-    from core.examples import read_predictions
+    from core.examples import evaluation, read_predictions
     from core.model_transition import ModelTransition
-    from core.settings import configure_mlflow, ensure_experiment
 
-    configure_mlflow(store)
-    mlflow.set_experiment(experiment_id=ensure_experiment("Calls", store))
-    truth = calls(150, seed=13)
-    run_a = log_calls_run("zero-shot", truth, scores_of(truth, 0.3, seed=14))
-    run_b = log_calls_run("tuned", truth, scores_of(truth, 0.45, seed=15))
+    _, _, run_a, run_b = two_runs
     client = runs_mod.client()
     transition = ModelTransition("Calls_Topics")
     # the table's folder stands in for a model: the registry keeps a pointer, and nothing here loads it
     first, second = (transition.register_run(run, f"{run.info.artifact_uri}/predictions")
                      for run in (client.get_run(r) for r in (run_a, run_b)))
     transition.promote(first.version, "Production", reason="first", user="tester")
+    # what the confirmation shows and records as evidence (pages/compare_examples.promotion_changes)
+    shown = evaluation.like_for_like(client, "Calls_Topics", transition.current("Production"), run_b, "d" * 16, None,
+                                     lambda run_id: read_predictions(client, run_id), "topic_f1_macro")
+    assert shown.verdict == f"Against version 1 in production: {expected(run_a, run_b, 'topic_f1_macro').verdict()}."
+    assert shown.evidence["metric"] == "topic_f1_macro" and "detectable_accuracy_difference" not in shown.evidence
     done = transition.promote(second.version, "Production", reason="better tags", user="tester",
                               metric="topic_f1_macro")
     decision, _ = decision_record.read(client, done.tags[decision_record.VERSION_TAG])
-    expected = sig.compare_tables(read_predictions(client, run_a), read_predictions(client, run_b), "topic_f1_macro")
     said = decision["comparison"]["verdict"]
-    assert said == f"Against version 1 in production: {expected.verdict()}."
+    assert said == shown.verdict
     assert said.startswith("Against version 1 in production: better by ") and " topic_f1_macro on these 150 calls: " \
         in said
     assert decision["comparison"]["evidence"]["metric"] == "topic_f1_macro"
