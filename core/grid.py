@@ -14,6 +14,7 @@ import datetime as _dt
 import json
 import math
 import os
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,24 @@ def _accepts(hint: Any, value: Any) -> bool:
     return True  # enums and other types: TrainingArguments itself checks them
 
 
+# A number as people write it: 5e-5, 1e-3, 2E-5, +1e-3, .5e-3, 0.001 (YAML 1.2 and JSON take all of these).
+_NUMBER_TEXT = re.compile(r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def _as_float(hint: Any, value: Any) -> Any:
+    """``value`` as a float where it is a number written as text and ``hint`` takes a float, else as it was.
+
+    PyYAML reads YAML 1.1, where a float needs a dot: ``learning_rate: 5e-5`` arrives as the text "5e-5". It is
+    taken here, where every route a set comes by meets (a grid file, Compose's upload and table, the Python API),
+    and only for a field that holds a float: anywhere else in a grid file the text stays text, and a field that
+    holds an int or a bool is still checked as one.
+    """
+    if (isinstance(value, str) and not _accepts(hint, value) and _NUMBER_TEXT.fullmatch(value.strip())
+            and _accepts(hint, 0.5)):
+        return float(value)
+    return value
+
+
 def normalize_hyperparameters(params: Mapping[str, Any], *, where: str = "hyperparameters") -> dict[str, Any]:
     """Map seed keys to TrainingArguments names and check every key, type and value.
 
@@ -133,6 +152,7 @@ def normalize_hyperparameters(params: Mapping[str, Any], *, where: str = "hyperp
                             "or any transformers TrainingArguments field by its own name.", key=label)
         if key in out:
             raise GridError(f"given twice (as {raw_key!r} and under another name for {key!r}).", key=label)
+        value = _as_float(hint, value)
         if isinstance(value, float) and not math.isfinite(value):
             raise GridError(f"must be a finite number, got {value!r}.", key=label)
         if not _accepts(hint, value):

@@ -140,7 +140,7 @@ def test_unknown_key_is_refused_naming_it_and_the_known_keys():
 
 
 @pytest.mark.parametrize("key, value, expected", [
-    ("learning_rate", "2e-5", "expected float, got str"),
+    ("learning_rate", "2e-5x", "expected float, got str"),  # "2e-5" is taken (tests/test_first_contact.py)
     ("train_batch_size", 16.0, "expected int, got float"),
     ("n_epochs", True, "got bool"),
 ])
