@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from core import hub
 from core.errors import ModelPathError
 
 # Keep in step with requirements.txt (a test checks).
@@ -111,6 +112,8 @@ def load_tokenizer(name: str, source: str):
     local = folder.is_dir()
     if local:
         check_tokenizer_folder(name, folder)
+    else:  # a hub id: asked once, at once, rather than after transformers' half minute of retries
+        hub.check(source)
     try:
         return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError, ImportError) as exc:
@@ -120,6 +123,10 @@ def load_tokenizer(name: str, source: str):
 def _explain(name: str, folder: Path | None, exc: Exception) -> str:
     """transformers' reason, unless it is its tiktoken fallback for a SentencePiece model, which misleads."""
     text = str(exc)
+    # a hub id the hub did not give (transformers says so with an OSError)
+    hub_reason = hub.explain(name, exc) if folder is None and isinstance(exc, OSError) else None
+    if hub_reason:
+        return hub_reason
     spm_files = sentencepiece_files(folder) if folder is not None else []
     if "tiktoken" not in text or (folder is not None and not spm_files):
         return f"{name}: the tokenizer could not be loaded: {text}"

@@ -37,8 +37,8 @@ def test_importing_all_of_core_loads_no_streamlit():
 # Each layer may import the layers above it and its own (without a circle); never one below it.
 LAYERS = (
     ("foundation", ("errors", "naming", "tracking", "progress", "settings", "auth", "paths", "metrics", "packing",
-                    "speed", "tokenizer", "data", "holdout", "topic_pairs", "grid", "hyperparameter_sets", "demo",
-                    "team", "faults", "jobkind")),
+                    "speed", "hub", "tokenizer", "data", "holdout", "topic_pairs", "grid", "hyperparameter_sets",
+                    "demo", "team", "faults", "jobkind")),
     ("reading runs", ("runs", "runs_cache", "compare", "charts")),
     ("models", ("models",)),
     ("examples", ("examples",)),

@@ -18,7 +18,7 @@ import re
 import sys
 from pathlib import Path
 
-from core import paths
+from core import hub, paths
 from core.data import LabelMapping
 from core.errors import ModelPathError
 from core.models import served
@@ -57,6 +57,8 @@ def load_config(name_or_path: str):
     elif _looks_like_path(name_or_path):
         raise ModelPathError(f"{name_or_path}: no such folder. Check the path, or use a hub id such as "
                              "'MoritzLaurer/deberta-v3-base-zeroshot-v2.0'.")
+    else:  # a hub id: asked once, at once, rather than after transformers' half minute of retries
+        hub.check(name_or_path)
     try:
         config = AutoConfig.from_pretrained(str(path) if path.exists() else name_or_path, trust_remote_code=False)
     except ValueError as exc:
@@ -68,11 +70,9 @@ def load_config(name_or_path: str):
         if path.exists():
             raise ModelPathError(f"{name_or_path}: config.json could not be read: {exc}. Replace it with the "
                                  "config.json that save_pretrained wrote.") from None
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        why = "the model hub is switched off here (HF_HUB_OFFLINE=1)" if offline else \
-            "it is neither a local folder nor reachable on the model hub"
-        raise ModelPathError(f"{name_or_path}: could not load this model: {why}. Download it to a folder and "
-                             f"give that folder's path instead. ({type(exc).__name__})") from None
+        raise ModelPathError(hub.explain(name_or_path, exc) or
+                             f"{name_or_path}: could not load this model from the model hub: {exc}. Download it "
+                             "to a folder and give that folder's path instead.") from None
     if getattr(config, "auto_map", None):
         raise ModelPathError(f"{name_or_path}: this model needs to run its own code (trust_remote_code), which "
                              "this tool never allows. Choose a model built into transformers.")
@@ -114,7 +114,8 @@ def load_for_classification(name_or_path: str, mapping: LabelMapping):
             source, num_labels=mapping.num_labels, id2label=mapping.id2label, label2id=dict(mapping.label2id),
             ignore_mismatched_sizes=not mapping.keeps_head, trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        raise ModelPathError(f"{name_or_path}: the model could not be loaded: {exc}") from None
+        hub_reason = None if local.exists() else hub.explain(name_or_path, exc)
+        raise ModelPathError(hub_reason or f"{name_or_path}: the model could not be loaded: {exc}") from None
     return model, tokenizer
 
 
