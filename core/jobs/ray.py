@@ -67,7 +67,9 @@ class RayBackend:
         """Every job goes to the cluster (``start`` is the local worker's choice: Ray always runs them)."""
         env = {"MLFLOW_TRACKING_URI": self.settings.tracking_uri, "MLFLOW_REGISTRY_URI": self.settings.registry_uri,
                "TUNEBOARD_HOME": str(self.settings.home), "TUNEBOARD_DATA_DIR": str(self.settings.data_dir),
-               "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"), **JOB_ENV}
+               **JOB_ENV}
+        # The hub as the submitter set it (HF_HUB_OFFLINE=1: never tried); unset, the cluster's own setting stands.
+        env.update({v: os.environ[v] for v in ("HF_HUB_OFFLINE", "HF_ENDPOINT") if os.environ.get(v, "").strip()})
         # A confined job (its spec says so) reads its files behind the same fence they were checked against
         # here: the roots this deployment set, else the same defaults (home and data folder above).
         env.update({v: os.environ[v] for v in (paths.DATA_ROOTS, paths.MODEL_ROOTS) if os.environ.get(v, "").strip()})
