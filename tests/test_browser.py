@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -77,7 +78,9 @@ def click_until(page, button: str, shows: str, tries: int = 6) -> None:
         except PlaywrightTimeout:
             continue
     shown = page.get_by_role("main").inner_text(timeout=10_000)[:3000]
-    raise AssertionError(f"clicking {button!r} never showed {shows!r}; the page shows:\n{shown}")
+    shot = Path(os.environ.get("E2E_SCREENSHOTS") or tempfile.gettempdir()) / "failed-click-until.png"
+    page.screenshot(path=str(shot), full_page=True)
+    raise AssertionError(f"clicking {button!r} never showed {shows!r} (screenshot: {shot}); the page shows:\n{shown}")
 
 
 def download_by_clicking(page, button, tries: int = 4, tab=None):
@@ -126,20 +129,35 @@ def open_page(p, **options):
     return browser, page
 
 
-def load_grid(page, grid: Path) -> None:
-    """On Compose & launch: load a saved grid file."""
+def load_grid(page, grid: Path, tries: int = 3) -> None:
+    """On Compose & launch: load a saved grid file. A file set while the page is still running its script can be
+    dropped with the widget Streamlit replaces (a CI run's page showed an empty uploader a minute later), so the
+    file is set once the page is idle, and again while the uploader does not hold it."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     page.get_by_role("link", name="Compose & launch").first.click()
     expect(page.get_by_role("heading", name="Compose & launch")).to_be_visible()
     page.get_by_text("Start from a saved grid or a past experiment").click()
-    page.locator("input[type=file]").first.set_input_files(str(grid))
     loaded = page.get_by_text(f"Loaded {grid.name}.")
+    held = page.get_by_test_id("stFileChipName").filter(has_text=grid.name)
+    for _ in range(tries):
+        wait_idle(page)
+        page.locator("input[type=file]").first.set_input_files(str(grid))
+        try:
+            loaded.or_(held).first.wait_for(state="visible", timeout=30_000)  # the upload reached the server
+            break
+        except PlaywrightTimeout:
+            continue
     try:
-        loaded.wait_for(state="visible", timeout=60_000)  # loaded once the upload reached the server
+        loaded.wait_for(state="visible", timeout=30_000)
     except PlaywrightTimeout:
         click_until(page, "Load this file again", f"Loaded {grid.name}.")  # says what the page shows if not
+
+
+def wait_idle(page, timeout: float = 60_000) -> None:
+    """Until the page's script has finished its run (Streamlit's running icon is gone)."""
+    page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="hidden", timeout=timeout)
 
 
 def test_from_an_empty_store_to_a_model_in_production_by_clicking(dashboard):
