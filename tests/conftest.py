@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# fp32 on every CPU, so tests compare scores with a plain forward pass to 1e-5 (tests/test_infer_bf16.py turns
+# bf16 on where the CPU has it)
+os.environ["TUNEBOARD_CPU_BF16"] = "off"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # One intra-op thread in every torch process the tests start (this one, training subprocesses, the worker's jobs,
 # which keep an OMP_NUM_THREADS they are given): two xdist workers on two cores never oversubscribe them.
