@@ -466,3 +466,29 @@ topic_pairs: {{template: "The customer calls about {{}}.", negatives: 1}}
     (run,) = client.search_runs(experiments, "attributes.status = 'FINISHED'")
     assert run.data.params["topic_pairs.template"] == "The customer calls about {}."
     assert run.data.params["topic_pairs.negatives"] == "1" and "topic_f1_macro" in run.data.metrics
+
+
+
+def test_a_grid_started_from_a_calls_experiment_keeps_its_mapping_and_topic_pairs(store, tmp_path):
+    """Compose's "Start from this experiment": the same files read the same way, not a new guess (the grid kept its
+    files but lost its topic pairs, so it trained plain classes). The runs are queued as the queue leaves them: a
+    run per spec with the spec in its job_spec tag."""
+    from mlflow import MlflowClient
+
+    from core.grid import GridSpec
+    from core.jobkind import SPEC_TAG
+    from core.training.kind import past_grid
+
+    grid = GridSpec(base_name="Calls", data_src="CallTranscript", user_id="tester", dataset_versions=("calls.csv",),
+                    hyperparameters=({"n_epochs": 1},), base_model_versions=(str(tmp_path / "nli"),),
+                    output_dir=str(tmp_path / "out"), train_file=str(tmp_path / "{data_version}"),
+                    validation_file=str(tmp_path / "val.csv"), evaluate_pretrained_model=True,
+                    columns={"text": "transcript", "label": "topic"}, topic_pairs={"negatives": 3})
+    client = MlflowClient(store.tracking_uri)
+    experiment = client.create_experiment(grid.experiment_name)
+    for spec in grid.expand("g1"):
+        client.create_run(experiment, run_name=spec.run_name, tags={SPEC_TAG: spec.to_json()})
+    again = GridSpec.from_dict(past_grid(client, experiment))
+    assert again.columns == {"text": "transcript", "label": "topic"}
+    assert again.topic_pairs == grid.topic_pairs and again.topic_pairs["negatives"] == 3
+    assert again.expand("g2")[1].topic_pairs == grid.expand("g1")[1].topic_pairs

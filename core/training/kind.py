@@ -124,4 +124,8 @@ def past_grid(client, experiment_id: str) -> dict:
         "output_dir": str(os.path.dirname(os.path.dirname(tunes[0].output_dir)) if tunes else first.output_dir),
         "evaluate_pretrained_model": any(s.kind == "baseline" for s in specs),
         **({"split": dict(first.split)} if first.split else {}),  # its files were held out of one: the same share
+        # how its files were read: the same mapping and topic pairs, not a new guess (a calls grid kept its files
+        # but lost its topic pairs, so the new grid trained plain classes and ranked by accuracy)
+        **({"columns": dict(first.columns)} if first.columns else {}),
+        **({"topic_pairs": dict(first.topic_pairs)} if first.topic_pairs else {}),
     }
