@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 
 from mlflow.exceptions import MlflowException
 
-from core import decision_record
+from core import approval_client, decision_record
 from core.auth import refusal, signed_in_user
 from core.errors import ApprovalError, AuthError, NotFoundError
 from core.examples.table import read_predictions
@@ -119,16 +119,22 @@ def _write(transition, req: PromotionRequest) -> None:
 
 def request(transition, *, version=None, experiment: str | None = None, metric: str = "accuracy",
             stage: str = "Production", reason: str = "", user: str | None = None,
-            model_id: str | None = None) -> PromotionRequest:
+            model_id: str | None = None, label: str | None = None) -> PromotionRequest:
     """Register the candidate (``version``; or the model ``model_id``; or the best run of ``experiment`` by
-    ``metric``) and record a request to put it into ``stage``. Production does not change."""
+    ``metric``) and record a request to put it into ``stage``. Production does not change. ``label``: the candidate
+    in words when a version is given (the best run it was registered from).
+
+    On a server running Tuneboard's app the server records the request (``core.approval_client``)."""
     alias, _ = alias_for(stage)
     user = user or current_user()
+    if approval_client.served(transition):
+        return _request_on_server(transition, version=version, experiment=experiment, metric=metric, stage=stage,
+                                  reason=reason, model_id=model_id, label=label)
     try:
         if version is not None:
             candidate = transition._version(str(version))
-            label = f"version {candidate.version}" + (f" (run {candidate.tags['source_run_name']})"
-                                                      if candidate.tags.get("source_run_name") else "")
+            label = label or f"version {candidate.version}" + (f" (run {candidate.tags['source_run_name']})"
+                                                               if candidate.tags.get("source_run_name") else "")
         elif model_id:
             candidate = transition.register_logged_model(model_id)
             label = f"logged model {model_id}"
@@ -158,6 +164,29 @@ def request(transition, *, version=None, experiment: str | None = None, metric: 
         raise _refused(exc, "request a promotion of", transition.model_name, "EDIT") or ApprovalError(
             f"the registry refused the request for {transition.model_name!r}: {exc}") from exc
     return req
+
+
+def _request_on_server(transition, *, version, experiment, metric, stage, reason, model_id, label):
+    """Register the candidate here (as the signed-in user), then ask the server to record the request."""
+    try:
+        if version is None and model_id:
+            version, label = transition.register_logged_model(model_id).version, f"logged model {model_id}"
+        elif version is None and experiment:
+            registered, label = transition.register_best(experiment, metric)
+            version = registered.version
+    except MlflowException as exc:
+        raise _refused(exc, "request a promotion of", transition.model_name, "EDIT") or ApprovalError(
+            f"the registry refused the request for {transition.model_name!r}: {exc}") from exc
+    if version is None:
+        raise ApprovalError("name the candidate: a version, a logged model id, or an experiment to take the "
+                            "best run from.")
+    return PromotionRequest(**approval_client.call(transition, "request", version=str(version), metric=metric,
+                                                   stage=stage, reason=reason, candidate=label)["request"])
+
+
+def _on_server(transition, action: str, request_id: str | None, reason: str) -> PromotionRequest:
+    found = approval_client.call(transition, action, request_id=request_id, reason=reason)
+    return PromotionRequest(**found["request"])
 
 
 def _refused(exc: Exception, action: str, model_name: str, needs: str) -> AuthError | None:
@@ -200,10 +229,12 @@ def approve(transition, request_id: str | None = None, *, reason: str = "", user
     req = find(transition, request_id)
     user = user or current_user()
     _decidable(transition, req, "approve")
-    if approval_required() and user == req.user:
+    if approval_required() and user == req.user:  # said here too when only this process requires approval
         raise ApprovalError(f"{user} requested this promotion (request {req.id}), and promotions need someone "
                             "else's approval (TUNEBOARD_APPROVAL=required). Ask another person with MANAGE on "
                             f"{transition.model_name!r} to approve it; nothing was changed.")
+    if approval_client.served(transition):  # the server checks again, as the signed-in user, and moves it
+        return _on_server(transition, "approve", req.id, reason)
     _gate(transition, "approve a promotion of")
     still_stands(transition, req, transition.current(req.alias))
     compared = comparison(transition, req, read)
@@ -247,6 +278,8 @@ def reject(transition, request_id: str | None = None, *, reason: str, user: str 
         raise ApprovalError("say why the request is rejected (--reason): the person who asked reads it.")
     req = find(transition, request_id)
     _decidable(transition, req, "reject")
+    if approval_client.served(transition):
+        return _on_server(transition, "reject", req.id, reason.strip())
     _gate(transition, "reject a promotion of")
     done = replace(req, status=REJECTED, decided_by=user or current_user(), decided_at=_now(),
                    decision_reason=reason.strip())
@@ -263,6 +296,8 @@ def withdraw(transition, request_id: str | None = None, *, reason: str = "",
     if user != req.user:
         raise ApprovalError(f"only {req.user}, who made request {req.id}, can withdraw it; a person with MANAGE "
                             "can reject it instead.")
+    if approval_client.served(transition):
+        return _on_server(transition, "withdraw", req.id, reason)
     done = replace(req, status=WITHDRAWN, decided_by=user, decided_at=_now(), decision_reason=reason)
     try:
         _write(transition, done)

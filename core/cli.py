@@ -368,14 +368,15 @@ def _dispatch(args) -> int:
             print(f"Local worker running (pid {ensure_worker(settings)}); its log: {settings.home / 'worker.log'}")
         return 0
     if args.command == "server":
-        from core.team import auth_environment, server_command, server_environment, setup_text
+        from core.team import APP_NAME, app_path, auth_environment, server_command, server_environment, setup_text
 
         command = server_command(args.db, args.artifacts, host=args.host, port=args.port,
-                                 app_name="basic-auth" if args.auth_db else None)
+                                 app_name=APP_NAME if args.auth_db else None)
         for key, value in server_environment().items():
             os.environ.setdefault(key, value)
         if args.auth_db:
             os.environ.update(auth_environment(args.auth_db, Path(args.artifacts).resolve().parent / "auth"))
+            os.environ["PYTHONPATH"] = app_path()
         print(setup_text(args.host, args.port), flush=True)
         os.execv(command[0], command)
     if args.command == "demo-grid":

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from mlflow.exceptions import MlflowException
 
-from core import approvals, decision_record
+from core import approval_client, approvals, decision_record
 from core import runs as runs_mod
 from core.auth import refusal
 from core.errors import ApprovalError, NotFoundError, RegistryError
@@ -477,6 +477,9 @@ class ModelTransition:
     def rollback(self, stage: str = "Production", *, reason: str = "", user: str | None = None):
         """Give the stage back to the version the current one replaced when it was promoted."""
         alias, _ = alias_for(stage)
+        if approval_client.served(self):  # the server rolls back, as the signed-in user (MANAGE)
+            done = approval_client.call(self, "rollback", stage=stage, reason=reason)
+            return self._version(done["version"])
         current = self.current(alias)
         if current is None:
             raise NotFoundError(f"no version of {self.model_name!r} is in {stage}, so there is nothing to roll back.")

@@ -7,7 +7,9 @@ Artifacts (models, logs, confusion matrices) go through the server
 (``--serve-artifacts`` with ``--artifacts-destination``), so clients need no
 access to the artifact store themselves.
 
-With sign-in (MLflow's basic-auth app; users and permissions in their own PostgreSQL database):
+With sign-in (Tuneboard's app, ``core.approval_server``: MLflow's basic-auth app, users and permissions in their
+own PostgreSQL database, and with ``TUNEBOARD_APPROVAL=required`` in the server's environment, production moved
+only by the server carrying out an approved request):
 
     export MLFLOW_AUTH_ADMIN_PASSWORD=...            # the first admin, created on first start
     python -m core.cli server --db postgresql://.../mlflow --auth-db postgresql://.../mlflow_auth --artifacts ...
@@ -68,10 +70,22 @@ def setup_text(host: str, port: int) -> str:
             f"separated by '{os.pathsep}'.")
 
 
+APP_NAME = "tuneboard"  # core.approval_server: MLflow's basic-auth app that keeps approvals
+
+
 def server_environment() -> dict[str, str]:
     """Defaults for our server: MLflow 3's own job runner (about 8 extra processes) serves nothing of ours,
     and with it a restart took ~18 s instead of ~6 s."""
     return {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def app_path(environ: dict[str, str] | None = None) -> str:
+    """``PYTHONPATH`` with the repository root first: MLflow finds Tuneboard's app by its ``mlflow.app`` entry
+    point (``tuneboard.egg-info`` at the root) and the server's workers import ``core`` from there, so the app
+    runs without installing the project."""
+    root = str(Path(__file__).resolve().parents[1])
+    current = (environ if environ is not None else os.environ).get("PYTHONPATH", "")
+    return os.pathsep.join([root, *([current] if current else [])])
 
 
 def auth_environment(auth_db: str, config_dir: Path, *, admin: str = "admin",
@@ -117,7 +131,8 @@ def start_server(db_uri: str, artifacts: str | Path, *, host: str = "127.0.0.1",
     env = {**server_environment(), **os.environ}
     if auth_db:
         env.update(auth_environment(auth_db, Path(artifacts).parent / f"auth-{port}"))
-        options["app_name"] = "basic-auth"
+        env["PYTHONPATH"] = app_path(env)
+        options["app_name"] = APP_NAME
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the server process
     proc = subprocess.Popen(server_command(db_uri, str(artifacts), host=host, port=port, **options),
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)

@@ -43,7 +43,7 @@ LAYERS = (
     ("models", ("models",)),
     ("examples", ("examples",)),
     ("training, scoring and the registry", ("training", "scoring", "model_selector", "model_transition", "promotion",
-                                            "approvals", "decision_record")),
+                                            "approvals", "approval_client", "approval_server", "decision_record")),
     ("experiment manager", ("experiment_manager",)),
     ("jobs", ("jobs",)),
     ("entry points", ("cli", "jobs_cli", "worker", "train_job", "__main__")),

@@ -1,0 +1,295 @@
+"""Tuneboard's MLflow server app: MLflow's basic-auth app (same users, same permissions) that keeps four eyes.
+
+    python -m core.cli server --db ... --artifacts ... --auth-db ...      # runs ``mlflow server --app-name tuneboard``
+
+With ``TUNEBOARD_APPROVAL=required`` in the server's environment, every registered model's production is moved
+only by the server itself, carrying out a request that someone else approved:
+
+1. :func:`_gate` refuses (HTTP 403, MLflow's ``PERMISSION_DENIED``) any write that moves what a governed alias or
+   stage holds, whoever sends it (admins included) and by whatever route MLflow serves it (``/api/2.0/...``,
+   ``/ajax-api/2.0/...``; the routes are read from MLflow's own endpoint table): setting or deleting a governed
+   alias, a stage transition into or out of Production or Staging, deleting a version that holds one, deleting
+   or renaming a model that holds one, deleting the model, and writing the ``request.*`` / ``audit.*`` records.
+2. ``/tuneboard/api/requests/<action>`` (request, approve, reject, withdraw, rollback) runs today's approval code
+   (``core.approvals`` over ``core.model_transition``) in the server, on the server's own stores, as the signed-in
+   user: approving and rejecting need MANAGE on the model, requesting and withdrawing EDIT; the approver is not
+   the requester; the request must still stand. One lock per model (PostgreSQL's advisory lock on the backend
+   store, a file lock elsewhere) serialises the moves of one model across the server's workers, so racing
+   approvals leave exactly one version in production.
+3. ``GET /tuneboard/api/version`` says the app is there (``core.approval_client`` asks it).
+
+MLflow finds the app by its ``mlflow.app`` entry point ``tuneboard`` (``tuneboard.egg-info/entry_points.txt`` at
+the repository root, found because ``core.team`` puts the root on the server's ``PYTHONPATH``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+from core import approvals
+from core.errors import ApprovalError, NotFoundError, TuneboardError
+from core.model_transition import ModelTransition
+from core.naming import STAGES
+from core.settings import approval_required
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "tuneboard"
+API = "/tuneboard/api"
+API_VERSION = 1
+GOVERNED_ALIASES = frozenset({"production", "champion", "staging"})
+GOVERNED_STAGES = frozenset({"Production", "Staging"})
+RECORD_TAG_PREFIXES = ("request.", "audit.")  # the requests and the audit trail: written by the server only
+ACTIONS = ("request", "approve", "reject", "withdraw", "rollback")
+NEEDS = {"request": "EDIT", "withdraw": "EDIT", "approve": "MANAGE", "reject": "MANAGE", "rollback": "MANAGE"}
+
+
+def create_app():
+    """The ``mlflow.app`` factory: MLflow's basic-auth app with the gate and the approval endpoints."""
+    from mlflow.server import app, auth
+
+    _point_at_own_stores()
+    app.add_url_rule(f"{API}/version", "tuneboard_version", _version, methods=["GET"])
+    app.add_url_rule(f"{API}/requests/<action>", "tuneboard_requests", _requests, methods=["POST"])
+    # any signed-in user may call them (MLflow denies routes it has no validator for); each action checks the
+    # user's permission on the model itself (_may)
+    auth.BEFORE_REQUEST_VALIDATORS[(f"{API}/version", "GET")] = auth._allow_authenticated
+    for action in ACTIONS:
+        auth.BEFORE_REQUEST_VALIDATORS[(f"{API}/requests/{action}", "POST")] = auth._allow_authenticated
+    served = auth.create_app(app)  # registers its sign-in check first: ours runs after it
+    app.before_request(_gate)
+    return served
+
+
+# -- 1. the gate ----------------------------------------------------------------------------------------------
+def governed_routes() -> dict[tuple[str, str], type]:
+    """{(path, method): MLflow request class} for every route that can move what production is."""
+    from mlflow.protos.model_registry_pb2 import (
+        DeleteModelVersion,
+        DeleteRegisteredModel,
+        DeleteRegisteredModelAlias,
+        DeleteRegisteredModelTag,
+        RenameRegisteredModel,
+        SetRegisteredModelAlias,
+        SetRegisteredModelTag,
+        TransitionModelVersionStage,
+    )
+    from mlflow.server.handlers import get_endpoints
+
+    kinds = {DeleteModelVersion, DeleteRegisteredModel, DeleteRegisteredModelAlias, DeleteRegisteredModelTag,
+             RenameRegisteredModel, SetRegisteredModelAlias, SetRegisteredModelTag, TransitionModelVersionStage}
+    return {(path, method): kind for path, kind, methods in get_endpoints(lambda kind: kind) for method in methods
+            if kind in kinds}
+
+
+_ROUTES: dict[tuple[str, str], type] | None = None
+
+
+def _gate():
+    global _ROUTES
+    from flask import request
+
+    if _ROUTES is None:
+        _ROUTES = governed_routes()
+    kind = _ROUTES.get((request.path, request.method))
+    if kind is None or not approval_required():
+        return None
+    params = {**request.args.to_dict(), **(request.get_json(silent=True) or {})}
+    name = str(params.get("name") or "")
+    what = _moves_production(kind.__name__, name, params)
+    if what is None:
+        return None
+    return _refuse(f"{what} is refused: promotions of {name!r} need an approved request on this server "
+                   "(TUNEBOARD_APPROVAL=required), whoever asks, and nothing was changed. Request a promotion "
+                   f"(python -m core.cli request {name} --version N --reason \"...\", or Request promotion on the "
+                   "Registry page); someone else with MANAGE on the model approves it, and the server moves it. "
+                   f"In an emergency a MANAGE user rolls back (python -m core.cli rollback {name}).")
+
+
+def _moves_production(kind: str, name: str, params: dict) -> str | None:
+    """What the write would do to a governed alias or stage, in words; None when it moves none."""
+    if kind in ("SetRegisteredModelAlias", "DeleteRegisteredModelAlias"):
+        alias = str(params.get("alias") or "")
+        verb = "setting" if kind.startswith("Set") else "deleting"
+        return f"{verb} the alias {alias!r}" if alias.lower() in GOVERNED_ALIASES else None
+    if kind in ("SetRegisteredModelTag", "DeleteRegisteredModelTag"):
+        key = str(params.get("key") or "")
+        return f"writing the record {key!r} by hand" if key.startswith(RECORD_TAG_PREFIXES) else None
+    if kind == "DeleteRegisteredModel":
+        return "deleting the model"
+    held = _governed_holdings(name)
+    version = str(params.get("version") or "")
+    if kind == "TransitionModelVersionStage":
+        stage = str(params.get("stage") or "")
+        target = STAGES.get(stage.lower(), stage)
+        if target in GOVERNED_STAGES:
+            return f"moving version {version} into {target}"
+        return f"moving version {version} out of {held[version]}" if version in held else None
+    if kind == "DeleteModelVersion":
+        return f"deleting version {version}, which is in {held[version]}," if version in held else None
+    if kind == "RenameRegisteredModel":
+        return "renaming a model with a version in production" if held else None
+    return None
+
+
+def _governed_holdings(name: str) -> dict[str, str]:
+    """{version: the governed alias or stage it holds} for the model (empty when there is no such model)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.handlers import _get_model_registry_store
+
+    store = _get_model_registry_store()
+    held: dict[str, str] = {}
+    try:
+        model = store.get_registered_model(name)
+    except MlflowException:
+        return held
+    for alias_name, version in (model.aliases or {}).items():
+        if alias_name.lower() in GOVERNED_ALIASES:
+            held[str(version)] = f"the alias {alias_name!r}"
+    for version in store.search_model_versions(f"name = '{name.replace(chr(39), chr(92) + chr(39))}'"):
+        if version.current_stage in GOVERNED_STAGES:
+            held.setdefault(str(version.version), f"stage {version.current_stage}")
+    return held
+
+
+def _refuse(message: str, status: int = 403, code: str = "PERMISSION_DENIED", kind: str = "approval"):
+    from flask import jsonify
+
+    response = jsonify({"error_code": code, "message": message, "tuneboard": kind})
+    response.status_code = status
+    return response
+
+
+# -- 2. requests and approvals, carried out by the server ---------------------------------------------------------
+def _version():
+    from flask import jsonify
+
+    return jsonify({"app": APP_NAME, "version": API_VERSION, "approval": "required" if approval_required() else "off"})
+
+
+def _requests(action: str):
+    from flask import jsonify, request
+
+    if action not in ACTIONS:
+        return _refuse(f"unknown action {action!r}; one of {', '.join(ACTIONS)}", 404, "ENDPOINT_NOT_FOUND", "usage")
+    body = request.get_json(silent=True) or {}
+    name = str(body.get("name") or "").strip()
+    if not name:
+        return _refuse("name the registered model ('name').", 400, "INVALID_PARAMETER_VALUE", "usage")
+    user = _signed_in()
+    if not _may(user, name, NEEDS[action]):
+        verb = {"request": "request a promotion of", "withdraw": "withdraw a request for",
+                "approve": "approve a promotion of", "reject": "reject a promotion of", "rollback": "rollback"}[action]
+        return _refuse(f"The MLflow server refused to let {user} {verb} {name!r}: it needs {NEEDS[action]} "
+                       "permission on the registered model. Ask its owner or an admin to grant it.", kind="auth")
+    try:
+        with model_lock(name):
+            return jsonify(_carry_out(action, name, user, body))
+    except ApprovalError as exc:
+        return _refuse(str(exc), 409, "INVALID_STATE")
+    except NotFoundError as exc:
+        return _refuse(str(exc), 404, "RESOURCE_DOES_NOT_EXIST", "not_found")
+    except TuneboardError as exc:
+        return _refuse(str(exc), 400, "INVALID_PARAMETER_VALUE", "registry")
+
+
+def _carry_out(action: str, name: str, user: str, body: dict) -> dict:
+    transition = ModelTransition(name, registry_uri=os.environ["MLFLOW_REGISTRY_URI"],
+                                 tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    request_id = body.get("request_id") or None
+    reason = str(body.get("reason") or "")
+    if action == "rollback":
+        version = transition.rollback(body.get("stage") or "Production", reason=reason, user=user)
+        return {"version": str(version.version)}
+    if action == "request":
+        if body.get("version") in (None, ""):
+            raise ApprovalError("name the candidate version ('version'): register it first.")
+        done = approvals.request(transition, version=str(body["version"]), metric=body.get("metric") or "accuracy",
+                                 stage=body.get("stage") or "Production", reason=reason, user=user,
+                                 label=body.get("candidate") or None)
+    elif action == "approve":
+        done = approvals.approve(transition, request_id, reason=reason, user=user)
+    elif action == "reject":
+        done = approvals.reject(transition, request_id, reason=reason, user=user)
+    else:
+        done = approvals.withdraw(transition, request_id, reason=reason, user=user)
+    return {"request": dataclasses.asdict(done)}
+
+
+def _signed_in() -> str:
+    from mlflow.server.auth import authenticate_request
+
+    return authenticate_request().username
+
+
+def _may(user: str, name: str, needs: str) -> bool:
+    """Whether the signed-in ``user`` holds ``needs`` (EDIT or MANAGE) on the model, as MLflow's own checks read it."""
+    from mlflow.server import auth
+
+    if auth.store.get_user(user).is_admin:
+        return True
+    permission = auth._get_registered_model_permission(name)  # the same reading MLflow's validators make
+    return permission.can_manage if needs == "MANAGE" else permission.can_update
+
+
+@contextlib.contextmanager
+def model_lock(name: str):
+    """One move of a model at a time across the server's workers (and servers sharing the backend store)."""
+    from mlflow.server.handlers import _get_model_registry_store
+
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    engine = getattr(_get_model_registry_store(), "engine", None)
+    if engine is not None and engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        return
+    folder = Path(tempfile.gettempdir()) / "tuneboard-locks"
+    folder.mkdir(exist_ok=True)
+    with open(folder / f"{key & 0xFFFFFFFFFFFF:x}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+# -- the server's own stores -------------------------------------------------------------------------------------
+def _point_at_own_stores() -> None:
+    """Our code in the server reads and writes the server's stores directly, and its ``mlflow-artifacts:`` URIs are
+    the server's own artifact destination (a client's REST path would loop back through the gate)."""
+    from mlflow.server import (
+        ARTIFACTS_DESTINATION_ENV_VAR,
+        BACKEND_STORE_URI_ENV_VAR,
+        REGISTRY_STORE_URI_ENV_VAR,
+    )
+    from mlflow.store.artifact.artifact_repository_registry import _artifact_repository_registry
+
+    backend = os.environ.get(BACKEND_STORE_URI_ENV_VAR)
+    if backend:
+        os.environ["MLFLOW_TRACKING_URI"] = backend
+        os.environ["MLFLOW_REGISTRY_URI"] = os.environ.get(REGISTRY_STORE_URI_ENV_VAR) or backend
+    destination = os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR)
+    if not destination:
+        return
+    from mlflow.store.artifact.mlflow_artifacts_repo import MlflowArtifactsRepository
+    from mlflow.utils.uri import append_to_uri_path
+
+    def served(artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None):
+        if (tracking_uri or os.environ["MLFLOW_TRACKING_URI"]).startswith(("http://", "https://")):
+            return MlflowArtifactsRepository(artifact_uri, tracking_uri, registry_uri)
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        return get_artifact_repository(append_to_uri_path(destination, urlparse(artifact_uri).path.lstrip("/")))
+
+    _artifact_repository_registry.register("mlflow-artifacts", served)
