@@ -163,8 +163,6 @@ class ModelTransition:
         for existing in self.versions():
             if existing.run_id == run.info.run_id:
                 return existing
-        import mlflow
-
         uri = model_uri or runs_mod.model_uri(run, self.client)
         logged = run.data.metrics
         metrics = {f"metric.{k}": f"{v:.6g}" for k, v in logged.items()
@@ -182,7 +180,7 @@ class ModelTransition:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                version = mlflow.register_model(uri, self.model_name, tags=tags)
+                version = self._register(uri, tags, run.info.run_id)
             self._checkpoint("registered")
             experiment = self.client.get_experiment(run.info.experiment_id).name
             self.client.update_model_version(
@@ -192,6 +190,22 @@ class ModelTransition:
             raise refusal(exc, "register a version of", self.model_name) or RegistryError(
                 f"the registry refused to register run {run.info.run_name} as {self.model_name!r}: {exc}") from exc
         return version
+
+    def _register(self, uri: str, tags: dict[str, str], run_id: str):
+        """A new version of ``uri`` whose own ``run_id`` field names the run (MLflow's "Source run",
+        ``search_model_versions("run_id = ...")``): MLflow fills it for ``runs:/`` URIs and leaves it empty for a
+        ``models:/m-...`` one, as for a model linked to its run by time, so that one is given it here."""
+        import mlflow
+
+        if not uri.startswith("models:/m-"):
+            return mlflow.register_model(uri, self.model_name, tags=tags)
+        try:
+            self.client.create_registered_model(self.model_name)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+        return self.client.create_model_version(self.model_name, uri, run_id=run_id, tags=tags,
+                                                model_id=uri.removeprefix("models:/"))
 
     def transition_model(self, stage: str, experiment_name: str | None = None, metric: str = "accuracy",
                          version: str | int | None = None, *, reason: str = "", user: str | None = None,

@@ -76,6 +76,10 @@ def test_a_model_logged_just_after_its_run_is_that_runs_and_is_promoted(plain):
     assert best.data.metrics["eval_accuracy"] == best_value
     version = ModelTransition("Plain_Model").transition_model("Production", PLAIN, "accuracy")
     assert version.current_stage == "Production" and version.source.startswith("models:/m-")
+    # lineage in MLflow's own field (issue 28), not only in tags: the UI's "Source run" and run_id searches find it
+    assert version.run_id == best.info.run_id == version.tags["source_run_id"]
+    client = runs_mod.client()
+    assert [v.version for v in client.search_model_versions(f"run_id = '{best.info.run_id}'")] == [version.version]
     assert version.tags["linked_by_time"].startswith("linked by time: logged ")
     assert version.tags["linked_by_time"].endswith(f" after {version.tags['source_run_name']} ended")
     assert "linked by time" in ModelTransition("Plain_Model").audit_trail()[-1].reason
