@@ -344,7 +344,7 @@ def test_compose_launch_refuses_labels_that_cannot_train(env, case):
     (math.inf, "must be a finite number"),
     (-2e-5, "value -2e-05 is impossible: it must be > 0"),
     (0, "value 0 is impossible: it must be > 0"),
-    ("2e-5", "wrong type: expected float, got str"),
+    ("2e-5x", "wrong type: expected float, got str"),
 ], ids=["lr-nan", "lr-inf", "lr-negative", "lr-zero", "lr-string"])
 def test_bad_learning_rate_is_refused_by_the_seed_api(env, value, words):
     from core.experiment_manager import ExperimentManager

@@ -5,18 +5,21 @@ One call scores a whole list of texts (or text pairs, for an NLI model):
 1. the model goes to ``device`` (CUDA when there is one, else the CPU), in eval mode;
 2. rows are sorted by length so that each batch pads to about its own longest row, not the file's;
 3. each batch is tokenized (truncated to ``max_length``), run under ``torch.inference_mode()`` (bf16
-   autocast on a GPU that has it, fp16 otherwise; bf16 on a CPU with native bf16, :func:`cpu_bf16`), and turned into probabilities with a float32 softmax; the
-   next batch is tokenized while the GPU runs the current one (the GPU waited on the tokenizer before:
-   ``bench/bench_score.py``);
+   autocast on a GPU that has it, fp16 otherwise; bf16 on a CPU with native bf16: :func:`cpu_bf16`), and
+   turned into probabilities with a float32 softmax; the next batch is tokenized while the GPU runs the
+   current one (the GPU waited on the tokenizer before: ``bench/bench_score.py``);
 4. the rows are put back in the caller's order; ``on_progress(done, total)`` after each batch.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from core.errors import TuneboardError
 
 Progress = Callable[[int, int], None]
 
@@ -118,10 +121,6 @@ def cpu_bf16() -> bool:
     (the default): where oneDNN has native bf16 (AVX512-BF16 or AMX), where it halves the time a call takes to
     read with the same tags (``bench/bench_long_calls.py``: 0.57 s a call for all-MiniLM-L6-v2, 700 words x 10
     topics, largest score difference 0.013); elsewhere bf16 is emulated and slower, so fp32."""
-    import os
-
-    from core.errors import TuneboardError
-
     setting = os.environ.get(CPU_BF16, "auto").strip().lower() or "auto"
     if setting in ("on", "1", "true", "yes"):
         return True
