@@ -18,8 +18,8 @@ only by the server itself, carrying out a request that someone else approved:
    approvals leave exactly one version in production.
 3. ``GET /tuneboard/api/version`` says the app is there (``core.approval_client`` asks it).
 
-MLflow finds the app by its ``mlflow.app`` entry point ``tuneboard`` (``tuneboard.egg-info/entry_points.txt`` at
-the repository root, found because ``core.team`` puts the root on the server's ``PYTHONPATH``).
+MLflow finds the app by its ``mlflow.app`` entry point ``tuneboard`` (``core/entry_points/tuneboard.egg-info``,
+found because ``core.team.app_path`` puts that folder and the repository root on the server's ``PYTHONPATH``).
 """
 
 from __future__ import annotations

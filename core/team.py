@@ -80,12 +80,13 @@ def server_environment() -> dict[str, str]:
 
 
 def app_path(environ: dict[str, str] | None = None) -> str:
-    """``PYTHONPATH`` with the repository root first: MLflow finds Tuneboard's app by its ``mlflow.app`` entry
-    point (``tuneboard.egg-info`` at the root) and the server's workers import ``core`` from there, so the app
-    runs without installing the project."""
-    root = str(Path(__file__).resolve().parents[1])
+    """``PYTHONPATH`` with the repository root and ``core/entry_points`` first: MLflow finds Tuneboard's app by its
+    ``mlflow.app`` entry point (``core/entry_points/tuneboard.egg-info``; the repository's top level stays as the
+    design card has it) and the server's workers import ``core`` from the root, so the app runs without installing
+    the project."""
+    root = Path(__file__).resolve().parents[1]
     current = (environ if environ is not None else os.environ).get("PYTHONPATH", "")
-    return os.pathsep.join([root, *([current] if current else [])])
+    return os.pathsep.join([str(root), str(root / "core" / "entry_points"), *([current] if current else [])])
 
 
 def auth_environment(auth_db: str, config_dir: Path, *, admin: str = "admin",
