@@ -324,11 +324,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text-column", help="the column holding the texts (default: text, or transcript)")
     p.add_argument("--pair-column", help="a sentence-pair model's second text column (default: hypothesis)")
     p = sub.add_parser("server", help="run a team MLflow tracking server on PostgreSQL (see core/team.py)")
-    p.add_argument("--db", required=True, help="postgresql://user@host:5432/database")
+    p.add_argument("--db", required=True, help="postgresql://user@host:5432/database (sqlite:///path.db for a trial "
+                   "on one machine)")
     p.add_argument("--artifacts", required=True, help="where the server keeps artifacts")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--auth-db", help="postgresql://... for users and permissions: turns on sign-in "
+    p.add_argument("--auth-db", help="postgresql://... (or sqlite:///...) for users and permissions: turns on sign-in "
                    "(first admin's password from MLFLOW_AUTH_ADMIN_PASSWORD)")
     p = sub.add_parser("worker", help="start, stop or show the local worker")
     p.add_argument("action", choices=["start", "stop", "status"])

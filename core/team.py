@@ -43,14 +43,21 @@ from core.errors import TuneboardError
 
 
 def _check_pg(uri: str, flag: str) -> None:
-    if not uri.startswith(("postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://")):
-        raise TuneboardError(f"{flag} must be a PostgreSQL URI such as postgresql://user@host:5432/mlflow, got "
-                             f"{uri!r}.")
+    """A team's database: PostgreSQL, or SQLite (``sqlite:///path``) for a trial on one machine."""
+    if uri.startswith(("postgresql://", "postgresql+psycopg://", "postgresql+psycopg2://")):
+        return
+    if uri.startswith("sqlite:///") and len(uri) > len("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).expanduser().parent
+        if not folder.is_dir():
+            raise TuneboardError(f"{flag} {uri}: the folder {folder} does not exist; create it or give another path.")
+        return
+    raise TuneboardError(f"{flag} must be a PostgreSQL URI such as postgresql://user@host:5432/mlflow (or, for a "
+                         f"trial on one machine, sqlite:///path/to/file.db), got {uri!r}.")
 
 
 def server_command(db_uri: str, artifacts: str, *, host: str = "127.0.0.1", port: int = 5000,
                    workers: int = 2, app_name: str | None = None) -> list[str]:
-    """The ``mlflow server`` command line for a PostgreSQL-backed server that serves artifacts."""
+    """The ``mlflow server`` command line for a server on PostgreSQL (or SQLite, a trial) that serves artifacts."""
     _check_pg(db_uri, "--db")
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", db_uri,
                "--artifacts-destination", artifacts, "--serve-artifacts", "--host", host, "--port", str(port),
@@ -126,7 +133,8 @@ def start_server(db_uri: str, artifacts: str | Path, *, host: str = "127.0.0.1",
                  **options) -> subprocess.Popen:
     """Start the server in the background and wait until it answers its health check.
 
-    With ``auth_db`` the server runs MLflow's basic-auth app, its users kept in that PostgreSQL database.
+    With ``auth_db`` the server runs Tuneboard's app (MLflow's basic-auth app and the approval rule), its users
+    kept in that database (PostgreSQL, or SQLite for a trial).
     """
     Path(artifacts).mkdir(parents=True, exist_ok=True)
     env = {**server_environment(), **os.environ}

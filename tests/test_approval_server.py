@@ -237,3 +237,37 @@ def test_rollback_is_managed_and_recorded(on_server):
         event = transition().audit_trail()[-1]
     assert back.version != holder and (event.action, event.user) == ("rollback", "alice")
     assert production() == (back.version, [back.version], trail + 1)
+
+
+def test_a_trial_on_one_machine_runs_the_same_app_on_sqlite(tmp_path, monkeypatch):
+    """`core.cli server --db sqlite:///... --auth-db sqlite:///...`: the same app and rule without PostgreSQL; a
+    folder that does not exist is refused before anything starts."""
+    from mlflow.tracking import MlflowClient
+
+    from core.errors import TuneboardError
+    from core.team import server_command, start_server
+
+    with pytest.raises(TuneboardError, match=r"--db sqlite:///.*/nowhere/m\.db: the folder .*nowhere does not exist"):
+        server_command(f"sqlite:///{tmp_path}/nowhere/m.db", str(tmp_path / "a"))
+    with pytest.raises(TuneboardError, match=r"or, for a trial on one machine, sqlite:///path/to/file\.db"):
+        server_command("mysql://db/mlflow", str(tmp_path / "a"))
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN.password)
+    monkeypatch.setenv("TUNEBOARD_APPROVAL", "required")
+    proc = start_server(f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts", port=free_port(),
+                        log=tmp_path / "server.log", auth_db=f"sqlite:///{tmp_path}/users.db", workers=1)
+    url = f"http://127.0.0.1:{proc.args[proc.args.index('--port') + 1]}"
+    try:
+        answer = requests.get(f"{url}/tuneboard/api/version", auth=(ADMIN.username, ADMIN.password), timeout=30).json()
+        assert answer["app"] == "tuneboard" and answer["approval"] == "required"
+        with acting_as(ADMIN):
+            client = MlflowClient(url, url)
+            client.create_registered_model("Trial")
+            run = client.create_run(client.create_experiment("Trial"), run_name="trained")
+            client.create_model_version("Trial", f"{run.info.artifact_uri}/model", run.info.run_id)
+            refused = "PERMISSION_DENIED: setting the alias .production. is refused.*Request a promotion"
+            with pytest.raises(MlflowException, match=refused):
+                client.set_registered_model_alias("Trial", "production", "1")
+            assert "production" not in client.get_registered_model("Trial").aliases
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
