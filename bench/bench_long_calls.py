@@ -566,8 +566,12 @@ def part_speed(args, work: Path, figures: dict, save: Callable[[], None]) -> Non
         f"{speed['setup']['parameters_m']} M parameters, {torch.get_num_threads()} threads; load {load_average()}")
     bench = Bench(model, tokenizer, topics)
 
-    # 1. the product's path, one call at a time, batch sizes interleaved
-    stage = {"load_before": load_average()}
+    # 1. the product's path, one call at a time, batch sizes interleaved (with the product's own bf16 setting:
+    # TUNEBOARD_CPU_BF16, auto by default, bf16 autocast where the CPU has native bf16)
+    from core.models.infer import cpu_bf16
+
+    stage = {"load_before": load_average(), "cpu_bf16": cpu_bf16()}
+    say(f"  product path reads in {'bf16 (autocast)' if stage['cpu_bf16'] else 'fp32'}")
     for text in (w["transcript"] for w in warm):
         for batch in BATCHES:
             bench.product([text], batch)
@@ -615,7 +619,8 @@ def part_speed(args, work: Path, figures: dict, save: Callable[[], None]) -> Non
         say(f"  saved the fine-tuned model in {args.save_model} (--agreement-model reuses it)")
     save()
 
-    # 3. the levers
+    # 3. the levers, each against the product's path in fp32 (bf16 autocast is one of the levers)
+    os.environ["TUNEBOARD_CPU_BF16"] = "off"
     encoder = AutoModel.from_pretrained(str(folder)).eval()  # the pretrained body, untouched by the fine-tune
     bench.encoder = encoder
     int8, half = quantized(model), bf16_weights(model)
@@ -851,7 +856,8 @@ def tables(figures: dict) -> str:
         low, high = setup["words_range"]
         out += [(f"Part 1, reading speed: {setup['calls']} calls of {low}-{high} words (median "
                  f"{setup['words_median']} words, {setup['tokens_median']} tokens) x {setup['topics']} topics, "
-                 f"MiniLM-L6 fp32, windows of {setup['max_length']} (default overlap), max over windows; "
+                 f"MiniLM-L6 read in {'bf16 (autocast)' if speed['product'].get('cpu_bf16') else 'fp32'} as the "
+                 f"product reads, windows of {setup['max_length']} (default overlap), max over windows; "
                  f"{figures['machine']}, torch threads {setup['torch_threads']}; load average "
                  f"{speed['product']['load_before']} before, {speed['product']['load_after']} after."), ""]
         out += table(("batch", "s/call median", "p90", "windows/call", "pairs/call", "forward passes/call"),
