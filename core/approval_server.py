@@ -9,7 +9,8 @@ only by the server itself, carrying out a request that someone else approved:
    stage holds, whoever sends it (admins included) and by whatever route MLflow serves it (``/api/2.0/...``,
    ``/ajax-api/2.0/...``; the routes are read from MLflow's own endpoint table): setting or deleting a governed
    alias, a stage transition into or out of Production or Staging, deleting a version that holds one, deleting
-   or renaming a model that holds one, deleting the model, and writing the ``request.*`` / ``audit.*`` records.
+   or renaming a model that holds one, deleting the model, and writing the ``request.*`` / ``audit.*`` records
+   or a version's promotion record (``promoted_by``, ``decision_record``, ``evidence.*``, ...).
 2. ``/tuneboard/api/requests/<action>`` (request, approve, reject, withdraw, rollback) runs today's approval code
    (``core.approvals`` over ``core.model_transition``) in the server, on the server's own stores, as the signed-in
    user: approving and rejecting need MANAGE on the model, requesting and withdrawing EDIT; the approver is not
@@ -48,6 +49,11 @@ API_VERSION = 1
 GOVERNED_ALIASES = frozenset({"production", "champion", "staging"})
 GOVERNED_STAGES = frozenset({"Production", "Staging"})
 RECORD_TAG_PREFIXES = ("request.", "audit.")  # the requests and the audit trail: written by the server only
+# what a promotion writes on the version it moved (core.model_transition, core.approvals, core.decision_record):
+# the version's own account of who promoted it, why, on which figures and request; written by the server only
+VERSION_RECORD_TAGS = ("promoted_by", "promoted_at", "promoted_to", "promotion_reason", "replaced_version",
+                       "requested_by", approvals.VERSION_TAG, "decision_record", "stage_note")
+VERSION_RECORD_PREFIXES = ("evidence.",)
 ACTIONS = ("request", "approve", "reject", "withdraw", "rollback")
 NEEDS = {"request": "EDIT", "withdraw": "EDIT", "approve": "MANAGE", "reject": "MANAGE", "rollback": "MANAGE"}
 
@@ -74,18 +80,21 @@ def governed_routes() -> dict[tuple[str, str], type]:
     """{(path, method): MLflow request class} for every route that can move what production is."""
     from mlflow.protos.model_registry_pb2 import (
         DeleteModelVersion,
+        DeleteModelVersionTag,
         DeleteRegisteredModel,
         DeleteRegisteredModelAlias,
         DeleteRegisteredModelTag,
         RenameRegisteredModel,
+        SetModelVersionTag,
         SetRegisteredModelAlias,
         SetRegisteredModelTag,
         TransitionModelVersionStage,
     )
     from mlflow.server.handlers import get_endpoints
 
-    kinds = {DeleteModelVersion, DeleteRegisteredModel, DeleteRegisteredModelAlias, DeleteRegisteredModelTag,
-             RenameRegisteredModel, SetRegisteredModelAlias, SetRegisteredModelTag, TransitionModelVersionStage}
+    kinds = {DeleteModelVersion, DeleteModelVersionTag, DeleteRegisteredModel, DeleteRegisteredModelAlias,
+             DeleteRegisteredModelTag, RenameRegisteredModel, SetModelVersionTag, SetRegisteredModelAlias,
+             SetRegisteredModelTag, TransitionModelVersionStage}
     return {(path, method): kind for path, kind, methods in get_endpoints(lambda kind: kind) for method in methods
             if kind in kinds}
 
@@ -123,6 +132,10 @@ def _moves_production(kind: str, name: str, params: dict) -> str | None:
     if kind in ("SetRegisteredModelTag", "DeleteRegisteredModelTag"):
         key = str(params.get("key") or "")
         return f"writing the record {key!r} by hand" if key.startswith(RECORD_TAG_PREFIXES) else None
+    if kind in ("SetModelVersionTag", "DeleteModelVersionTag"):
+        key = str(params.get("key") or "")
+        governed = key in VERSION_RECORD_TAGS or key.startswith(VERSION_RECORD_PREFIXES)
+        return f"writing version {params.get('version')}'s promotion record {key!r} by hand" if governed else None
     if kind == "DeleteRegisteredModel":
         return "deleting the model"
     held = _governed_holdings(name)

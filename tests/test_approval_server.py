@@ -142,6 +142,9 @@ def _attempts(url: str, versions: list[str]):
             "stage out of": lambda: plain.transition_model_version_stage(MODEL, versions[0], "Archived"),
             "delete version": lambda: plain.delete_model_version(MODEL, versions[0]),
             "forge a request": lambda: plain.set_registered_model_tag(MODEL, "request.x", "{}"),
+            "forge who promoted": lambda: plain.set_model_version_tag(MODEL, versions[0], "promoted_by", "mallory"),
+            "forge the evidence": lambda: plain.set_model_version_tag(MODEL, versions[1], "evidence.accuracy", "1"),
+            "drop the record": lambda: plain.delete_model_version_tag(MODEL, versions[0], "decision_record"),
             "delete the model": lambda: plain.delete_registered_model(MODEL)}
 
 
@@ -177,6 +180,10 @@ def test_no_one_moves_production_by_hand_by_any_route(on_server):
     with acting_as(BOB), pytest.raises(AuthError, match="TUNEBOARD_APPROVAL=required"):
         _direct(versions[1])  # our own error for a refusal carries the server's words
     assert production() == before
+    with acting_as(BOB):
+        tags = transition().client.get_model_version(MODEL, versions[0]).tags
+        assert tags["promoted_by"] == "bob" and tags.get("decision_record")  # the version's own record, as written
+        transition().client.set_model_version_tag(MODEL, versions[1], "note", "any other tag is anyone's with EDIT")
 
 
 def _direct(version: str) -> None:
