@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import test_browser
-from test_browser import open_page
+from test_browser import open_page, wait_idle
 
 dashboard = test_browser.dashboard  # the real dashboard on a fresh store, this module's own
 
@@ -19,11 +19,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboard_uploads")]  #
 TEAM_UPLOADER = "Your labelled data, to train on"
 VALIDATION_UPLOADER = "Your validation file, if you have one"
 TODAY = datetime.date.today().strftime("%Y%m%d")
-
-
-def wait_idle(page, timeout: float = 60_000) -> None:
-    """Until the page's script has finished its run (Streamlit's running icon is gone)."""
-    page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="hidden", timeout=timeout)
 
 
 def upload(page, uploader: str, file: Path, shows: str) -> None:
