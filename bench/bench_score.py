@@ -6,7 +6,7 @@
 One process, offline, on a fresh MLflow store (SQLite) in a temporary folder. The model is the benchmarks'
 randomly initialised one (``bench_pipeline.SHAPES``) with a three-way NLI head (entailment / neutral /
 contradiction), logged by the product's own ``core.models.loading.log_model``, registered and promoted to
-``production`` by ``core.model_transition.ModelTransition``; random weights time the same as trained ones.
+``production`` by ``core.registry.model_transition.ModelTransition``; random weights time the same as trained ones.
 The file is ``--rows`` call transcripts (``bench_pipeline.write_data``'s long premises, its "32-256 token
 mix"); the tokens the model's tokenizer counts, and the share cut at the length limit, are printed.
 
@@ -65,8 +65,8 @@ def register_nli(folder: Path) -> tuple[str, dict]:
     from mlflow.tracking import MlflowClient
     from transformers import AutoModelForSequenceClassification
 
-    from core.model_transition import ModelTransition
     from core.models.loading import log_model
+    from core.registry.model_transition import ModelTransition
     from core.settings import configure_mlflow, ensure_experiment
     from core.tokenizer import load_tokenizer
 

@@ -10,8 +10,8 @@ __all__ = ["ExperimentManager", "ModelSelector", "ModelTransition"]
 
 _HOMES = {
     "ExperimentManager": "core.experiment_manager",
-    "ModelSelector": "core.model_selector",
-    "ModelTransition": "core.model_transition",
+    "ModelSelector": "core.registry.model_selector",
+    "ModelTransition": "core.registry.model_transition",
 }
 
 

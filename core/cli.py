@@ -85,7 +85,7 @@ def _print_best(experiment: str, metric: str, by_tag: str | None = None, by_para
     in ``told``: the run summary just said it), with ``noise`` the runs within noise of it, then the best run of
     each group."""
     from core.experiment_manager import baseline_verdict
-    from core.model_selector import ModelSelector
+    from core.registry.model_selector import ModelSelector
 
     selector = ModelSelector(experiment, metric)
     best = selector.get_best_model()
@@ -199,7 +199,7 @@ def _score(args) -> int:
 
 def _requests(transition, args) -> int:
     """request, requests, approve, reject, withdraw and record."""
-    from core import approvals
+    from core.registry import approvals
 
     if args.command == "request":
         req = transition.request(args.version, experiment_name=args.experiment, metric=args.metric, stage=args.stage,
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     from core.grid import GridSpec
-    from core.model_transition import ModelTransition
+    from core.registry.model_transition import ModelTransition
     from core.settings import Settings
 
     if args.command == "demo":

@@ -7,8 +7,8 @@ Artifacts (models, logs, confusion matrices) go through the server
 (``--serve-artifacts`` with ``--artifacts-destination``), so clients need no
 access to the artifact store themselves.
 
-With sign-in (Tuneboard's app, ``core.approval_server``: MLflow's basic-auth app, users and permissions in their
-own PostgreSQL database, and with ``TUNEBOARD_APPROVAL=required`` in the server's environment, production moved
+With sign-in (Tuneboard's app, ``core.registry.approval_server``: MLflow's basic-auth app, users and permissions in
+their own PostgreSQL database, and with ``TUNEBOARD_APPROVAL=required`` in the server's environment, production moved
 only by the server carrying out an approved request):
 
     export MLFLOW_AUTH_ADMIN_PASSWORD=...            # the first admin, created on first start
@@ -77,7 +77,7 @@ def setup_text(host: str, port: int) -> str:
             f"separated by '{os.pathsep}'.")
 
 
-APP_NAME = "tuneboard"  # core.approval_server: MLflow's basic-auth app that keeps approvals
+APP_NAME = "tuneboard"  # core.registry.approval_server: MLflow's basic-auth app that keeps approvals
 
 
 def server_environment() -> dict[str, str]:

@@ -22,7 +22,7 @@ from core import examples as ex
 from core.compare import NOT_SET
 from core.examples import evaluation
 from core.metrics import headline
-from core.promotion import Candidate
+from core.registry.promotion import Candidate
 from pages.common import client, finished_predictions, fmt, jobs_changed, md, predictions, queue, show_error
 
 EACH_RUN = "(each run on its own)"

@@ -6,9 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import approvals, compare
+from core import compare
 from core.jobs.model import JobStatus
-from core.model_transition import ModelTransition, registered_model_names
+from core.registry import approvals
+from core.registry.model_transition import ModelTransition, registered_model_names
 from core.runs import NO_MODEL
 from core.settings import approval_required
 from pages.common import (

@@ -9,8 +9,8 @@ from core import charts, compare
 from core.demo import TOPICS
 from core.errors import TuneboardError
 from core.metrics import METRICS, is_bookkeeping
-from core.model_transition import ModelTransition, predict, recorded_metrics, registered_model_names
-from core.promotion import best_candidate
+from core.registry.model_transition import ModelTransition, predict, recorded_metrics, registered_model_names
+from core.registry.promotion import best_candidate
 from core.runs import NO_MODEL
 from core.scoring import topics
 from core.scoring.job import read_call, snippet

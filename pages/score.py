@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.jobs.model import JobStatus
-from core.model_transition import ModelTransition, registered_model_names
 from core.models import sources as models
 from core.progress import progress_text
+from core.registry.model_transition import ModelTransition, registered_model_names
 from core.scoring import files
 from core.scoring.job import ScoreSpec, download_result, truncation_note
 from core.scoring.topics import DEFAULT_TEMPLATE, is_nli, parse_topics

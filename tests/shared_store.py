@@ -96,7 +96,7 @@ def build(home: Path) -> SharedStore:
 
     from core.demo import ensure_demo
     from core.experiment_manager import ExperimentManager
-    from core.model_transition import ModelTransition
+    from core.registry.model_transition import ModelTransition
     from core.scoring.job import ScoreSpec, score
 
     home = home.resolve()

@@ -93,7 +93,7 @@ def on_server(server, monkeypatch, tmp_path):
 
 
 def transition():
-    from core.model_transition import ModelTransition
+    from core.registry.model_transition import ModelTransition
 
     return ModelTransition(MODEL)
 

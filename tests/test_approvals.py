@@ -16,7 +16,7 @@ import pytest
 from conftest import point_at
 
 from core.errors import ApprovalError
-from core.model_transition import ModelTransition
+from core.registry.model_transition import ModelTransition
 
 if TYPE_CHECKING:
     from shared_store import SharedStore
@@ -89,7 +89,7 @@ def test_request_then_approve_by_another_puts_it_into_production_with_a_record(s
     assert req.candidate.startswith("run ") and f"of {experiment} by accuracy" in req.candidate
 
     # nothing in production: the comparison is with the candidate's pretrained baseline, said once
-    from core import approvals
+    from core.registry import approvals
 
     words = approvals.comparison(transition, req).words()
     assert words[0].startswith("Nothing is in production yet, so the candidate is compared with its pretrained "
@@ -232,8 +232,8 @@ def test_a_direct_promotion_leaves_a_decision_record_with_its_numbers_and_no_tex
     event = transition.audit_trail()[-1]
     assert event.record and version.tags["decision_record"] == event.record and "decision record" in event.as_text
 
-    from core import decision_record
     from core.examples.table import read_predictions
+    from core.registry import decision_record
 
     compared = decision_record.compare(transition.client, "Record_Model", version, transition._version(1),
                                        lambda run_id: read_predictions(transition.client, run_id))
@@ -260,7 +260,7 @@ def test_a_direct_promotion_leaves_a_decision_record_with_its_numbers_and_no_tex
 
 
 def test_a_transcript_holding_a_script_stays_text_in_the_record():
-    from core import decision_record
+    from core.registry import decision_record
 
     hostile = '<script>alert("x")</script> & <b>bold</b>'
     made = decision_record.record(model_name="M<i>", alias="production", version=2, candidate_label="run r",

@@ -525,8 +525,8 @@ def seed(env) -> str:
 
 
 def test_metric_no_run_has_is_refused_naming_the_metrics_there_are(env):
-    from core.model_selector import ModelSelector
-    from core.model_transition import ModelTransition
+    from core.registry.model_selector import ModelSelector
+    from core.registry.model_transition import ModelTransition
 
     experiment = seed(env)
     before = stored(env)
@@ -555,7 +555,7 @@ def test_registry_page_offers_only_metrics_the_runs_have(env):
                          ids=["alias-space-bang", "alias-slash", "alias-latest", "alias-v2", "alias-empty",
                               "alias-too-long", "alias-html"])
 def test_stage_or_alias_mlflow_rejects_is_refused_before_anything_changes(env, name):
-    from core.model_transition import ModelTransition, alias_for
+    from core.registry.model_transition import ModelTransition, alias_for
 
     seed(env)
     before = stored(env)

@@ -31,8 +31,8 @@ MODEL_NAME = "Consumer_Topic_Classifier"
 # Version 1: the fine-tune that is not the best, put into production from Python (as a team's script would)
 PROMOTE_THE_WEAKER = f"""
 from core import runs
-from core.model_selector import ModelSelector
-from core.model_transition import ModelTransition
+from core.registry.model_selector import ModelSelector
+from core.registry.model_transition import ModelTransition
 client = runs.client()
 experiment = runs.experiments(client)[0]
 best = ModelSelector(experiment.name, "accuracy").get_best_model().info.run_id

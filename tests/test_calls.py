@@ -277,7 +277,7 @@ def test_compare_and_the_selector_rank_by_topic_f1(calls_run):
     from core import compare
     from core import runs as runs_mod
     from core.examples import noise
-    from core.model_selector import ModelSelector
+    from core.registry.model_selector import ModelSelector
 
     manager, summary, _ = calls_run
     client = runs_mod.client()

@@ -31,7 +31,7 @@ def test_a_tagged_topic_keeps_its_window_and_an_untagged_one_does_not():
 
 
 def test_fixes_and_the_decision_record_show_the_candidates_evidence():
-    from core.decision_record import _examples
+    from core.registry.decision_record import _examples
 
     candidate, current = _calls([["refund"], ["fees"]]), _calls([[], []])
     found = analysis.changes(candidate, current)

@@ -282,8 +282,8 @@ def test_examples_view_filters_compares_two_runs_and_charts_per_label(trained):
 def production(trained_copy):
     """The weaker fine-tune registered and put into production in the module's copy, so the best run is a real
     candidate (one test uses it: function scope, as the copy it writes to is pointed at per test)."""
-    from core.model_selector import ModelSelector
-    from core.model_transition import ModelTransition
+    from core.registry.model_selector import ModelSelector
+    from core.registry.model_transition import ModelTransition
 
     best = ModelSelector(trained_copy["experiment"], "accuracy").get_best_model().info.run_id
     weaker = next(r for r in trained_copy["tunes"] if r != best)
@@ -325,7 +325,7 @@ def test_promotion_across_validation_files_scores_production_on_the_candidates_f
     """Production was evaluated on another file: not like for like; a button queues a job that scores it on
     the candidate's file (run by the real local worker); then the like-for-like comparison shows."""
     from core.jobs import JobQueue
-    from core.model_transition import ModelTransition
+    from core.registry.model_transition import ModelTransition
 
     transition = ModelTransition("Other_File_Model")
     version = transition.register_run(_client().get_run(trained_copy["other"]))

@@ -114,7 +114,7 @@ def test_find_models_follows_mlflow_links_and_skips_checkpoints(foreign):
 # -- the API ---------------------------------------------------------------------------------------------------
 
 def test_model_selector_reads_eval_accuracy_and_passes_over_a_run_without_a_model(foreign):
-    from core.model_selector import ModelSelector
+    from core.registry.model_selector import ModelSelector
 
     runs = _runs(HF)
     with_models = [r for name, r in runs.items() if name != NOTEBOOK]
@@ -136,7 +136,7 @@ def test_model_selector_reads_eval_accuracy_and_passes_over_a_run_without_a_mode
 def test_transition_model_promotes_the_best_foreign_run(foreign):
     import mlflow
 
-    from core.model_transition import ModelTransition
+    from core.registry.model_transition import ModelTransition
 
     runs = _runs(HF)
     best = _best_of([r for name, r in runs.items() if name != NOTEBOOK], "eval_accuracy")
@@ -153,7 +153,7 @@ def test_transition_model_promotes_the_best_foreign_run(foreign):
 def test_an_mlflow2_style_run_is_registered_and_its_version_loads(foreign):
     import mlflow
 
-    from core.model_transition import ModelTransition
+    from core.registry.model_transition import ModelTransition
 
     legacy = _runs(LEGACY)["hf-lr-0.002"]
     version = ModelTransition("Team_Legacy_Model").transition_model("Production", LEGACY, "accuracy")
@@ -169,7 +169,7 @@ def test_a_run_without_a_model_is_refused_with_the_reason(foreign):
     from mlflow import MlflowClient
 
     from core.errors import NotFoundError
-    from core.model_transition import ModelTransition
+    from core.registry.model_transition import ModelTransition
 
     settings, _ = foreign
     notebook = _runs(HF)[NOTEBOOK]

@@ -42,8 +42,8 @@ LAYERS = (
     ("reading runs", ("runs", "runs_cache", "compare", "charts")),
     ("models", ("models",)),
     ("examples", ("examples",)),
-    ("training, scoring and the registry", ("training", "scoring", "model_selector", "model_transition", "promotion",
-                                            "approvals", "approval_client", "approval_server", "decision_record")),
+    ("training, scoring and the registry", ("training", "scoring", "registry",
+                                            "model_selector", "model_transition")),  # the seed's paths to registry
     ("experiment manager", ("experiment_manager",)),
     ("jobs", ("jobs",)),
     ("entry points", ("cli", "jobs_cli", "worker", "train_job", "__main__")),

@@ -57,8 +57,8 @@ def test_the_plain_script_leaves_models_linked_to_no_run(plain):
 
 def test_a_model_logged_just_after_its_run_is_that_runs_and_is_promoted(plain):
     from core import runs as runs_mod
-    from core.model_selector import ModelSelector
-    from core.model_transition import ModelTransition
+    from core.registry.model_selector import ModelSelector
+    from core.registry.model_transition import ModelTransition
 
     runs = _runs(PLAIN)
     links: dict = {}
@@ -104,8 +104,8 @@ def test_two_runs_ended_within_the_window_are_refused_with_the_unlinked_models(p
     from mlflow import MlflowClient
 
     from core.errors import NotFoundError
-    from core.model_selector import ModelSelector
-    from core.model_transition import ModelTransition
+    from core.registry.model_selector import ModelSelector
+    from core.registry.model_transition import ModelTransition
 
     assert ModelSelector(TOGETHER, "accuracy").get_best_model().info.run_name in _runs(TOGETHER)
     client = MlflowClient(plain.tracking_uri)

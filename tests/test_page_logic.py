@@ -19,7 +19,7 @@ from core.errors import DataError, GridError
 from core.examples import build_table
 from core.examples.evaluation import like_for_like
 from core.grid import GridSpec
-from core.promotion import Candidate
+from core.registry.promotion import Candidate
 from core.scoring import files
 from core.training import estimate
 

@@ -183,7 +183,7 @@ def test_registry_promotes_the_best_run_after_showing_what_it_replaces(filled_co
 
 def test_registry_refuses_a_bad_stage_name(filled_copy):
     experiment, _, _ = filled_copy
-    from core.model_transition import ModelTransition
+    from core.registry.model_transition import ModelTransition
 
     ModelTransition("Stage_Model").transition_model("Staging", experiment, "accuracy")
     at = app("pages/registry.py")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import ROOT, child_env, point_at
 
-from core.model_transition import ModelTransition
+from core.registry.model_transition import ModelTransition
 
 if TYPE_CHECKING:
     from shared_store import SharedStore
@@ -70,7 +70,7 @@ def in_production(transition: ModelTransition) -> list[str]:
 
 def test_kill_at_each_point_of_a_promotion_leaves_a_registry_that_says_so_and_repairs(registry):
     experiment, settings, tmp, run_list = registry
-    from core.model_selector import ModelSelector
+    from core.registry.model_selector import ModelSelector
 
     best_run = ModelSelector(experiment, "accuracy").get_best_model()  # what `promote --experiment` picks
     worst, middle = [r for r in run_list if r.info.run_id != best_run.info.run_id][:2]

@@ -117,7 +117,7 @@ def test_baselines_are_tagged_and_hold_no_model(seed_run):
 
 
 def test_model_selector_as_in_the_seed(seed_run):
-    from core.model_selector import ModelSelector
+    from core.registry.model_selector import ModelSelector
 
     manager, _, _, _ = seed_run
     selector = ModelSelector(experiment_name=manager.experiment_name, metric="accuracy")
@@ -139,8 +139,8 @@ def test_model_selector_as_in_the_seed(seed_run):
 def test_transition_registers_promotes_and_rolls_back(seed_run):
     import mlflow
 
-    from core.model_selector import ModelSelector
-    from core.model_transition import ModelTransition
+    from core.registry.model_selector import ModelSelector
+    from core.registry.model_transition import ModelTransition
 
     manager, _, _, _ = seed_run
     transitioner = ModelTransition(model_name=MODEL_NAME)

@@ -34,8 +34,8 @@ def test_a_copy_reads_and_writes_only_inside_itself(shared_store, tmp_path, monk
 
     from core import examples as ex
     from core import runs as runs_mod
-    from core.model_transition import ModelTransition
     from core.models import sources as models
+    from core.registry.model_transition import ModelTransition
 
     copy = shared_store.copied_to(tmp_path / "home")
     # the database names the copy's home wherever it named the original's (artifact locations and URIs, the

@@ -18,8 +18,8 @@ from core import runs
 from core.examples import noise, read_predictions
 from core.examples import significance as sig
 from core.examples.table import ARTIFACT
-from core.model_selector import ModelSelector
-from core.model_transition import AUDIT_PREFIX, AuditEvent, ModelTransition
+from core.registry.model_selector import ModelSelector
+from core.registry.model_transition import AUDIT_PREFIX, AuditEvent, ModelTransition
 
 if TYPE_CHECKING:
     from shared_store import SharedStore

@@ -51,7 +51,7 @@ def test_pipeline_and_registry_through_the_server(team):
     import mlflow
 
     from core.experiment_manager import ExperimentManager
-    from core.model_transition import ModelTransition
+    from core.registry.model_transition import ModelTransition
     from core.settings import Settings
 
     url, data, model = team

@@ -271,10 +271,10 @@ def test_compare_page_says_whether_the_lead_by_topic_f1_macro_is_real(two_runs):
 
 
 def test_a_promotion_by_topic_f1_macro_records_that_test_in_its_decision_record(two_runs):
-    from core import decision_record
     from core import runs as runs_mod
     from core.examples import evaluation, read_predictions
-    from core.model_transition import ModelTransition
+    from core.registry import decision_record
+    from core.registry.model_transition import ModelTransition
 
     _, _, run_a, run_b = two_runs
     client = runs_mod.client()

@@ -289,8 +289,8 @@ def _register(name: str, path, labels: dict[int, str] | None = None) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from core import runs as runs_mod
-    from core.model_transition import ModelTransition
     from core.models.loading import log_model
+    from core.registry.model_transition import ModelTransition
     from core.settings import configure_mlflow, ensure_experiment
 
     configure_mlflow()

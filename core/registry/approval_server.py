@@ -12,12 +12,12 @@ only by the server itself, carrying out a request that someone else approved:
    or renaming a model that holds one, deleting the model, and writing the ``request.*`` / ``audit.*`` records
    or a version's promotion record (``promoted_by``, ``decision_record``, ``evidence.*``, ...).
 2. ``/tuneboard/api/requests/<action>`` (request, approve, reject, withdraw, rollback) runs today's approval code
-   (``core.approvals`` over ``core.model_transition``) in the server, on the server's own stores, as the signed-in
+   (``approvals`` over ``model_transition``) in the server, on the server's own stores, as the signed-in
    user: approving and rejecting need MANAGE on the model, requesting and withdrawing EDIT; the approver is not
    the requester; the request must still stand. One lock per model (PostgreSQL's advisory lock on the backend
    store, a file lock elsewhere) serialises the moves of one model across the server's workers, so racing
    approvals leave exactly one version in production.
-3. ``GET /tuneboard/api/version`` says the app is there (``core.approval_client`` asks it).
+3. ``GET /tuneboard/api/version`` says the app is there (``core.registry.approval_client`` asks it).
 
 MLflow finds the app by its ``mlflow.app`` entry point ``tuneboard`` (``core/entry_points/tuneboard.egg-info``,
 found because ``core.team.app_path`` puts that folder and the repository root on the server's ``PYTHONPATH``).
@@ -35,10 +35,10 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-from core import approvals
 from core.errors import ApprovalError, NotFoundError, TuneboardError
-from core.model_transition import ModelTransition
 from core.naming import STAGES
+from core.registry import approvals
+from core.registry.model_transition import ModelTransition
 from core.settings import approval_required
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ API_VERSION = 1
 GOVERNED_ALIASES = frozenset({"production", "champion", "staging"})
 GOVERNED_STAGES = frozenset({"Production", "Staging"})
 RECORD_TAG_PREFIXES = ("request.", "audit.")  # the requests and the audit trail: written by the server only
-# what a promotion writes on the version it moved (core.model_transition, core.approvals, core.decision_record):
+# what a promotion writes on the version it moved (model_transition, approvals, decision_record):
 # the version's own account of who promoted it, why, on which figures and request; written by the server only
 VERSION_RECORD_TAGS = ("promoted_by", "promoted_at", "promoted_to", "promotion_reason", "replaced_version",
                        "requested_by", approvals.VERSION_TAG, "decision_record", "stage_note")

@@ -1,6 +1,6 @@
 """A promotion's candidate: the best run of an experiment by a metric, as a person is asked to confirm it.
 
-:func:`best_candidate` picks it with the seed's :class:`~core.model_selector.ModelSelector` and keeps what the
+:func:`best_candidate` picks it with the seed's :class:`~core.registry.model_selector.ModelSelector` and keeps what the
 confirmation says about it: its metrics (the five read as their ``eval_`` forms where an HF Trainer run logged
 only those), the model to register, the validation file and its digest (for a like-for-like comparison with
 production), and the better runs passed over because they hold no model.
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from core import compare
 from core.metrics import EVAL_PREFIX, headline
-from core.model_selector import ModelSelector
+from core.registry.model_selector import ModelSelector
 
 
 @dataclass(frozen=True)

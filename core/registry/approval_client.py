@@ -1,6 +1,6 @@
-"""Asking a server that runs Tuneboard's app (``core.approval_server``) to request, approve, reject, withdraw and
+"""Asking a server that runs Tuneboard's app (``approval_server``) to request, approve, reject, withdraw and
 roll back: the server carries them out as the signed-in user. On the embedded store, and on a server without the
-app, ``core.approvals`` and ``core.model_transition`` do it in this process, as before.
+app, ``approvals`` and ``model_transition`` (``core.registry``) do it in this process, as before.
 
 Every call carries the session's credentials (``core.auth`` hands them to MLflow's own credential reader).
 """
@@ -11,7 +11,7 @@ import threading
 
 from core.errors import ApprovalError, AuthError, NotFoundError, RegistryError
 
-API = "/tuneboard/api"  # as core.approval_server serves it
+API = "/tuneboard/api"  # as core.registry.approval_server serves it
 _known: dict[str, bool] = {}
 _lock = threading.Lock()
 

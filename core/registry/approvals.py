@@ -16,7 +16,7 @@ On a server with sign-in the server decides: a request writes the registry (EDIT
 rejection first asks the server for a change that needs MANAGE (deleting an alias nobody sets), so a user without
 MANAGE is refused whatever route they take.
 
-These functions take a ``core.model_transition.ModelTransition`` (``transition``); its ``request``, ``approve``,
+These functions take a ``model_transition.ModelTransition`` (``transition``); its ``request``, ``approve``,
 ``reject``, ``withdraw`` and ``requests`` methods call them.
 """
 
@@ -30,11 +30,11 @@ from dataclasses import asdict, dataclass, replace
 
 from mlflow.exceptions import MlflowException
 
-from core import approval_client, decision_record
 from core.auth import refusal, signed_in_user
 from core.errors import ApprovalError, AuthError, NotFoundError
 from core.examples.table import read_predictions
 from core.naming import alias_for
+from core.registry import approval_client, decision_record
 from core.settings import approval_required, current_user
 
 PREFIX = "request."  # registered-model tags: one per request
@@ -124,7 +124,7 @@ def request(transition, *, version=None, experiment: str | None = None, metric: 
     ``metric``) and record a request to put it into ``stage``. Production does not change. ``label``: the candidate
     in words when a version is given (the best run it was registered from).
 
-    On a server running Tuneboard's app the server records the request (``core.approval_client``)."""
+    On a server running Tuneboard's app the server records the request (``core.registry.approval_client``)."""
     alias, _ = alias_for(stage)
     user = user or current_user()
     if approval_client.served(transition):
