@@ -53,6 +53,10 @@ RESERVED = {
 DEFAULTS = {"num_train_epochs": 3, "learning_rate": 2e-5, "weight_decay": 0.0,
             "per_device_train_batch_size": 16, "per_device_eval_batch_size": 32, "max_length": 128}
 
+# TrainingArguments fields that transformers 5 removed, and what to write instead
+RENAMED = {"warmup_ratio": "transformers 5 has no warmup_ratio: give warmup_steps the fraction instead (warmup_steps: "
+                           "0.1 warms up over the first tenth of the steps; 1 or more counts steps)."}
+
 # (lowest allowed, whether the lowest is allowed itself, highest allowed)
 _RANGES: dict[str, tuple[float, bool, float]] = {
     "num_train_epochs": (0, False, 10_000),
@@ -61,7 +65,6 @@ _RANGES: dict[str, tuple[float, bool, float]] = {
     "per_device_train_batch_size": (1, True, 65_536),
     "per_device_eval_batch_size": (1, True, 65_536),
     "gradient_accumulation_steps": (1, True, 65_536),
-    "warmup_ratio": (0, True, 1.0),
     "warmup_steps": (0, True, 10**9),
     "max_length": (8, True, 65_536),
     "window_overlap": (0, True, 65_536),
@@ -145,9 +148,11 @@ def normalize_hyperparameters(params: Mapping[str, Any], *, where: str = "hyperp
             hint: Any = OWN_KEYS[key]
         elif key in types:
             hint = types[key]
+        elif key in RENAMED:
+            raise GridError(RENAMED[key], key=label)
         else:
             known = sorted(set(SEED_ALIASES) | set(OWN_KEYS) | {"learning_rate", "weight_decay", "seed",
-                                                                 "warmup_ratio", "gradient_accumulation_steps"})
+                                                                 "warmup_steps", "gradient_accumulation_steps"})
             raise GridError(f"unknown hyperparameter. Use one of the seed's keys ({', '.join(known)}) "
                             "or any transformers TrainingArguments field by its own name.", key=label)
         if key in out:

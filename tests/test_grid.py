@@ -139,6 +139,15 @@ def test_unknown_key_is_refused_naming_it_and_the_known_keys():
     assert "n_epochs" in message and "TrainingArguments" in message
 
 
+def test_warmup_ratio_which_transformers_5_removed_is_refused_with_what_to_write_instead():
+    message = refused(hyperparameters=with_second_set(warmup_ratio=0.1))
+    assert message.startswith("hyperparameters[1].warmup_ratio: transformers 5 has no warmup_ratio: give "
+                              "warmup_steps the fraction instead (warmup_steps: 0.1")
+    assert "warmup_ratio" not in refused(hyperparameters=with_second_set(n_epoch=3))  # not offered as a known key
+    spec = GridSpec(**seed_args(hyperparameters=with_second_set(warmup_steps=0.1)))
+    assert spec.hyperparameters[1]["warmup_steps"] == 0.1  # and TrainingArguments takes it (the grid's own check)
+
+
 @pytest.mark.parametrize("key, value, expected", [
     ("learning_rate", "2e-5x", "expected float, got str"),  # "2e-5" is taken (tests/test_first_contact.py)
     ("train_batch_size", 16.0, "expected int, got float"),
