@@ -48,11 +48,19 @@ def shot_from(page, top, path: Path) -> None:
 
 def one_tiny_set_without_baselines(page) -> None:
     """The grid made small: no baseline, one set of one epoch (from the value lists), both demo models."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     page.get_by_text("Evaluate each pretrained base model first").click()
     wait_idle(page)
-    page.get_by_text("Generate sets from value lists").click()
+    first = page.get_by_label("n_epochs values (comma-separated)")
+    for _ in range(4):  # a click that lands while the page reruns is lost with the expander Streamlit replaces
+        page.get_by_text("Generate sets from value lists").click()
+        try:
+            first.wait_for(state="visible", timeout=15_000)
+            break
+        except PlaywrightTimeout:
+            wait_idle(page)
     for key, value in (("n_epochs", "1"), ("learning_rate", "0.002"), ("train_batch_size", "16"),
                        ("eval_batch_size", "64")):
         field = page.get_by_label(f"{key} values (comma-separated)")
