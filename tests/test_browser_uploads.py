@@ -55,7 +55,8 @@ def one_tiny_set_without_baselines(page) -> None:
     wait_idle(page)
     first = page.get_by_label("n_epochs values (comma-separated)")
     for _ in range(4):  # a click that lands while the page reruns is lost with the expander Streamlit replaces
-        page.get_by_text("Generate sets from value lists").click()
+        wait_idle(page)  # mid-rerun the page shows the old expander and the new one
+        page.get_by_text("Generate sets from value lists").first.click()
         try:
             first.wait_for(state="visible", timeout=15_000)
             break
@@ -67,7 +68,7 @@ def one_tiny_set_without_baselines(page) -> None:
         field.fill(value)
         field.press("Enter")
         wait_idle(page)
-    page.get_by_role("button", name="Fill the table").click()
+    test_browser.click_until(page, "Fill the table", "2 runs")  # a click lost to a rerun is made again
     expect(page.get_by_text("2 runs", exact=True).first).to_be_visible()  # 2 demo models x 1 file x 1 set
 
 
