@@ -14,7 +14,7 @@ model when its ``model_uri`` cell is set (``core.runs.load_frame`` fills it).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -124,6 +124,13 @@ def holds_model(df: pd.DataFrame) -> np.ndarray:
     """Which runs hold a model: a ``model_uri`` (``core.runs.load_frame``), else our ``model_uri`` tag."""
     column = "model_uri" if "model_uri" in df.columns else "tags.model_uri"
     return _column(df, column).notna().to_numpy(dtype=bool)
+
+
+def noise_column(df: pd.DataFrame, within: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[str]:
+    """Compare's "within noise of best" column: what was said of each run (by ``run_id``), "" where nothing was
+    (text throughout: no float column of missing values to fill, which pandas 4 will refuse)."""
+    said = dict(within)
+    return [said.get(run_id, "") for run_id in _column(df, "run_id")]
 
 
 def _finished(df: pd.DataFrame) -> np.ndarray:

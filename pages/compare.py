@@ -55,7 +55,7 @@ def _matrices(_view, runs: tuple) -> tuple:
 
 def _table(view: pd.DataFrame, metrics: tuple, params: tuple, within: tuple) -> pd.DataFrame:
     view = view.assign(**{"holds a model": compare.holds_model(view),
-                          "within noise of best": view["run_id"].map(dict(within)).fillna("")})
+                          "within noise of best": compare.noise_column(view, within)})
     columns = ["experiment", "run_name", "status", "holds a model", "within noise of best",
                *[f"metrics.{m}" for m in metrics],
                *[f"params.{p}" for p in params],

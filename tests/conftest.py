@@ -12,6 +12,7 @@ import os
 import shutil
 import socket
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,35 @@ def copy_data(folder: Path) -> Path:
     for name in ("full_dataset.csv", "train_sample.csv", "test.csv"):
         shutil.copy(DATA / name, folder / name)
     return folder
+
+
+# Our own code's deprecation warnings fail the test that meets them (pandas' Pandas4Warning, MLflow's and
+# transformers' FutureWarnings: "in a future version ... will raise"), so the next upgrade does not break a page.
+# Matched by the file the warning points at, not by module name: a page runs as Streamlit's "__main__".
+OWN_CODE = (ROOT / "core", ROOT / "pages", ROOT / "app.py")
+
+
+def own_deprecation(caught: warnings.WarningMessage) -> bool:
+    """Whether a warning is a deprecation (or future change) raised from core/, pages/ or app.py."""
+    if not issubclass(caught.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+        return False
+    where = Path(caught.filename).resolve()
+    return any(where == own or own in where.parents for own in OWN_CODE)
+
+
+@pytest.fixture(autouse=True)
+def no_deprecations_from_our_code() -> Iterator[None]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    ours = [w for w in caught if own_deprecation(w)]
+    for w in caught:  # the rest go on to pytest's warning summary as before
+        if w not in ours:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    if ours:
+        pytest.fail("our code raised deprecation warnings (mend them before an upgrade makes them errors):\n"
+                    + "\n".join(f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in ours),
+                    pytrace=False)
 
 
 def pytest_configure(config):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +29,7 @@ from core.compare import (
     metric_label,
     metric_names,
     metric_values,
+    noise_column,
     param_names,
     safe_csv,
     tag_names,
@@ -406,3 +409,25 @@ def test_history_and_matrix_charts_say_there_is_nothing_to_show():
     for fig in (charts.training_curves({}, "eval_loss"), charts.training_curves({"x": pd.DataFrame()}, "f1"),
                 charts.confusion_matrices({}), charts.confusion_matrices({"x": None, "y": {"labels": ["a"]}})):
         assert len(fig.data) == 0 and title(fig).startswith("Nothing to show")
+
+
+# -- pandas 4 will refuse what pandas 3 only warns about (our deprecations fail the tests: tests/conftest.py) -------
+def test_the_within_noise_column_is_text_with_or_without_a_judgement():
+    frame = pd.DataFrame({"run_id": ["a", "b", "c"]})
+    assert noise_column(frame, ()) == ["", "", ""]  # no metric judged yet: no float column filled with ""
+    assert noise_column(frame, {"b": "yes"}) == ["", "yes", ""]
+    assert noise_column(pd.DataFrame({"run_name": ["x"]}), {"b": "yes"}) == [""]
+
+
+def test_a_deprecation_raised_from_our_code_is_told_apart_from_a_librarys():
+    from conftest import ROOT, own_deprecation
+
+    def caught(category, filename):
+        return warnings.WarningMessage("will raise", category, str(filename), 1)
+
+    assert own_deprecation(caught(pd.errors.Pandas4Warning, ROOT / "pages" / "compare.py"))
+    assert own_deprecation(caught(FutureWarning, ROOT / "core" / "compare.py"))
+    assert not own_deprecation(caught(UserWarning, ROOT / "core" / "compare.py"))
+    assert not own_deprecation(caught(FutureWarning, Path(pd.__file__)))
+    assert not own_deprecation(caught(FutureWarning, ROOT / "tests" / "test_compare.py"))
+
