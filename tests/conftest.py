@@ -472,3 +472,22 @@ def server(tmp_path_factory):
         yield team_server
     finally:
         team_server.close()
+
+
+# -- team mode with sign-in: Tuneboard's server app on PostgreSQL (tests/app_server.py) -----------------------------
+@pytest.fixture(scope="module")
+def app_server_approval() -> str | None:
+    """``TUNEBOARD_APPROVAL`` in the environment of the module's ``app_server`` (None: unset). A module that needs
+    the rule overrides this fixture with its own (``return "required"``)."""
+    return None
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory, app_server_approval: str | None) -> Iterator[str]:
+    """One server per test module as ``core.cli server --auth-db`` runs it (its address): tracking and users each
+    in a PostgreSQL database of their own, admin ``app_server.ADMIN``, no other user yet. Mark the module with an
+    ``xdist_group`` so that one worker runs its tests on one server."""
+    from app_server import running
+
+    with running(tmp_path_factory.mktemp("app-server"), app_server_approval) as url:
+        yield url

@@ -12,9 +12,9 @@ import secrets
 import signal
 import threading
 
-import psycopg
 import pytest
 import requests
+from app_server import ADMIN
 from conftest import free_port
 from mlflow.exceptions import MlflowException
 
@@ -22,44 +22,23 @@ from core.auth import Credentials, acting_as
 from core.errors import ApprovalError, AuthError
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("approval_server")]
-PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 MODEL = "Governed_Model"
-ADMIN = Credentials("admin", "admin-" + secrets.token_hex(8))
 ALICE = Credentials("alice", "alice-" + secrets.token_hex(8))
 BOB = Credentials("bob", "bob-" + secrets.token_hex(8))
 CAROL = Credentials("carol", "carol-" + secrets.token_hex(8))
 EVERYONE = (ADMIN, ALICE, BOB, CAROL)
 
 
-def pg(sql: str) -> None:
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(sql)
+@pytest.fixture(scope="module")
+def app_server_approval() -> str:
+    return "required"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The server as `core.cli server --auth-db` runs it, TUNEBOARD_APPROVAL=required in its environment; eight
-    versions; version 1 put into production by alice's request and bob's approval."""
-    from core.team import start_server
-
-    tmp = tmp_path_factory.mktemp("approval")
-    dbs = [f"tuneboard_approval_{name}_{os.getpid()}" for name in ("track", "users")]
-    for db in dbs:
-        pg(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        pg(f"CREATE DATABASE {db}")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN.password)
-        mp.setenv("TUNEBOARD_APPROVAL", "required")
-        proc = start_server(f"postgresql://postgres@127.0.0.1:5432/{dbs[0]}", tmp / "artifacts", port=free_port(),
-                            log=tmp / "server.log", auth_db=f"postgresql://postgres@127.0.0.1:5432/{dbs[1]}")
-    url = f"http://127.0.0.1:{proc.args[proc.args.index('--port') + 1]}"
-    try:
-        yield url, _people(url)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-        for db in dbs:
-            pg(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+def server(app_server):
+    """The server as `core.cli server --auth-db` runs it (conftest's ``app_server``), TUNEBOARD_APPROVAL=required in
+    its environment; users alice, bob (MANAGE) and carol (EDIT); eight versions of the model."""
+    return app_server, _people(app_server)
 
 
 def _people(url: str) -> list[str]:

@@ -7,15 +7,13 @@ names the signed-in user, and ten promotions racing for one model leave exactly 
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import threading
 
-import psycopg
 import pytest
 import requests
-from conftest import ROOT, free_port
+from app_server import ADMIN
+from conftest import ROOT
 from mlflow.exceptions import MlflowException
 from streamlit.testing.v1 import AppTest
 
@@ -23,42 +21,17 @@ from core.auth import Credentials, acting_as, may_promote, model_permission, ser
 from core.errors import AuthError
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("auth_server")]  # one worker builds its fixture
-PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 MODEL = "Topic_Model"
-ADMIN = Credentials("admin", "admin-" + secrets.token_hex(8))
 OWNER = Credentials("owner", "owner-" + secrets.token_hex(8))
 READER = Credentials("reader", "reader-" + secrets.token_hex(8))
 EDITOR = Credentials("editor", "editor-" + secrets.token_hex(8))
 
 
-def pg(sql: str) -> None:
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(sql)
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A basic-auth MLflow server: tracking and users each in their own PostgreSQL database."""
-    from core.team import start_server
-
-    tmp = tmp_path_factory.mktemp("auth")
-    dbs = [f"tuneboard_auth_{name}_{os.getpid()}" for name in ("track", "users")]
-    for db in dbs:
-        pg(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        pg(f"CREATE DATABASE {db}")
-    port = free_port()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_AUTH_ADMIN_PASSWORD", ADMIN.password)
-        proc = start_server(f"postgresql://postgres@127.0.0.1:5432/{dbs[0]}", tmp / "artifacts", port=port,
-                            log=tmp / "server.log", auth_db=f"postgresql://postgres@127.0.0.1:5432/{dbs[1]}")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        yield url, _people(url)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-        for db in dbs:
-            pg(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+def server(app_server):
+    """A basic-auth MLflow server (conftest's ``app_server``: tracking and users each in their own PostgreSQL
+    database, no approval rule); the users and the model of ``_people``."""
+    return app_server, _people(app_server)
 
 
 def _people(url: str) -> list[str]:
