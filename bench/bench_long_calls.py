@@ -765,7 +765,8 @@ def part_accuracy(args, work: Path, figures: dict, save: Callable[[], None]) -> 
     write_calls(data / "long_calls_train.csv", long_calls(args.train_calls, SEED_ACC_TRAIN, "LT", **words))
     write_calls(data / "topic_turns_train.csv", topical_turns(args.train_calls, SEED_ACC_TRAIN, "LT", **words))
     write_calls(data / "long_calls_test.csv", long_calls(args.calls, SEED_ACC_TEST, "LV", **words))
-    versions = ("long_calls_train.csv", "topic_turns_train.csv")
+    versions = tuple(v for v in ("long_calls_train.csv", "topic_turns_train.csv")
+                     if not args.trained_on or any(w in v for w in args.trained_on.split(",")))
     common = {"n_epochs": args.epochs, "learning_rate": args.learning_rate, "train_batch_size": 16,
               "eval_batch_size": 64, "seed": 0}
     grid_args = {"base_name": "LongCalls", "data_src": "Bench", "dataset_versions": versions,
@@ -775,6 +776,8 @@ def part_accuracy(args, work: Path, figures: dict, save: Callable[[], None]) -> 
                  "topic_pairs": {"template": DEFAULT_TEMPLATE, "negatives": 2}}
     accepted, refused = [], {}
     for name, extra in ACCURACY_SETS:
+        if args.sets and not any(w.strip() in name for w in args.sets.split(",")):
+            continue
         try:
             GridSpec(hyperparameters=({**common, **extra},), evaluate_pretrained_model=False, **grid_args)
             accepted.append((name, {**common, **extra}))
@@ -920,6 +923,10 @@ def main() -> None:
     parser.add_argument("--train-calls", type=int, default=200, help="accuracy: training calls (default 200)")
     parser.add_argument("--epochs", type=float, default=3.0, help="accuracy: n_epochs (default 3)")
     parser.add_argument("--learning-rate", type=float, default=5e-5, help="accuracy: learning_rate (default 5e-5)")
+    parser.add_argument("--sets", help="accuracy: only the readings whose names contain one of these words "
+                        "(comma-separated: '256', '128', '512'; default all)")
+    parser.add_argument("--trained-on", help="accuracy: only the training files whose names contain one of these "
+                        "words (comma-separated: 'long', 'turns'; default both)")
     parser.add_argument("--minilm", help="all-MiniLM-L6-v2's model.zip or folder (default: the installed package's)")
     parser.add_argument("--out", help="write the figures to this JSON file (rewritten after every stage)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (model copies, store)")

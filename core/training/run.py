@@ -364,7 +364,8 @@ def _log_reading(reading: Reading, limit: int, budget: int, evaluated: bags.Enco
     mlflow.log_params({"windows.max_length": limit, "windows.budget_tokens": budget,
                        "windows.overlap": evaluated.split.overlap, "windows.aggregation": evaluated.aggregation,
                        "windows.truncate": reading.truncate,
-                       **({"windows.first_choice": "random (new head)" if not mapping.keeps_head else "model"}
+                       **({"windows.first_choice": "the words' evidence (new head)" if not mapping.keeps_head
+                           else "model"}
                           if choose else {})})
     found = {f"validation_{k}": v for k, v in evaluated.split.summary().items()}
     if train_set is not None:

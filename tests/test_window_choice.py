@@ -1,0 +1,106 @@
+"""Which windows of a long call a pair labelled for the whole call trains on (core.training.bags): a new head's
+first choice by the calls' own words, the model's choice after, k windows per pair, the same choice for a seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core import demo
+from core.data import Examples, LabelMapping
+from core.models.windows import Reading
+from core.topic_pairs import TopicPairs, all_topics
+from core.training import bags
+
+NLI = {0: "entailment", 1: "not_entailment"}
+MAPPING = LabelMapping({"entailment": 0, "not_entailment": 1}, keeps_head=False)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(demo_models):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(demo_models["demo-bert-tiny"])
+
+
+@pytest.fixture(scope="module")
+def annotated():
+    return demo.make_long_calls_annotated(120, seed=11, prefix="W", min_words=500, max_words=900)
+
+
+@pytest.fixture(scope="module")
+def encoded(annotated, tokenizer):
+    rows = [row for row, _ in annotated]
+    calls = Examples("calls.csv", tuple(r["call_id"] for r in rows), tuple(r["transcript"] for r in rows), None,
+                     tuple(tuple(t.strip() for t in r["topic"].split(";")) for r in rows),
+                     ("transcript", None, "topic"), "d")
+    pairs = TopicPairs(negatives=2, seed=3).build(calls, all_topics(calls), NLI)
+    return pairs, bags.encode(pairs, tokenizer, MAPPING, bags.room(tokenizer, 128, pairs), Reading(128))
+
+
+def _topic_lines(annotated) -> dict[str, set[str]]:
+    return {row["transcript"]: {line for section, line in turns if section == "topic"} for row, turns in annotated}
+
+
+def test_a_new_heads_first_choice_is_the_window_whose_words_speak_for_the_topic(annotated, encoded):
+    pairs, enc = encoded
+    chosen = bags.Chosen(enc, 1, seed=5)
+    assert chosen.several, "the calls are longer than one window"
+    chosen.draw(0)
+    topical = _topic_lines(annotated)
+    hits = []
+    for slot, (bag, _) in enumerate(chosen.slots):
+        if enc.labels[bag] != enc.entail or len(chosen.rows[bag]) < 2:
+            continue
+        window = enc.split.windows[int(chosen.choice[slot])].text
+        hits.append(any(line in window or window in line for line in topical[pairs.text_a[bag]]))
+    # a random window holds the topic in about one call of six (windows per call here: 6 to 10)
+    assert len(hits) > 100 and np.mean(hits) >= 0.9, f"{np.mean(hits):.2f} of {len(hits)} first choices hold the topic"
+
+
+def test_the_opening_and_identity_checks_count_for_little(annotated, encoded):
+    pairs, enc = encoded
+    scores, topical = bags.evidence(enc), _topic_lines(annotated)
+    opening, topic = [], []
+    for row, window in enumerate(enc.split.windows):
+        bag = int(enc.owner[row])
+        if enc.labels[bag] == enc.entail:
+            if window.start == 0:  # a call's first window: its opening and identity checks
+                opening.append(scores[row])
+            elif any(line in window.text for line in topical[pairs.text_a[bag]]):
+                topic.append(scores[row])
+    assert np.median(topic) > 3 * np.median(opening), (np.median(topic), np.median(opening))
+    assert bags.evidence(bags.Encoded(enc.features, enc.owner, enc.labels, enc.split, None)).sum() == 0  # no pairs
+
+
+def test_pairs_train_on_k_windows_of_their_own_call_the_same_for_a_seed(encoded):
+    pairs, enc = encoded
+    one, again = bags.Chosen(enc, 2, seed=5), bags.Chosen(enc, 2, seed=5)
+    for chosen in (one, again):
+        chosen.draw(0)
+    assert one.choice.tolist() == again.choice.tolist()
+    for bag, rows in enumerate(one.rows):
+        mine = [int(one.choice[i]) for i, (b, _) in enumerate(one.slots) if b == bag]
+        assert len(mine) == min(2, len(rows)) and len(set(mine)) == len(mine) and set(mine) <= set(rows.tolist())
+    # every window a pair trains on carries the pair's label: the call's own topics entail, others do not
+    for slot in range(len(one)):
+        bag = int(enc.owner[int(one.choice[slot])])
+        assert one[slot]["labels"] == enc.labels[bag]
+        assert (enc.labels[bag] == enc.entail) == (pairs.labels[bag] == "entailment")
+
+
+def test_after_the_first_epoch_the_model_chooses(encoded, demo_models):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    _, enc = encoded
+    path = demo_models["demo-bert-tiny"]
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, id2label=NLI,
+                                                               label2id={v: k for k, v in NLI.items()})
+    collator = DataCollatorWithPadding(AutoTokenizer.from_pretrained(path))
+    chosen = bags.Chosen(enc, 1, seed=5)
+    chosen.choose(model, collator)
+    for bag in chosen.several[:10]:
+        rows = chosen.rows[bag]
+        scores = bags.entailment_of(model, [enc.features[r] for r in rows], collator, enc.entail)
+        slot = next(i for i, (b, _) in enumerate(chosen.slots) if b == bag)
+        assert int(chosen.choice[slot]) == int(rows[int(np.argmax(scores))])
