@@ -104,3 +104,21 @@ def test_after_the_first_epoch_the_model_chooses(encoded, demo_models):
         scores = bags.entailment_of(model, [enc.features[r] for r in rows], collator, enc.entail)
         slot = next(i for i, (b, _) in enumerate(chosen.slots) if b == bag)
         assert int(chosen.choice[slot]) == int(rows[int(np.argmax(scores))])
+
+
+def test_an_encoder_given_nli_labels_but_no_head_counts_as_a_new_head(demo_models, tmp_path):
+    """Its labels match, so its config is kept, yet its head is made at random: its first choice must not be
+    its own (the long-calls bench's all-MiniLM-L6-v2 trained on random windows that way, and learned 'never')."""
+    from transformers import AutoModelForSequenceClassification
+
+    from core.models.loading import load_for_classification
+
+    nli = LabelMapping({"entailment": 0, "not_entailment": 1}, keeps_head=True)
+    _, _, new = load_for_classification(str(demo_models["demo-bert-tiny"]), nli, with_new=True)
+    assert new == []
+    full = AutoModelForSequenceClassification.from_pretrained(demo_models["demo-bert-tiny"])
+    full.bert.save_pretrained(tmp_path / "encoder")  # the encoder alone, its config still naming the NLI labels
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "encoder" / name).write_bytes((demo_models["demo-bert-tiny"] / name).read_bytes())
+    _, _, new = load_for_classification(str(tmp_path / "encoder"), nli, with_new=True)
+    assert {"classifier.weight", "classifier.bias"} <= set(new)

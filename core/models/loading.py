@@ -98,8 +98,12 @@ def _check_model_type(name_or_path: str, config_file: Path) -> None:
                              "transformers (e.g. bert, deberta-v2), or a newer transformers if it added this type.")
 
 
-def load_for_classification(name_or_path: str, mapping: LabelMapping):
+def load_for_classification(name_or_path: str, mapping: LabelMapping, *, with_new: bool = False):
     """(model, tokenizer) with a head sized for ``mapping``; the pretrained head is kept when it matches.
+
+    ``with_new``: (model, tokenizer, new), ``new`` the names of the weights the checkpoint did not hold (made
+    at random now): a checkpoint whose labels match but that has no head (an encoder given an NLI config, as
+    the long-calls bench gives all-MiniLM-L6-v2) scores nothing yet, though its labels say it is NLI.
 
     The tokenizer comes first: a folder whose tokenizer cannot be built (no tokenizer files, or a
     SentencePiece model without the sentencepiece package) is refused before the weights are read.
@@ -110,13 +114,17 @@ def load_for_classification(name_or_path: str, mapping: LabelMapping):
     source = str(local) if local.exists() else name_or_path
     tokenizer = load_tokenizer(name_or_path, source)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model, info = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=mapping.num_labels, id2label=mapping.id2label, label2id=dict(mapping.label2id),
-            ignore_mismatched_sizes=not mapping.keeps_head, trust_remote_code=False)
+            ignore_mismatched_sizes=not mapping.keeps_head, trust_remote_code=False, output_loading_info=True)
     except (OSError, ValueError) as exc:
         hub_reason = None if local.exists() else hub.explain(name_or_path, exc)
         raise ModelPathError(hub_reason or f"{name_or_path}: the model could not be loaded: {exc}") from None
-    return model, tokenizer
+    if not with_new:
+        return model, tokenizer
+    new = sorted({*info.get("missing_keys", ()), *(str(m[0]) if isinstance(m, tuple) else str(m)
+                                                   for m in info.get("mismatched_keys", ()))})
+    return model, tokenizer, new
 
 
 def pip_requirements() -> list[str]:

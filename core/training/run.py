@@ -199,7 +199,10 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
 
     # 4. model and tokenizer; every text read whole, as windows of what the model takes (core.training.bags)
     say("loading model")
-    model, tokenizer = loading.load_for_classification(spec.base_model, mapping)
+    model, tokenizer, new_weights = loading.load_for_classification(spec.base_model, mapping, with_new=True)
+    new_head = not mapping.keeps_head or bool(new_weights)  # its scores mean nothing yet
+    if new_weights:
+        mlflow.log_param("new_weights", ", ".join(new_weights)[:500])
     reading = Reading.from_settings(spec.hyperparameters, 128)
     limit = length_limit(model, tokenizer, reading.max_length)
     say("tokenizing")
@@ -215,11 +218,11 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
             train_set = bags.Chosen(trained, pairs.top_windows if pairs else 1,
                                     int(spec.hyperparameters.get("seed", 42)))
             if train_set.several:
-                choose = bags.ChooseWindows(train_set, speed.BucketCollator(tokenizer), not mapping.keeps_head,
+                choose = bags.ChooseWindows(train_set, speed.BucketCollator(tokenizer), new_head,
                                             int(spec.hyperparameters.get("per_device_eval_batch_size", 32)))
         else:
             train_set = bags.Rows(trained)
-    _log_reading(reading, limit, budget, evaluated, train_set, choose, mapping)
+    _log_reading(reading, limit, budget, evaluated, train_set, choose, new_head)
     plan = _speed_plan(spec, train_set, limit)
     mlflow.set_tags(plan.tags())
     callbacks = [*callbacks, *([choose] if choose else [])]
@@ -357,15 +360,14 @@ def _log_dataset(examples: Examples, context: str) -> None:
 
 
 def _log_reading(reading: Reading, limit: int, budget: int, evaluated: bags.Encoded, train_set, choose,
-                 mapping: LabelMapping) -> None:
+                 new_head: bool) -> None:
     """How the run reads its texts (params) and what that meant for its files (metrics); a cut, as a tag."""
     import mlflow
 
     mlflow.log_params({"windows.max_length": limit, "windows.budget_tokens": budget,
                        "windows.overlap": evaluated.split.overlap, "windows.aggregation": evaluated.aggregation,
                        "windows.truncate": reading.truncate,
-                       **({"windows.first_choice": "the words' evidence (new head)" if not mapping.keeps_head
-                           else "model"}
+                       **({"windows.first_choice": "the words' evidence (new head)" if new_head else "model"}
                           if choose else {})})
     found = {f"validation_{k}": v for k, v in evaluated.split.summary().items()}
     if train_set is not None:
