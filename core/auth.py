@@ -8,7 +8,10 @@ credentials per request through ``mlflow.utils.credentials.read_mlflow_creds``;
 acting in the current thread (a :class:`contextvars.ContextVar`) win over the
 process's ``MLFLOW_TRACKING_USERNAME`` / ``PASSWORD`` (which stay the identity
 of the CLI and the workers). A session that has not signed in sends none, so
-it can never borrow the process's identity.
+it can never borrow the process's identity. MLflow's artifact downloads and
+uploads run on thread pools of their own: :func:`install` makes those pools
+run each task in the submitting thread's context, so they carry the session's
+credentials too.
 
 The server decides; the pages only ask it first so they can say why a button
 is missing. A READ user's promotion is refused by the server whatever route it
@@ -18,7 +21,9 @@ takes (``tests/test_auth.py``).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -54,7 +59,24 @@ def install() -> None:
             return credentials.MlflowCreds(username=acting.username, password=acting.password)
 
         credentials.read_mlflow_creds = read_mlflow_creds
+        from mlflow.store.artifact.artifact_repo import ArtifactRepository
+
+        ArtifactRepository._create_thread_pool = _artifact_pool
         _done = True
+
+
+class _CarryingPool(ThreadPoolExecutor):
+    """A thread pool whose tasks run in a copy of the submitting thread's context (its acting credentials)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
+def _artifact_pool(repo) -> ThreadPoolExecutor:
+    """MLflow's artifact repositories download and upload on a thread pool of their own; a plain pool's threads
+    carry no session's credentials, so a signed-in dashboard session's download was refused by the server (401:
+    "Failed to download artifacts from path ..."). As ``ArtifactRepository._create_thread_pool`` makes it."""
+    return _CarryingPool(max_workers=repo.max_workers, thread_name_prefix=f"Mlflow{type(repo).__name__}")
 
 
 def act_as(creds: Credentials | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from pathlib import Path
 
 import pytest
 import requests
@@ -96,6 +97,21 @@ def test_permissions_read_from_the_server(on_server):
     with acting_as(EDITOR):
         MlflowClient(url, url).set_registered_model_alias(MODEL, "canary", on_server[1][0])
         assert MlflowClient(url, url).get_model_version_by_alias(MODEL, "canary").version == on_server[1][0]
+
+
+def test_a_signed_in_session_downloads_artifacts_as_itself(on_server, tmp_path, monkeypatch):
+    """MLflow downloads on a thread pool of its own: the session's credentials travel into it (the dashboard's
+    Home could not compare a waiting request's candidate on a server with sign-in: 401 on the download)."""
+    from mlflow.tracking import MlflowClient
+
+    url, versions = on_server
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)  # the process itself has no identity
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    with acting_as(READER):
+        client = MlflowClient(url, url)
+        run_id = client.get_model_version(MODEL, versions[0]).run_id
+        local = client.download_artifacts(run_id, "model/weights.txt", str(tmp_path))
+    assert Path(local).read_text(encoding="utf-8") == "weights"
 
 
 def test_a_reader_cannot_move_a_model_into_production_by_any_route(on_server, monkeypatch):
