@@ -11,7 +11,6 @@ from core.jobs.model import JobStatus
 from core.registry import approvals
 from core.registry.model_transition import ModelTransition, registered_model_names
 from core.runs import NO_MODEL
-from core.settings import approval_required
 from pages.common import (
     built,
     client,
@@ -46,7 +45,6 @@ def waiting_for_approval() -> None:
     if not waiting:
         return
     st.subheader("Waiting for your approval")
-    required = approval_required()
     for transition, req in waiting:
         box = st.container(border=True)
         box.markdown(f"**{md(transition.model_name)}**: {md(req.user)} asks to put **version {md(req.version)}** "
@@ -62,7 +60,7 @@ def waiting_for_approval() -> None:
         for line in lines:
             box.write(f"- {md(line)}")
         may, _ = promotion_rights(transition.model_name, exists=True)
-        if req.user == user() and required:
+        if req.user == user() and transition.needs_approval():
             box.caption("You asked for it: someone else approves it. You can withdraw it on Registry & promotion.")
             continue
         if not may:

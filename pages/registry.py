@@ -14,7 +14,6 @@ from core.registry.promotion import best_candidate
 from core.runs import NO_MODEL
 from core.scoring import topics
 from core.scoring.job import read_call, snippet
-from core.settings import approval_required
 from pages.common import (
     client,
     experiments,
@@ -73,7 +72,7 @@ offered = [m for m in carried if not is_bookkeeping(m)] or carried or list(METRI
 default = compare.default_metric(frame) if frame is not None else None
 metric = p2.selectbox("Best by", options=offered, key="r_metric",
                       index=offered.index(default) if default in offered else 0)
-required = approval_required()
+required = transition.needs_approval()  # this dashboard's setting, or the team server's rule
 may_request, request_words = request_rights(model_name, exists=model_name in names)
 b1, b2 = st.columns(2)
 if required:

@@ -8,11 +8,13 @@ Every call carries the session's credentials (``core.auth`` hands them to MLflow
 from __future__ import annotations
 
 import threading
+import time
 
 from core.errors import ApprovalError, AuthError, NotFoundError, RegistryError
 
 API = "/tuneboard/api"  # as core.registry.approval_server serves it
-_known: dict[str, bool] = {}
+KEEP_SECONDS = 60.0  # how long a server's answer is trusted: a restarted server may keep another rule
+_known: dict[str, tuple[float, dict | None]] = {}  # uri -> (when asked, the app's answer; None: no app there)
 _lock = threading.Lock()
 
 
@@ -21,22 +23,36 @@ def _uri(transition) -> str:
 
 
 def served(transition) -> bool:
-    """Whether the model's registry is a server running Tuneboard's app (asked once per server and process)."""
+    """Whether the model's registry is a server running Tuneboard's app (asked once a minute per server)."""
+    return _app(transition) is not None
+
+
+def server_rule(transition) -> str | None:
+    """The approval rule the server keeps (its ``TUNEBOARD_APPROVAL``: "required" or "off"); None where the
+    registry is not a server running Tuneboard's app."""
+    answer = _app(transition)
+    return None if answer is None else str(answer.get("approval") or "off")
+
+
+def _app(transition) -> dict | None:
+    """What ``GET /tuneboard/api/version`` answered (None: a local store, or a server without the app)."""
     uri = _uri(transition)
     if not uri.startswith(("http://", "https://")):
-        return False
+        return None
     with _lock:
-        if uri in _known:
-            return _known[uri]
+        asked = _known.get(uri)
+    if asked is not None and time.monotonic() - asked[0] < KEEP_SECONDS:
+        return asked[1]
     response = _send(uri, "GET", f"{API}/version")
     if response.status_code == 401:  # no credentials yet: do not remember; the server refuses what follows anyway
-        return False
+        return None
     try:
-        found = response.status_code == 200 and response.json().get("app") == "tuneboard"
+        answer = response.json() if response.status_code == 200 else None
     except ValueError:
-        found = False
+        answer = None
+    found = answer if isinstance(answer, dict) and answer.get("app") == "tuneboard" else None
     with _lock:
-        _known[uri] = found
+        _known[uri] = (time.monotonic(), found)
     return found
 
 

@@ -35,7 +35,7 @@ from core.errors import ApprovalError, AuthError, NotFoundError
 from core.examples.table import read_predictions
 from core.naming import alias_for
 from core.registry import approval_client, decision_record
-from core.settings import approval_required, current_user
+from core.settings import current_user
 
 PREFIX = "request."  # registered-model tags: one per request
 VERSION_TAG = "promotion_request"  # on the candidate version: the id of the request that named it
@@ -229,7 +229,7 @@ def approve(transition, request_id: str | None = None, *, reason: str = "", user
     req = find(transition, request_id)
     user = user or current_user()
     _decidable(transition, req, "approve")
-    if approval_required() and user == req.user:  # said here too when only this process requires approval
+    if transition.needs_approval() and user == req.user:  # said here too when only this process requires it
         raise ApprovalError(f"{user} requested this promotion (request {req.id}), and promotions need someone "
                             "else's approval (TUNEBOARD_APPROVAL=required). Ask another person with MANAGE on "
                             f"{transition.model_name!r} to approve it; nothing was changed.")

@@ -297,8 +297,14 @@ class ModelTransition:
                                 "before records were kept, or never promoted).")
         return decision_record.download(self.client, run_id, with_texts=with_texts)
 
+    def needs_approval(self) -> bool:
+        """Whether promotions of this model need a request approved by someone else: ``TUNEBOARD_APPROVAL=required``
+        in this process's environment, or on the team server that runs Tuneboard's app (the server's rule holds
+        for everyone, whatever this process says; ``core.registry.approval_client``)."""
+        return approval_required() or approval_client.server_rule(self) == "required"
+
     def _refuse_direct(self) -> None:
-        if approval_required():
+        if self.needs_approval():
             raise ApprovalError(
                 f"promotions of {self.model_name!r} need an approved request (TUNEBOARD_APPROVAL=required), so a "
                 "direct promotion or move is refused and nothing was changed. Ask for one: python -m core.cli "
