@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 # refused in plain words where it does not (or where the user set HF_HUB_OFFLINE=1). The tests never reach for it.
 test check: export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# Material for MkDocs prints a banner about its successor on every build; the docs need nothing from it.
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup browser services run demo test check lint bench clean
+.PHONY: setup browser services run demo test check lint docs docs-serve bench clean
 
 # uv installs what pip would, from the sources pip is configured with here (.ci/pip_sources.py), in a third of
 # the time (44 s against 138 s on the 2-core machine); where uv cannot be had, pip does it. --compile-bytecode
@@ -55,10 +57,19 @@ test: setup browser services
 check: setup
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .
 	$(PY) -m compileall -q -j 2 core pages tests app.py
+	$(PY) -m mkdocs build --strict --site-dir site
 	$(PY) -m pytest -p no:cacheprovider -n 2 --dist loadgroup --no-loadscope-reorder --timeout 300 -m "not slow" -q tests
 
 lint: setup
 	$(PY) -m ruff check --line-length 120 --extend-select E501 .
+
+# The documentation site (mkdocs.yml, docs/): --strict, so a broken link, anchor or missing page fails the build.
+# site/index.html opens from the file system, search included, with no server and no internet.
+docs: setup
+	$(PY) -m mkdocs build --strict --site-dir site
+
+docs-serve: setup
+	$(PY) -m mkdocs serve --strict --dev-addr 127.0.0.1:8000
 
 bench: setup
 	$(PY) bench/bench_pipeline.py
