@@ -161,7 +161,7 @@ def refusal(exc: Exception, action: str, model_name: str) -> AuthError | None:
     code = getattr(exc, "error_code", "") or ""
     text = str(exc)
     if code in ("PERMISSION_DENIED", "UNAUTHENTICATED") or "Permission denied" in text or " 403" in text:
-        if "TUNEBOARD_APPROVAL=required" in text:  # Tuneboard's server app: its own words say what to do instead
+        if "TUNEBOARD_APPROVAL=" in text:  # Tuneboard's server app: its own words say what to do instead
             return AuthError(getattr(exc, "message", None) or text)
         who = signed_in_user() or "this user"
         return AuthError(f"The MLflow server refused to let {who} {action} {model_name!r}: it needs MANAGE "

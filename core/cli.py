@@ -293,6 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model")
     p = sub.add_parser("history", help="the audit trail of a registered model")
     p.add_argument("model")
+    p = sub.add_parser("mark", help="mark a model as needing approval (TUNEBOARD_APPROVAL=marked); the team server "
+                       "keeps the mark for good")
+    p.add_argument("model")
     p = sub.add_parser("submit", help="queue a grid file as background jobs")
     p.add_argument("grid")
     p.add_argument("--priority", type=int, default=0)
@@ -345,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     from core.grid import GridSpec
     from core.registry.model_transition import ModelTransition
-    from core.settings import Settings
+    from core.settings import APPROVAL_TAG, MARK, Settings
 
     if args.command == "demo":
         settings = Settings.from_env()
@@ -415,6 +418,13 @@ def _dispatch(args) -> int:
     elif args.command == "repair":
         fixed = transition.repair()
         print("\n".join(f"repaired: {p}" for p in fixed) or f"{args.model}: nothing to repair.")
+    elif args.command == "mark":
+        transition.mark_for_approval()
+        rule = transition.approval_rule()
+        print(f"{args.model} is marked {APPROVAL_TAG}={MARK}: "
+              + (f"its promotions need someone else's approval ({rule})." if rule else
+                 "its promotions will need someone else's approval where TUNEBOARD_APPROVAL=marked (on the team "
+                 "server, or here); today nothing requires it."))
     elif args.command == "history":
         events = transition.audit_trail()
         print("\n".join(e.as_text + (f"\n    evidence: {e.evidence['verdict']}" if e.evidence.get("verdict") else "")

@@ -13,17 +13,21 @@ repository root, artifacts beside it, demo data in ``data/``.
 | ``TUNEBOARD_USER`` | the operating-system user (a dashboard session signed in to the team server: that user) |
 | ``TUNEBOARD_DATA_ROOTS`` | data folder and home: where confined reads (pages, their grids, team jobs) may go |
 | ``TUNEBOARD_MODEL_ROOTS`` | home and the HF cache: the same for base models (either set: all reads confined) |
-| ``TUNEBOARD_APPROVAL`` | off; ``required``: promotion only through a request approved by someone else |
+| ``TUNEBOARD_APPROVAL`` | off; ``required`` or ``marked``: promotion only through a request someone else approves |
+
+``TUNEBOARD_APPROVAL=required`` governs every model; ``marked`` only the models tagged ``tuneboard.approval=required``.
 """
 
 from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.auth import signed_in_user
+from core.errors import TuneboardError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,16 +76,40 @@ def current_user() -> str:
 
 
 APPROVAL = "TUNEBOARD_APPROVAL"
+# A registered-model tag: with TUNEBOARD_APPROVAL=marked, the models carrying it (value MARK) need approval; on the
+# team server the mark cannot be removed or changed once set (core.registry.approval_server)
+APPROVAL_TAG = "tuneboard.approval"
+MARK = "required"
+
+
+def approval_rule() -> str:
+    """``TUNEBOARD_APPROVAL`` read: "off" (unset: promote directly), "required" (every model's promotions need an
+    approved request) or "marked" (only those of models tagged ``tuneboard.approval=required``)."""
+    value = os.environ.get(APPROVAL, "").strip().lower()
+    if value in ("", "off", "no", "false", "0", "optional"):
+        return "off"
+    if value in ("required", "on", "yes", "true", "1"):
+        return "required"
+    if value == "marked":
+        return "marked"
+    raise TuneboardError(f"{APPROVAL}={value!r} is not a rule: use 'required' (every model's promotions need "
+                         f"someone else's approval), 'marked' (only models tagged {APPROVAL_TAG}={MARK}), or leave "
+                         "it unset to promote directly.")
 
 
 def approval_required() -> bool:
-    """Whether promotions need an approved request (``TUNEBOARD_APPROVAL=required``); off when unset."""
-    value = os.environ.get(APPROVAL, "").strip().lower()
-    if value in ("", "off", "no", "false", "0", "optional"):
-        return False
-    if value in ("required", "on", "yes", "true", "1"):
-        return True
-    raise ValueError(f"{APPROVAL}={value!r}: use 'required' (or leave it unset to promote directly).")
+    """Whether every model's promotions need an approved request (``TUNEBOARD_APPROVAL=required``)."""
+    return approval_rule() == "required"
+
+
+def is_marked(tags: Mapping[str, str] | None) -> bool:
+    """Whether a registered model's tags mark it as needing approval (``tuneboard.approval=required``)."""
+    return str((tags or {}).get(APPROVAL_TAG, "")).strip().lower() == MARK
+
+
+def needs_approval(rule: str, tags: Mapping[str, str] | None) -> bool:
+    """Whether, under ``rule`` (``approval_rule``), a model with these tags needs an approved request."""
+    return rule == "required" or (rule == "marked" and is_marked(tags))
 
 
 def configure_mlflow(settings: Settings | None = None) -> Settings:

@@ -9,7 +9,8 @@ access to the artifact store themselves.
 
 With sign-in (Tuneboard's app, ``core.registry.approval_server``: MLflow's basic-auth app, users and permissions in
 their own PostgreSQL database, and with ``TUNEBOARD_APPROVAL=required`` in the server's environment, production moved
-only by the server carrying out an approved request):
+only by the server carrying out an approved request; ``TUNEBOARD_APPROVAL=marked``: the same for the models tagged
+``tuneboard.approval=required``, a mark nobody removes once set):
 
     export MLFLOW_AUTH_ADMIN_PASSWORD=...            # the first admin, created on first start
     python -m core.cli server --db postgresql://.../mlflow --auth-db postgresql://.../mlflow_auth --artifacts ...
@@ -40,6 +41,7 @@ from pathlib import Path
 
 from core import paths
 from core.errors import TuneboardError
+from core.settings import approval_rule
 
 
 def _check_pg(uri: str, flag: str) -> None:
@@ -102,12 +104,13 @@ def auth_environment(auth_db: str, config_dir: Path, *, admin: str = "admin",
 
     The first admin's password comes from ``MLFLOW_AUTH_ADMIN_PASSWORD`` (never from a file of ours).
     Several servers behind one address must share ``MLFLOW_FLASK_SERVER_SECRET_KEY``; a single one gets a
-    random key when it is unset.
+    random key when it is unset. ``TUNEBOARD_APPROVAL`` (the rule the app keeps) is checked here.
     """
     _check_pg(auth_db, "--auth-db")
     if default_permission not in ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS"):
         raise TuneboardError(f"default permission {default_permission!r} is not one of READ, USE, EDIT, MANAGE, "
                              "NO_PERMISSIONS.")
+    approval_rule()  # a TUNEBOARD_APPROVAL the app cannot read is refused now, not at the first promotion
     if not os.environ.get("MLFLOW_AUTH_ADMIN_PASSWORD"):
         raise TuneboardError("set MLFLOW_AUTH_ADMIN_PASSWORD to the password of the server's first admin "
                              f"({admin!r}) before starting a server with sign-in.")

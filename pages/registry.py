@@ -72,12 +72,12 @@ offered = [m for m in carried if not is_bookkeeping(m)] or carried or list(METRI
 default = compare.default_metric(frame) if frame is not None else None
 metric = p2.selectbox("Best by", options=offered, key="r_metric",
                       index=offered.index(default) if default in offered else 0)
-required = transition.needs_approval()  # this dashboard's setting, or the team server's rule
+required = transition.approval_rule()  # why promotions need approval (this dashboard's setting or the server's)
 may_request, request_words = request_rights(model_name, exists=model_name in names)
 b1, b2 = st.columns(2)
 if required:
-    st.caption("Promotions here need someone else's approval (TUNEBOARD_APPROVAL=required): request one, and a "
-               "person with MANAGE approves it on Home.")
+    st.caption(f"Promotions here need someone else's approval ({md(required)}): request one, and a person with "
+               "MANAGE approves it on Home.")
 elif experiment and may_promote and b1.button("Promote the best run", type="primary", key="r_promote_best"):
     try:
         st.session_state["r_confirm"] = best_candidate(experiment, metric)

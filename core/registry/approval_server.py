@@ -3,7 +3,9 @@
     python -m core.cli server --db ... --artifacts ... --auth-db ...      # runs ``mlflow server --app-name tuneboard``
 
 With ``TUNEBOARD_APPROVAL=required`` in the server's environment, every registered model's production is moved
-only by the server itself, carrying out a request that someone else approved:
+only by the server itself, carrying out a request that someone else approved; with ``TUNEBOARD_APPROVAL=marked``,
+only the production of the models tagged ``tuneboard.approval=required`` (the others promote directly), and that
+mark, once set, is neither removed nor changed by anyone (:func:`_guard_mark`), nor is a marked model renamed:
 
 1. :func:`_gate` refuses (HTTP 403, MLflow's ``PERMISSION_DENIED``) any write that moves what a governed alias or
    stage holds, whoever sends it (admins included) and by whatever route MLflow serves it (``/api/2.0/...``,
@@ -39,7 +41,7 @@ from core.errors import ApprovalError, NotFoundError, TuneboardError
 from core.naming import STAGES
 from core.registry import approvals
 from core.registry.model_transition import ModelTransition
-from core.settings import approval_required
+from core.settings import APPROVAL_TAG, MARK, approval_rule, is_marked, needs_approval
 
 log = logging.getLogger(__name__)
 
@@ -109,21 +111,46 @@ def _gate():
     if _ROUTES is None:
         _ROUTES = governed_routes()
     kind = _ROUTES.get((request.path, request.method))
-    if kind is None or not approval_required():
+    if kind is None:
+        return None
+    rule = approval_rule()
+    if rule == "off":
         return None
     params = {**request.args.to_dict(), **(request.get_json(silent=True) or {})}
     name = str(params.get("name") or "")
-    what = _moves_production(kind.__name__, name, params)
+    marked = is_marked(_model_tags(name))
+    if kind.__name__ in ("SetRegisteredModelTag", "DeleteRegisteredModelTag") and params.get("key") == APPROVAL_TAG:
+        return _guard_mark(kind.__name__, name, params, marked)
+    if not needs_approval(rule, {APPROVAL_TAG: MARK} if marked else {}):
+        return None  # TUNEBOARD_APPROVAL=marked and this model is not marked: it promotes directly
+    what = _moves_production(kind.__name__, name, params, marked)
     if what is None:
         return None
+    why = ("TUNEBOARD_APPROVAL=required" if rule == "required"
+           else f"TUNEBOARD_APPROVAL=marked, and the model is tagged {APPROVAL_TAG}={MARK}")
     return _refuse(f"{what} is refused: promotions of {name!r} need an approved request on this server "
-                   "(TUNEBOARD_APPROVAL=required), whoever asks, and nothing was changed. Request a promotion "
+                   f"({why}), whoever asks, and nothing was changed. Request a promotion "
                    f"(python -m core.cli request {name} --version N --reason \"...\", or Request promotion on the "
                    "Registry page); someone else with MANAGE on the model approves it, and the server moves it. "
                    f"In an emergency a MANAGE user rolls back (python -m core.cli rollback {name}).")
 
 
-def _moves_production(kind: str, name: str, params: dict) -> str | None:
+def _guard_mark(kind: str, name: str, params: dict, marked: bool):
+    """The mark ``tuneboard.approval=required``: anyone who may edit the model may set it; once set, nobody (the
+    admin included) removes or changes it here, or a model could be unmarked, promoted, and marked again."""
+    if kind == "SetRegisteredModelTag" and str(params.get("value") or "").strip().lower() != MARK:
+        return _refuse(f"the tag {APPROVAL_TAG!r} marks a model whose promotions need someone else's approval; its "
+                       f"only value is {MARK!r} (got {params.get('value')!r}), and nothing was changed.", 400,
+                       "INVALID_PARAMETER_VALUE", "usage")
+    if kind == "DeleteRegisteredModelTag" and marked:
+        return _refuse(f"removing the mark {APPROVAL_TAG}={MARK} from {name!r} is refused, whoever asks: once "
+                       "marked, a model's promotions need someone else's approval on this server for good "
+                       f"(TUNEBOARD_APPROVAL={approval_rule()}), and nothing was changed. Promote it through a "
+                       "request that someone else with MANAGE approves.")
+    return None  # marking, or marking again
+
+
+def _moves_production(kind: str, name: str, params: dict, marked: bool = False) -> str | None:
     """What the write would do to a governed alias or stage, in words; None when it moves none."""
     if kind in ("SetRegisteredModelAlias", "DeleteRegisteredModelAlias"):
         alias = str(params.get("alias") or "")
@@ -149,8 +176,21 @@ def _moves_production(kind: str, name: str, params: dict) -> str | None:
     if kind == "DeleteModelVersion":
         return f"deleting version {version}, which is in {held[version]}," if version in held else None
     if kind == "RenameRegisteredModel":
+        if marked:  # the mark goes with the model: its old name could be made again, unmarked
+            return f"renaming a model marked {APPROVAL_TAG}={MARK}"
         return "renaming a model with a version in production" if held else None
     return None
+
+
+def _model_tags(name: str) -> dict[str, str]:
+    """The registered model's tags as the store holds them (empty when there is no such model)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.handlers import _get_model_registry_store
+
+    try:
+        return dict(_get_model_registry_store().get_registered_model(name).tags or {})
+    except MlflowException:
+        return {}
 
 
 def _governed_holdings(name: str) -> dict[str, str]:
@@ -185,7 +225,7 @@ def _refuse(message: str, status: int = 403, code: str = "PERMISSION_DENIED", ki
 def _version():
     from flask import jsonify
 
-    return jsonify({"app": APP_NAME, "version": API_VERSION, "approval": "required" if approval_required() else "off"})
+    return jsonify({"app": APP_NAME, "version": API_VERSION, "approval": approval_rule()})
 
 
 def _requests(action: str):

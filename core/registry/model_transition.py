@@ -12,7 +12,9 @@ Each promotion also leaves a decision record (``core.registry.decision_record``:
 ``Promotions - MODEL``, named on the version and in the audit event). Promotions can go through a request that
 another person approves (``core.registry.approvals``: :meth:`ModelTransition.request`, :meth:`~ModelTransition.approve`,
 :meth:`~ModelTransition.reject`, :meth:`~ModelTransition.withdraw`); with ``TUNEBOARD_APPROVAL=required`` that is
-the only way in, and a direct promotion or move is refused (a rollback stays open, as an emergency action).
+the only way in, and a direct promotion or move is refused (a rollback stays open, as an emergency action); with
+``TUNEBOARD_APPROVAL=marked`` that holds for the models tagged ``tuneboard.approval=required``
+(:meth:`~ModelTransition.mark_for_approval`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from core.metrics import EVAL_PREFIX, headline, is_bookkeeping
 from core.naming import STAGES, alias_for
 from core.registry import approval_client, approvals, decision_record
 from core.registry.model_selector import ModelSelector
-from core.settings import Settings, approval_required, configure_mlflow, current_user
+from core.settings import APPROVAL_TAG, MARK, Settings, approval_rule, configure_mlflow, current_user, is_marked
 
 log = logging.getLogger(__name__)
 
@@ -298,18 +300,50 @@ class ModelTransition:
         return decision_record.download(self.client, run_id, with_texts=with_texts)
 
     def needs_approval(self) -> bool:
-        """Whether promotions of this model need a request approved by someone else: ``TUNEBOARD_APPROVAL=required``
-        in this process's environment, or on the team server that runs Tuneboard's app (the server's rule holds
-        for everyone, whatever this process says; ``core.registry.approval_client``)."""
-        return approval_required() or approval_client.server_rule(self) == "required"
+        """Whether promotions of this model need a request approved by someone else (see ``approval_rule``)."""
+        return self.approval_rule() is not None
+
+    def approval_rule(self) -> str | None:
+        """Why promotions of this model need an approved request, in words (None: they do not). The rule is
+        ``TUNEBOARD_APPROVAL`` in this process's environment, or on the team server that runs Tuneboard's app (the
+        server's rule holds for everyone, whatever this process says; ``core.registry.approval_client``):
+        "required" governs every model, "marked" the models tagged ``tuneboard.approval=required``."""
+        rules = {approval_rule(), approval_client.server_rule(self) or "off"}
+        if "required" in rules:
+            return "TUNEBOARD_APPROVAL=required"
+        if "marked" in rules and self.marked():
+            return f"TUNEBOARD_APPROVAL=marked, and the model is tagged {APPROVAL_TAG}={MARK}"
+        return None
+
+    def marked(self) -> bool:
+        """Whether the model carries the mark ``tuneboard.approval=required`` (False for a model not yet made)."""
+        try:
+            return is_marked(self.client.get_registered_model(self.model_name).tags)
+        except MlflowException:
+            return False
+
+    def mark_for_approval(self) -> None:
+        """Tag the model ``tuneboard.approval=required`` (made first if it does not exist): with
+        ``TUNEBOARD_APPROVAL=marked`` its promotions then need someone else's approval. On the team server the
+        mark cannot be removed or changed afterwards, by anyone."""
+        try:
+            try:
+                self.client.get_registered_model(self.model_name)
+            except MlflowException:
+                self.client.create_registered_model(self.model_name)
+            self.client.set_registered_model_tag(self.model_name, APPROVAL_TAG, MARK)
+        except MlflowException as exc:
+            raise approvals._refused(exc, "mark", self.model_name, "EDIT") or RegistryError(
+                f"the registry refused to mark {self.model_name!r} as needing approval: {exc}") from exc
 
     def _refuse_direct(self) -> None:
-        if self.needs_approval():
+        why = self.approval_rule()
+        if why:
             raise ApprovalError(
-                f"promotions of {self.model_name!r} need an approved request (TUNEBOARD_APPROVAL=required), so a "
-                "direct promotion or move is refused and nothing was changed. Ask for one: python -m core.cli "
-                f"request {self.model_name} --version N --reason \"...\" (or Request promotion on the Registry "
-                "page); someone else approves it.")
+                f"promotions of {self.model_name!r} need an approved request ({why}), so a direct promotion or "
+                "move is refused and nothing was changed. Ask for one: python -m core.cli request "
+                f"{self.model_name} --version N --reason \"...\" (or Request promotion on the Registry page); "
+                "someone else approves it.")
 
     def promote(self, version: str | int, stage: str = "Production", *, reason: str = "", user: str | None = None,
                 action: str = "promote", evidence: Mapping[str, str] | None = None,
