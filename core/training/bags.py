@@ -10,14 +10,18 @@ How windows become what the Trainer sees:
   pair trains on the ``k`` windows the model itself now scores highest for entailment (``topic_pairs.
   top_windows``): for a true topic the window that holds it; for a topic the call does not have, the windows
   most easily mistaken for it (hard negatives: greetings, identity checks, holds). Negatives only ever come from
-  calls without the topic (the pairs are built that way, ``core.topic_pairs``). A pretrained NLI head chooses
-  from the start. A new head's scores mean nothing, so its first epoch chooses by the calls' own words
-  (:func:`evidence`): a word counts for a topic as much as it is more common in the training calls labelled
-  with the topic than in the others, and a window scores the sum of its words' counts; greetings and identity
-  checks, said in every call, count for no topic. A window drawn at random holds the topic in about one call
-  of six (a call of 1,000 words is about six windows of 256 tokens), so a new head trained on random draws
-  learned "never": measured with all-MiniLM-L6-v2 on the long demo calls, topic_f1_macro 0.000 after three
-  epochs (``bench/bench_long_calls.py --part accuracy``). Ties are broken at random (seeded).
+  calls without the topic (the pairs are built that way, ``core.topic_pairs``). The first epoch chooses by the
+  calls' own words (:func:`evidence`): a word counts for a topic as much as it is more common in the training
+  calls labelled with the topic than in the others, and a window scores the sum of its words' counts;
+  greetings and identity checks, said in every call, count for no topic. Ties go to the window a pretrained
+  head scores higher (a new head's: at random, seeded); from the second epoch on, the model chooses.
+  Why not the model from the start: a new head's scores mean nothing, and a weak zero-shot head's barely more.
+  A window drawn at random holds the topic in about one call of six (a call of 1,000 words is about six
+  windows of 256 tokens): all-MiniLM-L6-v2 with a new head trained on such draws learned "never"
+  (topic_f1_macro 0.000 after three epochs, ``bench/bench_long_calls.py --part accuracy``); the demo BERT
+  trained on the demo's short pairs (accuracy 0.81 on them) chose the topic's window in 8% of the long demo
+  calls' true pairs (24 windows of 128 tokens each) and its fine-tune collapsed to "never" as well; the
+  words chose it in 99%.
   Evaluation reads a pair by its window most likely to entail, as topic tagging does.
 
 A call short enough for one window is one row, exactly as before windows.
@@ -141,25 +145,32 @@ class Chosen:
         self.choice.copy_(new)
         return changed
 
-    def draw(self, epoch: int) -> int:
-        """A new head's choice: each long pair's windows ranked by the words' evidence for its hypothesis
-        (:func:`evidence`), ties at random (seeded by the run's seed and epoch)."""
+    def draw(self, epoch: int, model=None, collator=None, batch_size: int = 64) -> int:
+        """The first choice: each long pair's windows ranked by the words' evidence for its hypothesis
+        (:func:`evidence`); ties by ``model``'s entailment probability where it is given (a pretrained head),
+        else at random (seeded by the run's seed and epoch)."""
         rng = random.Random(self.seed * 1_000_003 + epoch)
         scores = evidence(self.encoded)
+        model_scores = self._entailment(model, collator, batch_size) if model is not None else {}
         ranked = {}
         for bag in self.several:
             rows = rng.sample(list(self.rows[bag]), len(self.rows[bag]))
-            ranked[bag] = sorted(rows, key=lambda r: -scores[r])  # stable: equal scores keep the random order
+            # stable: equal keys keep the random order
+            ranked[bag] = sorted(rows, key=lambda r: (-round(scores[r], 9), -model_scores.get(r, 0.0)))
         return self._set(ranked)
+
+    def _entailment(self, model, collator, batch_size: int) -> dict[int, float]:
+        """The model's entailment probability for every window of every long pair, by row."""
+        rows = np.concatenate([self.rows[bag] for bag in self.several])
+        scores = entailment_of(model, [self.encoded.features[r] for r in rows], collator, self.encoded.entail,
+                               batch_size)
+        return dict(zip(rows.tolist(), scores.tolist(), strict=True))
 
     def choose(self, model, collator, batch_size: int = 64) -> int:
         """The model's choice: each long pair's windows ranked by the model's entailment probability."""
         if not self.several:
             return 0
-        rows = np.concatenate([self.rows[bag] for bag in self.several])
-        scores = entailment_of(model, [self.encoded.features[r] for r in rows], collator, self.encoded.entail,
-                               batch_size)
-        by_row = dict(zip(rows.tolist(), scores.tolist(), strict=True))
+        by_row = self._entailment(model, collator, batch_size)
         ranked = {bag: sorted(self.rows[bag].tolist(), key=lambda r: -by_row[r]) for bag in self.several}
         return self._set(ranked)
 
@@ -250,8 +261,9 @@ class ChooseWindows(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, model=None, **kwargs):
         epoch = round(state.epoch or 0)
-        if self.new_head and epoch == 0:
-            changed = self.dataset.draw(epoch)
+        if epoch == 0:
+            changed = self.dataset.draw(epoch, *((model, self.collator, self.batch_size) if not self.new_head
+                                                 else ()))
         else:
             changed = self.dataset.choose(model, self.collator, self.batch_size)
         self.changed.append(changed / max(len(self.dataset), 1))

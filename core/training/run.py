@@ -367,7 +367,8 @@ def _log_reading(reading: Reading, limit: int, budget: int, evaluated: bags.Enco
     mlflow.log_params({"windows.max_length": limit, "windows.budget_tokens": budget,
                        "windows.overlap": evaluated.split.overlap, "windows.aggregation": evaluated.aggregation,
                        "windows.truncate": reading.truncate,
-                       **({"windows.first_choice": "the words' evidence (new head)" if new_head else "model"}
+                       **({"windows.first_choice": "the words' evidence, ties at random (new head)" if new_head
+                           else "the words' evidence, ties by the model"}
                           if choose else {})})
     found = {f"validation_{k}": v for k, v in evaluated.split.summary().items()}
     if train_set is not None:
