@@ -101,7 +101,8 @@ def pytest_configure(config):
 HEAVY_FIRST = {"test_cli": 110, "test_seed_workflow": 70, "test_browser": 80, "test_faults": 200, "test_jobs": 160,
                "test_trust_boundary": 55, "test_team_mode": 40, "test_scoring": 40, "test_foreign_runs": 30,
                "test_ray_backend": 30, "test_auth": 25, "test_speed": 25, "test_examples": 25,
-               "test_served_long": 35, "test_scoring_long": 35, "test_long_calls": 25}
+               "test_served_long": 35, "test_scoring_long": 35, "test_long_calls": 25, "test_browser_team": 60,
+               "test_approval_marked": 40, "test_docs": 20}
 
 
 def pytest_collection_modifyitems(config, items):
