@@ -14,8 +14,12 @@ How windows become what the Trainer sees:
   calls' own words (:func:`evidence`): a word counts for a topic as much as it is more common in the training
   calls labelled with the topic than in the others, and a window scores the sum of its words' counts;
   greetings and identity checks, said in every call, count for no topic. Ties go to the window a pretrained
-  head scores higher (a new head's: at random, seeded); from the second epoch on, the model chooses.
-  Why not the model from the start: a new head's scores mean nothing, and a weak zero-shot head's barely more.
+  head scores higher (a new head's: at random, seeded). From the second epoch on, the model chooses: a
+  negative's windows by its entailment probability alone (every window of a call without the topic is a true
+  negative, so its choice cannot mislabel one), a true topic's by that probability plus the words' evidence
+  scaled to 0-1 within the call (a model still learning cannot pull a positive off the topic's window, a
+  confident one can). Why not the model alone: a new head's scores mean nothing, and a weak zero-shot
+  head's barely more.
   A window drawn at random holds the topic in about one call of six (a call of 1,000 words is about six
   windows of 256 tokens): all-MiniLM-L6-v2 with a new head trained on such draws learned "never"
   (topic_f1_macro 0.000 after three epochs, ``bench/bench_long_calls.py --part accuracy``); the demo BERT
@@ -127,6 +131,7 @@ class Chosen:
         self.choice.share_memory_()
         self.several = [bag for bag, rows in enumerate(self.rows) if len(rows) > 1]
         self.rounds = 0
+        self._evidence: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -150,7 +155,7 @@ class Chosen:
         (:func:`evidence`); ties by ``model``'s entailment probability where it is given (a pretrained head),
         else at random (seeded by the run's seed and epoch)."""
         rng = random.Random(self.seed * 1_000_003 + epoch)
-        scores = evidence(self.encoded)
+        scores = self.evidence()
         model_scores = self._entailment(model, collator, batch_size) if model is not None else {}
         ranked = {}
         for bag in self.several:
@@ -167,12 +172,29 @@ class Chosen:
         return dict(zip(rows.tolist(), scores.tolist(), strict=True))
 
     def choose(self, model, collator, batch_size: int = 64) -> int:
-        """The model's choice: each long pair's windows ranked by the model's entailment probability."""
+        """The model's choice (see the module docstring): a pair without its topic trains on the windows the
+        model now scores highest for it (any window of such a call is a true negative); a pair with its topic on
+        the windows ranked by the model's entailment probability plus the words' evidence (scaled to 0-1 within
+        the call), so a model still learning cannot move it off the topic's window, and a confident one can."""
         if not self.several:
             return 0
         by_row = self._entailment(model, collator, batch_size)
-        ranked = {bag: sorted(self.rows[bag].tolist(), key=lambda r: -by_row[r]) for bag in self.several}
+        words = self.evidence()
+        ranked = {}
+        for bag in self.several:
+            rows = self.rows[bag].tolist()
+            if self.encoded.labels[bag] == self.encoded.entail:
+                top = max(words[r] for r in rows) or 1.0
+                ranked[bag] = sorted(rows, key=lambda r: -(by_row[r] + words[r] / top))
+            else:
+                ranked[bag] = sorted(rows, key=lambda r: -by_row[r])
         return self._set(ranked)
+
+    def evidence(self) -> np.ndarray:
+        """:func:`evidence` for every window, computed once."""
+        if self._evidence is None:
+            self._evidence = evidence(self.encoded)
+        return self._evidence
 
 
 WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
