@@ -3,7 +3,10 @@
     python bench/chaos_soak.py [--minutes 30] [--jobs 200] [--steps 60] [--seed 1]
 
 On a fresh store (a temporary home, the demo BERT built offline, a 40-row validation file), ``--jobs``
-fine-tunes of ``--steps`` steps are queued at once and a worker is started. Every 1 to 3 minutes (seeded) the
+fine-tunes of ``--steps`` steps are queued at once and a worker is started; while the chaos lasts, the queue is
+topped up (another ``--jobs`` whenever fewer than ``--keep-queued`` wait), so jobs train for the whole window
+however fast the machine drains them (a soak queued once drained in about 16 of its 30 minutes, and most kills
+then hit an idle worker). Every 1 to 3 minutes (seeded) the
 driver picks a victim at random among what is alive: the worker, a training process (a RUNNING job's pid), or a
 warm spare (the CPU slots' fork server, or a GPU slot's spare), and kill -9s it; after killing the worker it
 starts another at once (as the dashboard would on its next submit). After ``--minutes`` the driver stops
@@ -13,7 +16,8 @@ object:
 - lost: jobs that never reached a terminal state (must be 0);
 - finished_twice: jobs whose training ran to FINISHED more than once (their log says so; must be 0);
 - left_running: runs still RUNNING at the end (must be 0);
-- the kills by kind, the jobs by final state, and how long after each worker restart the dead worker's runs
+- the kills by kind, how many landed while a job was training (``kills_while_training``: every one, for the
+  soak to count), the jobs by final state, and how long after each worker restart the dead worker's runs
   stayed RUNNING.
 
 Exit status 0 when all three are 0. ``--resume HOME`` drains and checks the store of a soak whose own wait
@@ -111,6 +115,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep-queued", type=int, default=4, help="while the chaos lasts, queue another --jobs "
+                        "whenever fewer jobs than this wait to start")
     parser.add_argument("--drain-minutes", type=float, default=60.0, help="the longest wait for the queue to end")
     parser.add_argument("--resume", metavar="HOME", help="only drain and check the store of an earlier soak")
     args = parser.parse_args()
@@ -125,24 +131,40 @@ def main() -> int:
     settings = Settings.from_env()
     small_data(work / "data")
     model = str(build_model(work / "models" / "demo-bert-tiny", "bert"))
-    sets = tuple({"n_epochs": 1, "max_steps": args.steps, "seed": i} for i in range(args.jobs))
-    grid = GridSpec(base_name="Chaos", data_src="Soak", dataset_versions=("train_sample.csv",), hyperparameters=sets,
-                    base_model_versions=(model,), output_dir=str(work / "out"),
-                    train_file=str(work / "data" / "{data_version}"), validation_file=str(work / "data" / "test.csv"),
-                    evaluate_pretrained_model=False, user_id="chaos")
+
+    def grid(batch: int) -> GridSpec:
+        sets = tuple({"n_epochs": 1, "max_steps": args.steps, "seed": batch * args.jobs + i} for i in range(args.jobs))
+        return GridSpec(base_name=f"Chaos{batch}", data_src="Soak", dataset_versions=("train_sample.csv",),
+                        hyperparameters=sets, base_model_versions=(model,), output_dir=str(work / "out"),
+                        train_file=str(work / "data" / "{data_version}"),
+                        validation_file=str(work / "data" / "test.csv"), evaluate_pretrained_model=False,
+                        user_id="chaos")
+
     queue = JobQueue(settings)
     started = time.monotonic()
-    jobs = queue.submit(grid)  # starts the worker
+    jobs = queue.submit(grid(0))  # starts the worker
+    batches = 1
     say(f"queued {len(jobs)} jobs of {args.steps} steps in {work}")
 
+    def top_up() -> None:
+        nonlocal batches
+        if len(queue.jobs(statuses={JobStatus.SCHEDULED})) < args.keep_queued:
+            jobs.extend(queue.submit(grid(batches)))
+            batches += 1
+            say(f"queued {args.jobs} more jobs ({len(jobs)} in all)")
+
     kills = {"worker": 0, "training process": 0, "warm spare": 0}
+    while_training = 0
     recoveries: list[float] = []
     end_of_chaos = started + args.minutes * 60
     next_kill = time.monotonic() + rng.uniform(60, 180)
     while time.monotonic() < end_of_chaos:
-        time.sleep(max(0.0, min(next_kill, end_of_chaos) - time.monotonic()))
+        while (now := time.monotonic()) < min(next_kill, end_of_chaos):
+            top_up()
+            time.sleep(min(5.0, max(0.0, min(next_kill, end_of_chaos) - now)))
         if time.monotonic() >= end_of_chaos:
             break
+        training = bool(trainers(queue))
         choices = ["worker", "training process", "warm spare"]
         rng.shuffle(choices)
         for victim in choices:
@@ -175,12 +197,14 @@ def main() -> int:
             else:
                 continue
             kills[victim] += 1
+            while_training += training
             break
         next_kill = time.monotonic() + rng.uniform(60, 180)
 
     say("the chaos is over; waiting for the queue to drain")
     result = settle(settings, queue, jobs, args.drain_minutes)
     result.update(minutes=round((time.monotonic() - started) / 60, 1), steps=args.steps, kills=kills,
+                  kills_while_training=while_training, batches_queued=batches,
                   worker_recoveries_s=recoveries, store=str(work))
     print(json.dumps(result, indent=2))
     return 0 if not (result["lost"] or result["finished_twice"] or result["left_running"]) else 1
