@@ -165,6 +165,30 @@ def test_no_one_moves_production_by_hand_by_any_route(on_server):
         transition().client.set_model_version_tag(MODEL, versions[1], "note", "any other tag is anyone's with EDIT")
 
 
+def test_a_body_not_labelled_json_is_read_as_mlflow_reads_it(on_server):
+    """MLflow reads a DELETE's body as JSON whatever its Content-Type says (and MLflow's sign-in check then reads the
+    model's name from the query), so the gate reads it the same way: a move sent as text is refused like any other."""
+    import json
+
+    url, _ = on_server
+    before = production()
+    holder = before[0]
+    attempts = [("registered-models/alias", {"name": MODEL, "alias": "production"}),
+                ("model-versions/delete", {"name": MODEL, "version": holder}),
+                ("model-versions/delete-tag", {"name": MODEL, "version": holder, "key": "decision_record"})]
+    for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
+        for route, body in attempts:
+            for person in EVERYONE:
+                for headers in ({"Content-Type": "text/plain"}, {}):
+                    answer = requests.delete(f"{url}{prefix}/{route}", data=json.dumps(body), headers=headers,
+                                             params={"name": MODEL}, auth=(person.username, person.password),
+                                             timeout=30)
+                    assert answer.status_code == 403, (prefix, route, person.username, headers, answer.text)
+    assert production() == before
+    with acting_as(BOB):
+        assert transition().client.get_model_version(MODEL, holder).tags.get("decision_record")
+
+
 def _direct(version: str) -> None:
     from core.auth import refusal
 

@@ -12,7 +12,8 @@ mark, once set, is neither removed nor changed by anyone (:func:`_guard_mark`), 
    ``/ajax-api/2.0/...``; the routes are read from MLflow's own endpoint table): setting or deleting a governed
    alias, a stage transition into or out of Production or Staging, deleting a version that holds one, deleting
    or renaming a model that holds one, deleting the model, and writing the ``request.*`` / ``audit.*`` records
-   or a version's promotion record (``promoted_by``, ``decision_record``, ``evidence.*``, ...).
+   or a version's promotion record (``promoted_by``, ``decision_record``, ``evidence.*``, ...). It reads a
+   request's fields as MLflow's handlers do (:func:`_params`), so a body that MLflow reads is the body the gate reads.
 2. ``/tuneboard/api/requests/<action>`` (request, approve, reject, withdraw, rollback) runs today's approval code
    (``approvals`` over ``model_transition``) in the server, on the server's own stores, as the signed-in
    user: approving and rejecting need MANAGE on the model, requesting and withdrawing EDIT; the approver is not
@@ -31,6 +32,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -116,7 +118,7 @@ def _gate():
     rule = approval_rule()
     if rule == "off":
         return None
-    params = {**request.args.to_dict(), **(request.get_json(silent=True) or {})}
+    params = _params()
     name = str(params.get("name") or "")
     marked = is_marked(_model_tags(name))
     if kind.__name__ in ("SetRegisteredModelTag", "DeleteRegisteredModelTag") and params.get("key") == APPROVAL_TAG:
@@ -133,6 +135,21 @@ def _gate():
                    f"(python -m core.cli request {name} --version N --reason \"...\", or Request promotion on the "
                    "Registry page); someone else with MANAGE on the model approves it, and the server moves it. "
                    f"In an emergency a MANAGE user rolls back (python -m core.cli rollback {name}).")
+
+
+def _params() -> dict:
+    """The request's fields as MLflow's handlers read them: the query's, then the body's over them. MLflow reads a
+    DELETE's body as JSON whatever its Content-Type says (and decodes a JSON string sent by an old client once more);
+    read any other way, a move sent as text/plain would pass the gate with no alias or version in it."""
+    from flask import request
+
+    body = request.get_json(force=True, silent=True)
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            body = None
+    return {**request.args.to_dict(), **(body if isinstance(body, dict) else {})}
 
 
 def _guard_mark(kind: str, name: str, params: dict, marked: bool):
