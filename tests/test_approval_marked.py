@@ -186,6 +186,43 @@ def test_nobody_removes_changes_or_renames_away_the_mark(on_server):
     assert mark_of(MARKED) == MARK and production(MARKED) == before
 
 
+def test_a_model_made_marked_is_governed_and_its_records_are_not_given_at_creation(on_server):
+    """The mark may be given when a model is made (it only tightens); the records the server alone writes may not come
+    in with it, nor a promotion record with a new version of a marked model; the mark has no other value."""
+    from mlflow.tracking import MlflowClient
+
+    url, versions = on_server
+    source = f"models:/{MARKED}/{versions[MARKED][1]}"
+    with acting_as(CAROL):
+        plain = MlflowClient(url, url)
+        plain.create_registered_model("Made_Marked", tags={APPROVAL_TAG: MARK, "team": "calls"})
+        plain.create_model_version("Made_Marked", source, tags={"note": "any other tag"})
+    assert mark_of("Made_Marked") == MARK
+    with acting_as(ADMIN), pytest.raises(MlflowException, match="tagged tuneboard.approval=required"):
+        MlflowClient(url, url).set_registered_model_alias("Made_Marked", "production", "1")
+    for person in EVERYONE:
+        with acting_as(person):
+            plain = MlflowClient(url, url)
+            with pytest.raises(MlflowException) as refused:
+                plain.create_registered_model("Forged_Marked", tags={APPROVAL_TAG: MARK, "audit.0001": "{}"})
+            assert refused.value.error_code == "PERMISSION_DENIED", person.username
+            assert "tagged tuneboard.approval=required" in str(refused.value), person.username
+            with pytest.raises(MlflowException) as refused:
+                plain.create_model_version(MARKED, source, tags={"promoted_by": person.username})
+            assert refused.value.error_code == "PERMISSION_DENIED", person.username
+            with pytest.raises(MlflowException) as refused:
+                plain.create_registered_model("Off_Marked", tags={APPROVAL_TAG: "off"})
+            assert refused.value.error_code == "INVALID_PARAMETER_VALUE", person.username
+    answer = requests.post(f"{url}/ajax-api/2.0/mlflow/registered-models/create", auth=(ADMIN.username, ADMIN.password),
+                           json={"name": "Forged_Marked", "tags": [{"key": "request.r1", "value": "{}"},
+                                                                   {"key": APPROVAL_TAG, "value": MARK}]}, timeout=30)
+    assert answer.status_code == 403 and "without these tags" in answer.json()["message"], answer.text
+    with acting_as(ADMIN):
+        plain = MlflowClient(url, url)
+        assert [m.name for m in plain.search_registered_models("name LIKE '%_Marked'")] == ["Made_Marked"]
+        assert len(plain.search_model_versions(f"name = '{MARKED}'")) == len(versions[MARKED])
+
+
 def test_a_model_marked_from_the_command_line_is_governed_from_then_on(on_server, capsys):
     from mlflow.tracking import MlflowClient
 

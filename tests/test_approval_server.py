@@ -189,6 +189,57 @@ def test_a_body_not_labelled_json_is_read_as_mlflow_reads_it(on_server):
         assert transition().client.get_model_version(MODEL, holder).tags.get("decision_record")
 
 
+def test_no_one_forges_a_record_by_giving_its_tags_at_creation(on_server):
+    """The records the server alone writes cannot come in as tags given when a model or a version is made (MLflow's
+    create routes take tags), nor with a copied version that carries its source's promotion record."""
+    from mlflow.tracking import MlflowClient
+
+    url, versions = on_server
+    before, count = production(), versions_now()
+    source = f"models:/{MODEL}/{versions[0]}"
+    forged_model = {"request.r1": '{"status": "approved"}', "audit.0001": '{"user": "bob"}'}
+    forged_version = {"promoted_by": "bob", "decision_record": "run-x", "evidence.accuracy": "0.99"}
+    for person in EVERYONE:
+        with acting_as(person):
+            plain = MlflowClient(url, url)
+            for tags in ({"request.r1": "{}"}, {"audit.0001": "{}"}, forged_model):
+                with pytest.raises(MlflowException) as refused:
+                    plain.create_registered_model(f"Forged_{person.username}", tags=tags)
+                assert refused.value.error_code == "PERMISSION_DENIED", (person.username, tags)
+                assert "without these tags" in str(refused.value), person.username
+            for tags in ({"promoted_by": "bob"}, {"evidence.x": "1"}, forged_version):
+                with pytest.raises(MlflowException) as refused:
+                    plain.create_model_version(MODEL, source, tags=tags)
+                assert refused.value.error_code == "PERMISSION_DENIED", (person.username, tags)
+                assert "request a promotion" in str(refused.value).lower(), person.username
+            with pytest.raises(MlflowException, match="copied version carries its source's tags"):
+                plain.copy_model_version(source, f"Copy_{person.username}")  # versions[0] holds a record
+    for prefix in ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow"):
+        for route, body in (("registered-models/create", {"name": "Forged_raw", "tags": [
+                                 {"key": "audit.0001", "value": "{}"}]}),
+                            ("model-versions/create", {"name": MODEL, "source": source, "tags": [
+                                 {"key": "note", "value": "harmless"}, {"key": "decision_record", "value": "x"}]})):
+            for person in (*EVERYONE, None):
+                auth = (person.username, person.password) if person else None
+                answer = requests.post(f"{url}{prefix}/{route}", json=body, auth=auth, timeout=30)
+                assert answer.status_code == (403 if person else 401), (prefix, route, person, answer.text)
+                if person:
+                    assert answer.json()["error_code"] == "PERMISSION_DENIED", answer.text
+    with acting_as(ADMIN):
+        plain = MlflowClient(url, url)
+        assert not plain.search_registered_models("name LIKE 'Forged%'")
+        assert all(not plain.search_model_versions(f"name = 'Copy_{p.username}'") for p in EVERYONE)
+    assert production() == before and versions_now() == count
+    with acting_as(CAROL):  # EDIT makes versions with any other tags, and the server's own path keeps writing
+        made = transition().client.create_model_version(MODEL, source, tags={"note": "mine", "team": "calls"})
+    assert made.tags == {"note": "mine", "team": "calls"}
+
+
+def versions_now() -> int:
+    with acting_as(BOB):
+        return len(transition().versions())
+
+
 def _direct(version: str) -> None:
     from core.auth import refusal
 

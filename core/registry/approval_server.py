@@ -12,8 +12,9 @@ mark, once set, is neither removed nor changed by anyone (:func:`_guard_mark`), 
    ``/ajax-api/2.0/...``; the routes are read from MLflow's own endpoint table): setting or deleting a governed
    alias, a stage transition into or out of Production or Staging, deleting a version that holds one, deleting
    or renaming a model that holds one, deleting the model, and writing the ``request.*`` / ``audit.*`` records
-   or a version's promotion record (``promoted_by``, ``decision_record``, ``evidence.*``, ...). It reads a
-   request's fields as MLflow's handlers do (:func:`_params`), so a body that MLflow reads is the body the gate reads.
+   or a version's promotion record (``promoted_by``, ``decision_record``, ``evidence.*``, ...), by setting or
+   deleting a tag or by giving it when the model or version is made (:func:`_guard_created`). It reads a request's
+   fields as MLflow's handlers do (:func:`_params`), so a body that MLflow reads is the body the gate reads.
 2. ``/tuneboard/api/requests/<action>`` (request, approve, reject, withdraw, rollback) runs today's approval code
    (``approvals`` over ``model_transition``) in the server, on the server's own stores, as the signed-in
    user: approving and rejecting need MANAGE on the model, requesting and withdrawing EDIT; the approver is not
@@ -81,8 +82,11 @@ def create_app():
 
 # -- 1. the gate ----------------------------------------------------------------------------------------------
 def governed_routes() -> dict[tuple[str, str], type]:
-    """{(path, method): MLflow request class} for every route that can move what production is."""
+    """{(path, method): MLflow request class} for every route that can move what production is or write a record
+    (the create routes too: they take tags)."""
     from mlflow.protos.model_registry_pb2 import (
+        CreateModelVersion,
+        CreateRegisteredModel,
         DeleteModelVersion,
         DeleteModelVersionTag,
         DeleteRegisteredModel,
@@ -96,9 +100,9 @@ def governed_routes() -> dict[tuple[str, str], type]:
     )
     from mlflow.server.handlers import get_endpoints
 
-    kinds = {DeleteModelVersion, DeleteModelVersionTag, DeleteRegisteredModel, DeleteRegisteredModelAlias,
-             DeleteRegisteredModelTag, RenameRegisteredModel, SetModelVersionTag, SetRegisteredModelAlias,
-             SetRegisteredModelTag, TransitionModelVersionStage}
+    kinds = {CreateModelVersion, CreateRegisteredModel, DeleteModelVersion, DeleteModelVersionTag,
+             DeleteRegisteredModel, DeleteRegisteredModelAlias, DeleteRegisteredModelTag, RenameRegisteredModel,
+             SetModelVersionTag, SetRegisteredModelAlias, SetRegisteredModelTag, TransitionModelVersionStage}
     return {(path, method): kind for path, kind, methods in get_endpoints(lambda kind: kind) for method in methods
             if kind in kinds}
 
@@ -120,6 +124,8 @@ def _gate():
         return None
     params = _params()
     name = str(params.get("name") or "")
+    if kind.__name__ in ("CreateRegisteredModel", "CreateModelVersion"):
+        return _guard_created(kind.__name__, name, params, rule)
     marked = is_marked(_model_tags(name))
     if kind.__name__ in ("SetRegisteredModelTag", "DeleteRegisteredModelTag") and params.get("key") == APPROVAL_TAG:
         return _guard_mark(kind.__name__, name, params, marked)
@@ -128,10 +134,8 @@ def _gate():
     what = _moves_production(kind.__name__, name, params, marked)
     if what is None:
         return None
-    why = ("TUNEBOARD_APPROVAL=required" if rule == "required"
-           else f"TUNEBOARD_APPROVAL=marked, and the model is tagged {APPROVAL_TAG}={MARK}")
     return _refuse(f"{what} is refused: promotions of {name!r} need an approved request on this server "
-                   f"({why}), whoever asks, and nothing was changed. Request a promotion "
+                   f"({_why(rule)}), whoever asks, and nothing was changed. Request a promotion "
                    f"(python -m core.cli request {name} --version N --reason \"...\", or Request promotion on the "
                    "Registry page); someone else with MANAGE on the model approves it, and the server moves it. "
                    f"In an emergency a MANAGE user rolls back (python -m core.cli rollback {name}).")
@@ -150,6 +154,55 @@ def _params() -> dict:
         except ValueError:
             body = None
     return {**request.args.to_dict(), **(body if isinstance(body, dict) else {})}
+
+
+def _why(rule: str) -> str:
+    return ("TUNEBOARD_APPROVAL=required" if rule == "required"
+            else f"TUNEBOARD_APPROVAL=marked, and the model is tagged {APPROVAL_TAG}={MARK}")
+
+
+def _guard_created(kind: str, name: str, params: dict, rule: str):
+    """Tags given when a model or a version is made (MLflow's create routes take them; ``copy_model_version`` sends
+    its source's): the mark may come in, as it only tightens; the records the server alone writes may not, or anyone
+    could make a model with a forged request or audit trail, or a version with a forged promotion record."""
+    given = params.get("tags")
+    tags = [(str(tag.get("key") or ""), str(tag.get("value") or ""))
+            for tag in (given if isinstance(given, list) else []) if isinstance(tag, dict)]
+    if kind == "CreateRegisteredModel":
+        marks = [value for key, value in tags if key == APPROVAL_TAG]
+        wrong = [value for value in marks if not is_marked({APPROVAL_TAG: value})]
+        if wrong:
+            return _refuse(f"the tag {APPROVAL_TAG!r} marks a model whose promotions need someone else's approval; "
+                           f"its only value is {MARK!r} (got {wrong[0]!r}), and {name!r} was not made.", 400,
+                           "INVALID_PARAMETER_VALUE", "usage")
+        records = [key for key, _ in tags if key.startswith(RECORD_TAG_PREFIXES)]
+        marked = bool(marks)
+    else:
+        records = [key for key, _ in tags if _is_version_record(key)]
+        marked = False
+    if not records:
+        return None
+    if not needs_approval(rule, {APPROVAL_TAG: MARK} if marked or is_marked(_model_tags(name)) else {}):
+        return None  # TUNEBOARD_APPROVAL=marked and the model is not marked: set-tag writes these too
+    keys = ", ".join(repr(key) for key in dict.fromkeys(records))
+    request = (f"request a promotion (python -m core.cli request {name} --version N --reason \"...\", or Request "
+               "promotion on the Registry page); someone else with MANAGE on the model approves it, and the server "
+               "moves it and writes the records")
+    if kind == "CreateRegisteredModel":
+        return _refuse(f"making the model {name!r} with the records {keys} among its tags is refused: a model's "
+                       "requests and audit trail are written only by this server, as it carries out requests "
+                       f"({_why(rule)}), whoever asks, and nothing was made. Make the model without these tags "
+                       f"(any other tag is fine); to put a version into production, {request}.")
+    return _refuse(f"making a version of {name!r} with the promotion record {keys} among its tags is refused: a "
+                   "version's promotion record (who promoted it, why, on which figures) is written only by this "
+                   f"server, as it carries out an approved request ({_why(rule)}), whoever asks, and nothing was "
+                   "made. Make the version without these tags (any other tag is fine); a copied version carries its "
+                   "source's tags (MlflowClient.copy_model_version), so make it with create_model_version from the "
+                   f"source's models:/ URI instead. To put it into production, {request}.")
+
+
+def _is_version_record(key: str) -> bool:
+    return key in VERSION_RECORD_TAGS or key.startswith(VERSION_RECORD_PREFIXES)
 
 
 def _guard_mark(kind: str, name: str, params: dict, marked: bool):
@@ -178,7 +231,7 @@ def _moves_production(kind: str, name: str, params: dict, marked: bool = False) 
         return f"writing the record {key!r} by hand" if key.startswith(RECORD_TAG_PREFIXES) else None
     if kind in ("SetModelVersionTag", "DeleteModelVersionTag"):
         key = str(params.get("key") or "")
-        governed = key in VERSION_RECORD_TAGS or key.startswith(VERSION_RECORD_PREFIXES)
+        governed = _is_version_record(key)
         return f"writing version {params.get('version')}'s promotion record {key!r} by hand" if governed else None
     if kind == "DeleteRegisteredModel":
         return "deleting the model"
