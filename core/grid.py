@@ -52,6 +52,8 @@ RESERVED = {
 }
 DEFAULTS = {"num_train_epochs": 3, "learning_rate": 2e-5, "weight_decay": 0.0,
             "per_device_train_batch_size": 16, "per_device_eval_batch_size": 32, "max_length": 128}
+# How a run reads its texts (core.models.windows.Reading): a baseline reads as the grid's fine-tunes do
+READING_KEYS = ("max_length", "window_overlap", "truncate")
 
 # TrainingArguments fields that transformers 5 removed, and what to write instead
 RENAMED = {"warmup_ratio": "transformers 5 has no warmup_ratio: give warmup_steps the fraction instead (warmup_steps: "
@@ -379,6 +381,13 @@ class GridSpec:
             return self.train_file.replace(PLACEHOLDER, dataset_version)
         return self.train_file
 
+    def baseline_hyperparameters(self) -> dict[str, Any]:
+        """A baseline's settings: the defaults, read as the first set reads (``READING_KEYS``: its window, overlap,
+        truncation), so the gain over baseline compares the same reading of the same calls; a baseline at 128
+        tokens beside fine-tunes at 256 read each call as twice the windows, and its max over them differed."""
+        first = self.hyperparameters[0] if self.hyperparameters else {}
+        return {**DEFAULTS, **{key: first[key] for key in READING_KEYS if key in first}}
+
     def expand(self, grid_id: str | None = None) -> list[RunSpec]:
         """Baselines first (one per base model), then every model x dataset x hyperparameter set."""
         experiment = self.experiment_name
@@ -389,7 +398,7 @@ class GridSpec:
                 runs.append(RunSpec(
                     kind="baseline", experiment_name=experiment, run_name=naming.baseline_run_name(model),
                     base_model=model, validation_path=self.validation_file,
-                    output_dir=str(Path(self.output_dir) / leaf), hyperparameters=dict(DEFAULTS),
+                    output_dir=str(Path(self.output_dir) / leaf), hyperparameters=self.baseline_hyperparameters(),
                     grid_id=grid_id, columns=self.columns, topic_pairs=self.topic_pairs, split=self.split))
         for model in self.base_model_versions:
             for version in self.dataset_versions:

@@ -377,3 +377,21 @@ def test_run_spec_json_round_trip():
         again = RunSpec.from_json(text)
         assert again == run
         assert again.to_json() == text
+
+
+def test_a_baseline_reads_its_calls_as_the_fine_tunes_do(tmp_path):
+    """Windows of 256 tokens for the sets: the baseline reads windows of 256 too, or its gain compares readings."""
+    from core.grid import DEFAULTS, GridSpec
+
+    def grid(*sets):
+        return GridSpec(base_name="B", data_src="S", dataset_versions=("train.csv",), hyperparameters=sets,
+                        base_model_versions=("m",), output_dir=str(tmp_path), train_file="{data_version}",
+                        validation_file="v.csv", user_id="u", evaluate_pretrained_model=True)
+
+    wide = grid({"n_epochs": 1, "max_length": 256, "window_overlap": 16, "truncate": False}, {"n_epochs": 2})
+    baseline = wide.expand()[0]
+    assert baseline.kind == "baseline"
+    assert {k: baseline.hyperparameters[k] for k in ("max_length", "window_overlap", "truncate")} == \
+        {"max_length": 256, "window_overlap": 16, "truncate": False}
+    assert baseline.hyperparameters["learning_rate"] == DEFAULTS["learning_rate"]  # nothing else is taken
+    assert grid({"n_epochs": 1}).expand()[0].hyperparameters == DEFAULTS
