@@ -14,12 +14,12 @@ How windows become what the Trainer sees:
   calls' own words (:func:`evidence`): a word counts for a topic as much as it is more common in the training
   calls labelled with the topic than in the others, and a window scores the sum of its words' counts;
   greetings and identity checks, said in every call, count for no topic. Ties go to the window a pretrained
-  head scores higher (a new head's: at random, seeded). From the second epoch on, the model chooses: a
-  negative's windows by its entailment probability alone (every window of a call without the topic is a true
-  negative, so its choice cannot mislabel one), a true topic's by that probability plus the words' evidence
-  scaled to 0-1 within the call (a model still learning cannot pull a positive off the topic's window, a
-  confident one can). Why not the model alone: a new head's scores mean nothing, and a weak zero-shot
-  head's barely more.
+  head scores higher (a new head's: at random, seeded). From the second epoch on, the model chooses with the
+  words: a pair's windows ranked by the model's entailment probability plus the words' evidence scaled to 0-1
+  within the call (a model still learning cannot pull a positive off the topic's window, a confident one can).
+  With negatives chosen by the model alone (its hardest), all-MiniLM-L6-v2 fell back to "never" in the epoch
+  after it had begun to learn (validation eval_f1 0.425 after the first epoch, 0.0 after the second). Why not
+  the model alone from the start: a new head's scores mean nothing, and a weak zero-shot head's barely more.
   A window drawn at random holds the topic in about one call of six (a call of 1,000 words is about six
   windows of 256 tokens): all-MiniLM-L6-v2 with a new head trained on such draws learned "never"
   (topic_f1_macro 0.000 after three epochs, ``bench/bench_long_calls.py --part accuracy``); the demo BERT
@@ -172,10 +172,9 @@ class Chosen:
         return dict(zip(rows.tolist(), scores.tolist(), strict=True))
 
     def choose(self, model, collator, batch_size: int = 64) -> int:
-        """The model's choice (see the module docstring): a pair without its topic trains on the windows the
-        model now scores highest for it (any window of such a call is a true negative); a pair with its topic on
-        the windows ranked by the model's entailment probability plus the words' evidence (scaled to 0-1 within
-        the call), so a model still learning cannot move it off the topic's window, and a confident one can."""
+        """The model's choice (see the module docstring): each pair's windows ranked by the model's entailment
+        probability plus the words' evidence (scaled to 0-1 within the call), so a model still learning keeps a
+        pair on the words' window, and a confident one can move it."""
         if not self.several:
             return 0
         by_row = self._entailment(model, collator, batch_size)
@@ -183,11 +182,8 @@ class Chosen:
         ranked = {}
         for bag in self.several:
             rows = self.rows[bag].tolist()
-            if self.encoded.labels[bag] == self.encoded.entail:
-                top = max(words[r] for r in rows) or 1.0
-                ranked[bag] = sorted(rows, key=lambda r: -(by_row[r] + words[r] / top))
-            else:
-                ranked[bag] = sorted(rows, key=lambda r: -by_row[r])
+            top = max(words[r] for r in rows) or 1.0
+            ranked[bag] = sorted(rows, key=lambda r: -(by_row[r] + words[r] / top))
         return self._set(ranked)
 
     def evidence(self) -> np.ndarray:
