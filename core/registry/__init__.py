@@ -7,6 +7,8 @@
 - ``approvals``: requests and approvals (four eyes), in process on the embedded store;
 - ``approval_server`` / ``approval_client``: the team server's app that keeps the approval rule, and the client
   side that uses its endpoints when the server has them;
+- ``request_body``: the team server's refusal of a request that MLflow's sign-in check and its handler would read
+  differently (a write whose body is not labelled JSON);
 - ``decision_record``: the self-contained HTML record of each promotion.
 
 ``core.model_selector`` and ``core.model_transition`` stay the seed's import paths.

@@ -22,6 +22,8 @@ mark, once set, is neither removed nor changed by anyone (:func:`_guard_mark`), 
    store, a file lock elsewhere) serialises the moves of one model across the server's workers, so racing
    approvals leave exactly one version in production.
 3. ``GET /tuneboard/api/version`` says the app is there (``core.registry.approval_client`` asks it).
+4. Whatever the rule, a request that MLflow's sign-in check would read one way and its handler another (a write
+   whose body is not labelled JSON, a GET with a body) is refused before any handler runs (:mod:`request_body`).
 
 MLflow finds the app by its ``mlflow.app`` entry point ``tuneboard`` (``core/entry_points/tuneboard.egg-info``,
 found because ``core.team.app_path`` puts that folder and the repository root on the server's ``PYTHONPATH``).
@@ -42,7 +44,7 @@ from urllib.parse import urlparse
 
 from core.errors import ApprovalError, NotFoundError, TuneboardError
 from core.naming import STAGES
-from core.registry import approvals
+from core.registry import approvals, request_body
 from core.registry.model_transition import ModelTransition
 from core.settings import APPROVAL_TAG, MARK, approval_rule, is_marked, needs_approval
 
@@ -75,9 +77,19 @@ def create_app():
     auth.BEFORE_REQUEST_VALIDATORS[(f"{API}/version", "GET")] = auth._allow_authenticated
     for action in ACTIONS:
         auth.BEFORE_REQUEST_VALIDATORS[(f"{API}/requests/{action}", "POST")] = auth._allow_authenticated
-    served = auth.create_app(app)  # registers its sign-in check first: ours runs after it
+    served = auth.create_app(app)  # registers its sign-in check first: ours run after it, before any handler
     app.before_request(_gate)
+    app.before_request(_one_reading)  # after the gate, which reads bodies as MLflow does and says why it refuses
     return served
+
+
+def _one_reading():
+    """Refuse a request that MLflow's sign-in check and its handler would read differently (:mod:`request_body`)."""
+    refused = request_body.refusal()
+    if refused is None:
+        return None
+    status, message = refused
+    return _refuse(message, status, "INVALID_PARAMETER_VALUE", "usage")
 
 
 # -- 1. the gate ----------------------------------------------------------------------------------------------
