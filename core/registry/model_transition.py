@@ -40,6 +40,12 @@ from core.registry.model_selector import ModelSelector
 from core.settings import APPROVAL_TAG, MARK, Settings, approval_rule, configure_mlflow, current_user, is_marked
 
 log = logging.getLogger(__name__)
+# MLflow deprecates registry stages ("Model registry stages will be removed in a future major release"), a
+# FutureWarning on every stage call; the seed's contract keeps the stage beside the alias, so it is expected. One
+# filter, set once: catch_warnings around each call swaps the process's filters and is not thread-safe (ten
+# racing promotions let the warning through, and a test failed on it).
+STAGES_DEPRECATION = ".*Model registry stages will be removed"
+warnings.filterwarnings("ignore", message=STAGES_DEPRECATION, category=FutureWarning)
 
 AUDIT_PREFIX = "audit."
 EVIDENCE_PREFIX = "evidence."  # version tags: the figures a promotion was decided on
@@ -385,7 +391,7 @@ class ModelTransition:
             approvals.still_stands(self, approved, previous)
             self._checkpoint("checked")
         try:
-            self.client.set_registered_model_alias(self.model_name, alias, version)
+            self._set_alias(alias, version)
             self._checkpoint("alias set")
             self._settle(alias, stage_name, version)
             self._checkpoint("settled")
@@ -492,6 +498,20 @@ class ModelTransition:
                                                      json.dumps(event.__dict__))
         return found
 
+    def _set_alias(self, alias: str, version: str) -> None:
+        """Point ``alias`` at ``version``. Two promotions that set an alias the model did not have yet, at the same
+        moment, both insert its row, and the slower one fails on the store's unique key (PostgreSQL: UniqueViolation;
+        SQLite: UNIQUE constraint failed); the row exists then, so setting it again moves it (the caller's check
+        of what holds the alias afterwards says who was overtaken)."""
+        for attempt in range(3):
+            try:
+                self.client.set_registered_model_alias(self.model_name, alias, version)
+                return
+            except MlflowException as exc:
+                if attempt == 2 or not any(s in str(exc) for s in ("UniqueViolation", "UNIQUE constraint failed")):
+                    raise
+                log.info("%s: setting %s raced another promotion; setting it again", self.model_name, alias)
+
     def _settle(self, alias: str, stage_name: str | None, version: str) -> None:
         """Make the stages agree with the aliases after ``alias`` was pointed at ``version``.
 
@@ -509,21 +529,19 @@ class ModelTransition:
             holder = self.current(alias)
             if holder is None:
                 return
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    if holder.current_stage != stage_name:
-                        self.client.transition_model_version_stage(self.model_name, holder.version, stage_name)
-                    if stage_name != "Archived":
-                        for v in self.versions():
-                            if v.current_stage == stage_name and str(v.version) != str(holder.version):
-                                self.client.transition_model_version_stage(self.model_name, v.version, "Archived")
-                except MlflowException as exc:
-                    if getattr(exc, "error_code", "") == "PERMISSION_DENIED":
-                        raise
-                    # registries without stages (Unity Catalog): the alias is enough
-                    self.client.set_model_version_tag(self.model_name, version, "stage_note", str(exc)[:500])
-                    return
+            try:
+                if holder.current_stage != stage_name:
+                    self.client.transition_model_version_stage(self.model_name, holder.version, stage_name)
+                if stage_name != "Archived":
+                    for v in self.versions():
+                        if v.current_stage == stage_name and str(v.version) != str(holder.version):
+                            self.client.transition_model_version_stage(self.model_name, v.version, "Archived")
+            except MlflowException as exc:
+                if getattr(exc, "error_code", "") == "PERMISSION_DENIED":
+                    raise
+                # registries without stages (Unity Catalog): the alias is enough
+                self.client.set_model_version_tag(self.model_name, version, "stage_note", str(exc)[:500])
+                return
             again = self.current(alias)
             if again is not None and str(again.version) == str(holder.version):
                 return
