@@ -4,10 +4,11 @@
   (the median ``train_samples_per_second`` of past finished runs of it, ``core.runs.training_speed``; with none
   yet, a guess, fast for the tiny demo models), plus a few seconds per run. Rough, and said to be.
 - :func:`job_seconds`: one run of a grid in the queue, from the finished runs it can learn from (the same base
-  model first): its training samples over their training speed, its evaluations over their evaluation speed,
-  and the time they spent outside both (start-up, loading, saving, logging). With only baselines finished, the
-  training speed is their evaluation speed over how much faster evaluation is than training (learnt from any
-  model's fine-tunes, else :data:`EVAL_PER_TRAIN`): a grid's end is known once its baselines have run.
+  model first): its optimizer steps at the seconds theirs took at its batch, its evaluations over their
+  evaluation speed, and the time they spent outside both (start-up, loading, saving, logging). A model with
+  only its baselines finished borrows another model's step, its forward and backward passes scaled by how much
+  slower it evaluates; with no fine-tune at all, the training speed is the evaluation speed over
+  :data:`EVAL_PER_TRAIN`: a grid's end is known once its baselines have run.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ PER_RUN_SECONDS = 6.0  # start-up, evaluation and logging of one run
 # evaluation samples/s over training samples/s of one fine-tune, before any fine-tune has measured it: a training
 # step is a forward pass, a backward pass and an optimizer step (3.6-6.1 for the demo models on the 2-core CPU)
 EVAL_PER_TRAIN = 4.5
+# a training example's forward and backward passes over an evaluated example's forward pass: the backward pass
+# costs about two forward passes (6 against 2 FLOPs per parameter and token)
+TRAIN_COMPUTE_PER_EVAL = 3.0
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,21 @@ def _step_seconds(tuned: Sequence[Past], batch: int) -> float | None:
     return _median([seconds for _, seconds in measured])
 
 
+def _borrowed_step(other_step: float, others: Sequence[Past], batch: int, slower: float) -> float:
+    """Seconds per step at ``batch`` of a model with no fine-tune finished, from other models' fine-tunes
+    (``other_step`` at that batch) and how many times ``slower`` this model's baseline evaluated than theirs.
+
+    Only a step's forward and backward passes scale with the model: at most :data:`TRAIN_COMPUTE_PER_EVAL` times
+    the batch's evaluation time, as their fine-tunes' own (warm) evaluations measured it; the rest of the step
+    (the optimizer, the autograd and data loader's fixed costs) stays as theirs. Scaling the whole step, the
+    demo DeBERTa was expected to train 2.5 times slower than the demo BERT, as it evaluates; it trained 0.7-1.5
+    times slower, its steps mostly fixed cost (bench_grid --eta: +40% to +171% after jobs 3-6)."""
+    per_example = _median([1.0 / p.figures["eval_samples_per_second"] for p in others
+                           if p.figures.get("eval_samples_per_second")])
+    compute = min(other_step, TRAIN_COMPUTE_PER_EVAL * batch * per_example) if per_example else other_step
+    return other_step - compute + compute * slower
+
+
 def _steps_done(past: Past) -> float:
     """The optimizer steps a finished fine-tune took: its training examples (samples/s x runtime) over its batch."""
     figures = past.figures
@@ -165,8 +184,9 @@ def job_seconds(spec: RunSpec, past: Sequence[Past], rows_of: Callable[[Path], i
 
     A fine-tune is its optimizer steps times the seconds a step takes at its batch (:func:`_step_seconds`), its
     evaluations, and the time outside both. With only this model's baselines finished, a step's seconds are
-    another model's at this batch scaled by how much slower this model evaluates (examples per second), else its
-    evaluation's time per example times the batch and :data:`EVAL_PER_TRAIN`.
+    another model's at this batch, its forward and backward passes scaled by how much slower this model
+    evaluates (:func:`_borrowed_step`), else its evaluation's time per example times the batch and
+    :data:`EVAL_PER_TRAIN`; its examples per row of the file, another model's fine-tunes of that file.
     """
     runs = [p for p in past if isinstance(p.spec, RunSpec)]
     same = [p for p in runs if p.spec.base_model_name == spec.base_model_name] or runs
@@ -189,11 +209,14 @@ def job_seconds(spec: RunSpec, past: Sequence[Past], rows_of: Callable[[Path], i
                           and p.spec.base_model_name in {o.spec.base_model_name for o in others}])
         other_step = _step_seconds(others, batch) if others else None
         if other_step and mine and theirs:
-            step = other_step * theirs / mine  # as much slower to train as it is to evaluate
+            step = _borrowed_step(other_step, others, batch, theirs / mine)
         else:
             per_example = _median([1.0 / p.figures["eval_samples_per_second"] for p in same
                                    if p.figures.get("eval_samples_per_second")])
             step = per_example * batch * EVAL_PER_TRAIN if per_example else None
     if not step:
         return None
-    return overhead + _steps(spec, rows_of, _per_row(spec, tuned, rows_of)) * step + _evaluations(spec) * one_eval
+    # pairs or windows per row: this model's fine-tunes of the file say, else another model's (they read the same
+    # calls), not 1
+    per_row = _per_row(spec, tuned or [p for p in runs if p.spec.kind == "fine_tune"], rows_of)
+    return overhead + _steps(spec, rows_of, per_row) * step + _evaluations(spec) * one_eval
