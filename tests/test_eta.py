@@ -146,6 +146,44 @@ def test_a_model_yet_to_fine_tune_borrows_the_compute_of_a_step_not_its_fixed_co
     assert eta.ends_at == pytest.approx(NOW + 4 + 10 * (0.7 + 0.3 * 2.5) + 1)  # 19.5 s, not 4 + 10 x 2.5 + 1
 
 
+def test_a_step_is_timed_by_all_the_steps_measured_at_its_batch(tmp_path):
+    """Two runs at one batch: their seconds over their steps, so a short run timed at a busy moment does not
+    outweigh a run with ten times its steps (the upper of two medians took the demo BERT's 100-step run's 0.65 s
+    a step over its 500-step run's 0.34)."""
+    train, validation = files(tmp_path)
+    figures = {"eval_runtime": 2.0, "eval_samples_per_second": 20.0}
+    # 100 rows x 10 epochs at batch 10: 100 steps in 30 s (+ 10 evaluations); then 10 steps in 9 s (+ 1)
+    long = job("a", tune(train, validation, "a", epochs=10), JobStatus.FINISHED, start=NOW - 200, end=NOW - 145,
+               figures={**figures, "train_runtime": 50.0, "train_samples_per_second": 1000 / 50.0})
+    short = job("b", tune(train, validation, "b"), JobStatus.FINISHED, start=NOW - 140, end=NOW - 125,
+                figures={**figures, "train_runtime": 11.0, "train_samples_per_second": 100 / 11.0})
+    queued = job("c", tune(train, validation, "c"), JobStatus.SCHEDULED)
+    eta = grid_etas([long, short, queued], capacity=1, now=NOW)["g1"]
+    outside = sorted([5.0, 4.0])[1]
+    assert eta.ends_at == pytest.approx(NOW + outside + 10 * (30 + 9) / 110 + 2)  # not 10 x 0.9
+
+
+def test_a_model_with_one_batch_measured_adds_what_another_models_examples_add(tmp_path):
+    """The demo DeBERTa's batch-16 runs were timed at its batch-8 step (0.28 s) while they took 0.38-0.45 s: the
+    demo BERT, measured at both, says what 8 more examples add to a step (bench_grid --eta: -33% after job 7)."""
+    train, validation = files(tmp_path)
+    figures = {"eval_runtime": 2.0, "eval_samples_per_second": 20.0}
+
+    def tuned(name: str, model: str, batch: int, training: float, start: float) -> Job:
+        return job(name, tune(train, validation, name, model=model, batch=batch), JobStatus.FINISHED, start=start,
+                   end=start + training + 5, figures={**figures, "train_runtime": training + 2,
+                                                      "train_samples_per_second": 100 / (training + 2)})
+
+    bert = "/m/demo-bert-tiny"
+    deberta = "/m/demo-deberta-v3-tiny"
+    # the BERT: 10 steps of 10 in 5 s (0.5 s a step), 5 steps of 20 in 4 s (0.8 s): 0.03 s more per example
+    # the DeBERTa: 10 steps of 10 in 6 s (0.6 s a step); 3 s outside training, one 2 s evaluation
+    done = [tuned("a", bert, 10, 5.0, NOW - 100), tuned("b", bert, 20, 4.0, NOW - 80),
+            tuned("c", deberta, 10, 6.0, NOW - 60)]
+    queued = job("d", tune(train, validation, "d", model=deberta, batch=20), JobStatus.SCHEDULED)
+    eta = grid_etas([*done, queued], capacity=1, now=NOW)["g1"]
+    assert eta.ends_at == pytest.approx(NOW + 3 + 5 * (0.6 + 10 * 0.03) + 2)  # not 5 x 0.6
+
 def test_a_model_yet_to_fine_tune_makes_as_many_examples_of_a_file_as_another_did(tmp_path):
     """Calls labelled with topics become several pairs each: another model's fine-tune of the same file says
     how many, where a row counted as one example made a model's first fine-tune four times too short."""

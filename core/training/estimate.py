@@ -128,25 +128,44 @@ def _steps(spec: RunSpec, rows_of: Callable[[Path], int], per_row: float) -> flo
     return _rows(spec, rows_of) * per_row / _batch(spec)
 
 
-def _step_seconds(tuned: Sequence[Past], batch: int) -> float | None:
+def _at_batch(tuned: Sequence[Past], batch: int) -> float | None:
+    """Seconds per optimizer step of ``tuned`` fine-tunes at ``batch``: their seconds over their steps (a
+    500-step run outweighs a 100-step one timed at a busy moment); None if none ran at that batch."""
+    at = [p for p in tuned if _batch(p.spec) == batch and _steps_done(p) > 0]
+    return sum(_training_seconds(p) for p in at) / sum(_steps_done(p) for p in at) if at else None
+
+
+def _line(tuned: Sequence[Past]) -> tuple[float, float] | None:
+    """Seconds per step against the batch through ``tuned`` fine-tunes' batches (least squares): the seconds at
+    batch 0 and those each example of a batch adds; None while fewer than two batches are measured."""
+    xs = sorted({_batch(p.spec) for p in tuned if _steps_done(p) > 0})
+    if len(xs) < 2:
+        return None
+    ys = [_at_batch(tuned, x) for x in xs]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / \
+        sum((x - mean_x) ** 2 for x in xs)
+    return mean_y - slope * mean_x, slope
+
+
+def _step_seconds(tuned: Sequence[Past], batch: int, others: Sequence[Past] = ()) -> float | None:
     """Seconds per optimizer step at ``batch``, from finished fine-tunes of one model: theirs at that batch, else
-    a line through theirs at other batches, else the one batch measured (on a CPU a step costs about the same at
-    8 and 16: the fixed part dominates; samples per second are not comparable across batches)."""
-    measured = [(_batch(p.spec), _training_seconds(p) / _steps_done(p)) for p in tuned if _steps_done(p) > 0]
-    same = _median([seconds for b, seconds in measured if b == batch])
-    if same:
+    a line through theirs at other batches, else their one batch's plus what each further example of a batch
+    adds on ``others``' line (other models' fine-tunes), else the nearest batch's. On a CPU a small model's step
+    is mostly fixed cost: samples per second are not comparable across batches."""
+    if (same := _at_batch(tuned, batch)) is not None:
         return same
-    batches = sorted({b for b, _ in measured})
-    if len(batches) >= 2:  # least squares on (batch, seconds per step)
-        xs = [b for b, _ in measured]
-        ys = [s for _, s in measured]
-        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
-        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / \
-            sum((x - mean_x) ** 2 for x in xs)
-        fitted = mean_y + slope * (batch - mean_x)
-        if fitted > 0:
-            return fitted
-    return _median([seconds for _, seconds in measured])
+    line = _line(tuned)
+    if line and (fitted := line[0] + line[1] * batch) > 0:
+        return fitted
+    batches = {_batch(p.spec) for p in tuned if _steps_done(p) > 0}
+    if not batches:
+        return None
+    nearest = min(batches, key=lambda b: abs(b - batch))
+    theirs = _line(others) if len(batches) == 1 else None
+    if theirs and (shifted := _at_batch(tuned, nearest) + theirs[1] * (batch - nearest)) > 0:
+        return shifted
+    return _at_batch(tuned, nearest)
 
 
 def _borrowed_step(other_step: float, others: Sequence[Past], batch: int, slower: float) -> float:
@@ -199,9 +218,9 @@ def job_seconds(spec: RunSpec, past: Sequence[Past], rows_of: Callable[[Path], i
         return overhead + one_eval
     tuned = [p for p in same if p.spec.kind == "fine_tune"]
     batch = _batch(spec)
-    step = _step_seconds(tuned, batch) if tuned else None
+    others = [p for p in runs if p.spec.kind == "fine_tune" and p.spec.base_model_name != spec.base_model_name]
+    step = _step_seconds(tuned, batch, others) if tuned else None
     if step is None:  # only this model's baselines so far
-        others = [p for p in runs if p.spec.kind == "fine_tune"]
         # like with like: a baseline's evaluation is a cold first pass, three times slower per example than the
         # evaluations inside a warm fine-tune (bench_grid --eta, 6 Dec), so baselines are compared with baselines
         mine = _median([p.figures.get("eval_samples_per_second") for p in same if p.spec.kind != "fine_tune"])
@@ -218,5 +237,5 @@ def job_seconds(spec: RunSpec, past: Sequence[Past], rows_of: Callable[[Path], i
         return None
     # pairs or windows per row: this model's fine-tunes of the file say, else another model's (they read the same
     # calls), not 1
-    per_row = _per_row(spec, tuned or [p for p in runs if p.spec.kind == "fine_tune"], rows_of)
+    per_row = _per_row(spec, tuned or others, rows_of)
     return overhead + _steps(spec, rows_of, per_row) * step + _evaluations(spec) * one_eval
