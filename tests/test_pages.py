@@ -125,6 +125,10 @@ def test_jobs_page_lists_and_cancels(filled_copy):
     jobs_changed()  # as the Compose page does after its own submit (listings are shared for up to 1 s)
     at = app("pages/jobs.py")
     assert "No worker is running" in texts(at)
+    # the grid's ETA line (core.jobs.eta): nothing of its own has finished to learn from yet
+    assert any(line.startswith("Grid of ") and "JobsPage" in line and "1 of 1 jobs left" in line
+               and "its end is estimated once a job like each of its own has finished" in line
+               for line in texts(at).splitlines())
     table = at.dataframe[0].value
     assert "demo-bert-tiny_train_sample_param_set1" in set(table["run"]) and "scheduled" in set(table["status"])
     at.selectbox(key="j_selected").set_value(job.run_id).run()
