@@ -23,6 +23,12 @@ from core.auth import Credentials
 
 PG = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 ADMIN = Credentials("admin", "admin-" + secrets.token_hex(8))  # the server's first admin, in every module
+# The team the modules make on their servers (each module gives them its own permissions): alice and bob who
+# request and approve, carol who only edits
+ALICE = Credentials("alice", "alice-" + secrets.token_hex(8))
+BOB = Credentials("bob", "bob-" + secrets.token_hex(8))
+CAROL = Credentials("carol", "carol-" + secrets.token_hex(8))
+EVERYONE = (ADMIN, ALICE, BOB, CAROL)
 
 
 def pg(sql: str) -> None:

@@ -9,23 +9,17 @@ same mark.
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 import requests
-from app_server import ADMIN
+from app_server import ADMIN, ALICE, BOB, CAROL, EVERYONE
 from mlflow.exceptions import MlflowException
 
-from core.auth import Credentials, acting_as
+from core.auth import acting_as
 from core.errors import ApprovalError
 from core.settings import APPROVAL_TAG, MARK
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("approval_marked")]
 MARKED, OPEN, LATER = "Marked_Model", "Open_Model", "Later_Model"
-ALICE = Credentials("alice", "alice-" + secrets.token_hex(8))
-BOB = Credentials("bob", "bob-" + secrets.token_hex(8))
-CAROL = Credentials("carol", "carol-" + secrets.token_hex(8))
-EVERYONE = (ADMIN, ALICE, BOB, CAROL)
 
 
 @pytest.fixture(scope="module")

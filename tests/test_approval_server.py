@@ -8,25 +8,20 @@ is approved by bob, never by alice; a stale approval is refused; two racing appr
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import threading
 
 import pytest
 import requests
-from app_server import ADMIN
+from app_server import ADMIN, ALICE, BOB, CAROL, EVERYONE
 from conftest import free_port
 from mlflow.exceptions import MlflowException
 
-from core.auth import Credentials, acting_as
+from core.auth import acting_as
 from core.errors import ApprovalError, AuthError
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("approval_server")]
 MODEL = "Governed_Model"
-ALICE = Credentials("alice", "alice-" + secrets.token_hex(8))
-BOB = Credentials("bob", "bob-" + secrets.token_hex(8))
-CAROL = Credentials("carol", "carol-" + secrets.token_hex(8))
-EVERYONE = (ADMIN, ALICE, BOB, CAROL)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,10 @@ server moves production. Screenshots go to ``$E2E_SCREENSHOTS`` (default: the te
 from __future__ import annotations
 
 import os
-import secrets
 from pathlib import Path
 
 import pytest
-from app_server import ADMIN
+from app_server import ADMIN, ALICE, BOB
 from conftest import child_env, copy_data
 from test_browser import click_until, download_by_clicking, open_page, start_dashboard, wait_idle
 
@@ -22,8 +21,6 @@ from core.auth import Credentials, acting_as
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser_team")]  # one worker builds its fixture
 MODEL = "Team_Topic_Model"
-ALICE = Credentials("alice", "alice-" + secrets.token_hex(8))
-BOB = Credentials("bob", "bob-" + secrets.token_hex(8))
 
 
 @pytest.fixture(scope="module")

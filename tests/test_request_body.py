@@ -14,14 +14,13 @@ import secrets
 
 import pytest
 import requests
-from app_server import ADMIN
+from app_server import ADMIN, CAROL
 from mlflow.exceptions import MlflowException
 
 from core.auth import Credentials, acting_as
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("request_body")]  # one worker builds its fixture
 OWNER = Credentials("owner", "owner-" + secrets.token_hex(8))
-CAROL = Credentials("carol", "carol-" + secrets.token_hex(8))
 
 
 @pytest.fixture(scope="module")
