@@ -168,17 +168,18 @@ def _step_seconds(tuned: Sequence[Past], batch: int, others: Sequence[Past] = ()
     return _at_batch(tuned, nearest)
 
 
-def _borrowed_step(other_step: float, others: Sequence[Past], batch: int, slower: float) -> float:
-    """Seconds per step at ``batch`` of a model with no fine-tune finished, from other models' fine-tunes
-    (``other_step`` at that batch) and how many times ``slower`` this model's baseline evaluated than theirs.
+def _borrowed_step(other_step: float, evaluated: Sequence[Past], batch: int, slower: float) -> float:
+    """Seconds per step at ``batch`` of a model with no fine-tune finished, from other models' (``other_step`` at
+    that batch, and their finished runs, ``evaluated``) and how many times ``slower`` its baseline evaluated.
 
     Only a step's forward and backward passes scale with the model: at most :data:`TRAIN_COMPUTE_PER_EVAL` times
-    the batch's evaluation time, as their fine-tunes' own (warm) evaluations measured it; the rest of the step
-    (the optimizer, the autograd and data loader's fixed costs) stays as theirs. Scaling the whole step, the
-    demo DeBERTa was expected to train 2.5 times slower than the demo BERT, as it evaluates; it trained 0.7-1.5
-    times slower, its steps mostly fixed cost (bench_grid --eta: +40% to +171% after jobs 3-6)."""
-    per_example = _median([1.0 / p.figures["eval_samples_per_second"] for p in others
-                           if p.figures.get("eval_samples_per_second")])
+    the batch's evaluation time, at the fastest that their evaluations went (the least disturbed pass: on a busy
+    machine a fine-tune's evaluations ran 1-5 times slower per example than its baseline's, on an idle one 3 times
+    faster); the rest of the step (optimizer, autograd, loading the batch) stays as theirs. Scaling the whole
+    step, the demo DeBERTa was expected to train 2.5-3 times slower than the demo BERT, as it evaluates; it
+    trained 1.0-1.8 times slower (bench_grid --eta: +40% to +171% of the time left after jobs 3-6)."""
+    per_example = min((1.0 / p.figures["eval_samples_per_second"] for p in evaluated
+                       if p.figures.get("eval_samples_per_second")), default=None)
     compute = min(other_step, TRAIN_COMPUTE_PER_EVAL * batch * per_example) if per_example else other_step
     return other_step - compute + compute * slower
 
@@ -223,12 +224,14 @@ def job_seconds(spec: RunSpec, past: Sequence[Past], rows_of: Callable[[Path], i
     if step is None:  # only this model's baselines so far
         # like with like: a baseline's evaluation is a cold first pass, three times slower per example than the
         # evaluations inside a warm fine-tune (bench_grid --eta, 6 Dec), so baselines are compared with baselines
+        models = {o.spec.base_model_name for o in others}
         mine = _median([p.figures.get("eval_samples_per_second") for p in same if p.spec.kind != "fine_tune"])
         theirs = _median([p.figures.get("eval_samples_per_second") for p in runs if p.spec.kind != "fine_tune"
-                          and p.spec.base_model_name in {o.spec.base_model_name for o in others}])
+                          and p.spec.base_model_name in models])
         other_step = _step_seconds(others, batch) if others else None
         if other_step and mine and theirs:
-            step = _borrowed_step(other_step, others, batch, theirs / mine)
+            step = _borrowed_step(other_step, [p for p in runs if p.spec.base_model_name in models], batch,
+                                  theirs / mine)
         else:
             per_example = _median([1.0 / p.figures["eval_samples_per_second"] for p in same
                                    if p.figures.get("eval_samples_per_second")])
