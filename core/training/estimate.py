@@ -212,7 +212,10 @@ def job_seconds(spec: RunSpec, past: Sequence[Past], rows_of: Callable[[Path], i
     same = [p for p in runs if p.spec.base_model_name == spec.base_model_name] or runs
     if not same:
         return None
+    # outside training and evaluation, a fine-tune saves and logs a model and a baseline does not: a fine-tune of a
+    # model with only its baseline finished takes another model's fine-tunes' time outside, not its baseline's
     overhead = _median([_outside(p) for p in same if p.spec.kind == spec.kind]) \
+        or _median([_outside(p) for p in runs if p.spec.kind == spec.kind]) \
         or _median([_outside(p) for p in same]) or PER_RUN_SECONDS
     one_eval = _median([p.figures.get("eval_runtime") for p in same]) or 0.0
     if spec.kind != "fine_tune":
