@@ -130,7 +130,6 @@ class Chosen:
         self.choice = torch.tensor([self.rows[bag][rank] for bag, rank in self.slots], dtype=torch.long)
         self.choice.share_memory_()
         self.several = [bag for bag, rows in enumerate(self.rows) if len(rows) > 1]
-        self.rounds = 0
         self._evidence: np.ndarray | None = None
 
     def __len__(self) -> int:
