@@ -1,27 +1,35 @@
 """Chaos soak: the real local worker runs a queue of small jobs while a driver kill -9s its parts at random.
 
-    python bench/chaos_soak.py [--minutes 30] [--jobs 200] [--steps 60] [--seed 1]
+    python bench/chaos_soak.py [--minutes 30] [--jobs 200] [--steps 60] [--seed 1] [--team] [--out FILE.json]
 
 On a fresh store (a temporary home, the demo BERT built offline, a 40-row validation file), ``--jobs``
 fine-tunes of ``--steps`` steps are queued at once and a worker is started; while the chaos lasts, the queue is
 topped up (another ``--jobs`` whenever fewer than ``--keep-queued`` wait), so jobs train for the whole window
 however fast the machine drains them (a soak queued once drained in about 16 of its 30 minutes, and most kills
-then hit an idle worker). Every 1 to 3 minutes (seeded) the
-driver picks a victim at random among what is alive: the worker, a training process (a RUNNING job's pid), or a
-warm spare (the CPU slots' fork server, or a GPU slot's spare), and kill -9s it; after killing the worker it
-starts another at once (as the dashboard would on its next submit). After ``--minutes`` the driver stops
-killing and waits for the queue to drain (a worker still running), then checks the store and prints one JSON
-object:
+then hit an idle worker). Every 1 to 3 minutes (seeded) the driver waits until a job's training process runs
+and kill -9s one victim: the worker, a training process (a RUNNING job's pid), or a warm spare (the CPU slots'
+fork server, or a GPU slot's spare); each round of kills takes every kind once, in a random order. After killing
+the worker it starts another at once (as the dashboard would on its next submit).
+
+``--team``: the store is Tuneboard's team server with sign-in on PostgreSQL, started as ``python -m core.cli
+server --db ... --artifacts ... --auth-db ...`` starts it (``bench/chaos_team.py``, on a PostgreSQL cluster of the
+soak's own), the worker and its jobs signed in to it, and two more victims: the MLflow server (kill -9, started
+again at once, as a supervisor would; the seconds it was down are recorded) and a PostgreSQL backend serving it
+(kill -9; PostgreSQL then restarts its backends; the seconds until it and the store answer again are recorded).
+
+After ``--minutes`` the driver stops killing and waits for the queue to drain (a worker still running), then
+checks the store and prints one JSON object (``--out``: written to that file too):
 
 - lost: jobs that never reached a terminal state (must be 0);
 - finished_twice: jobs whose training ran to FINISHED more than once (their log says so; must be 0);
 - left_running: runs still RUNNING at the end (must be 0);
-- the kills by kind, how many landed while a job was training (``kills_while_training``: every one, for the
-  soak to count), the jobs by final state, and how long after each worker restart the dead worker's runs
-  stayed RUNNING.
+- the kills by kind, how many landed while a job's training process ran (``kills_while_training``, checked
+  right before each kill: every one, for the soak to count), the jobs by final state, how long after each
+  worker restart the dead worker's runs stayed RUNNING, and in team mode the server's and PostgreSQL's times
+  to come back.
 
-Exit status 0 when all three are 0. ``--resume HOME`` drains and checks the store of a soak whose own wait
-for the queue ran out.
+Exit status 0 when all three are 0. ``--resume HOME`` drains and checks the store of an embedded soak whose own
+wait for the queue ran out.
 """
 
 from __future__ import annotations
@@ -109,6 +117,97 @@ def kill(pid: int) -> bool:
         return False
 
 
+class Victims:
+    """What the driver kill -9s, one victim a time. Each round takes every kind once, in a seeded random order; a
+    kind with nothing alive to kill now waits for the next kill (the rest of the round goes first)."""
+
+    def __init__(self, settings: Settings, queue: JobQueue, rng: random.Random, team=None):
+        self.settings, self.queue, self.rng, self.team = settings, queue, rng, team
+        kinds = ["worker", "training process", "warm spare"] + (["mlflow server", "postgresql backend"] if team else [])
+        self.kills = dict.fromkeys(kinds, 0)
+        self.recoveries: dict[str, list] = {"worker_recoveries_s": []}
+        if team:
+            self.recoveries.update(server_down_s=[], postgresql_restarted_s=[], postgresql_store_back_s=[])
+        self.round: list[str] = []
+
+    def kill_one(self) -> bool:
+        """Kill one victim; whether a job's training process was running right before the kill (False when
+        nothing could be killed). Each kind's method returns that, or None when it had nothing alive to kill."""
+        if not self.round:
+            self.round = self.rng.sample(list(self.kills), len(self.kills))
+        for kind in self.round + [k for k in self.kills if k not in self.round]:
+            training = getattr(self, "_" + kind.replace(" ", "_"))()
+            if training is not None:
+                self.kills[kind] += 1
+                if kind in self.round:
+                    self.round.remove(kind)
+                return training
+        return False
+
+    def _worker(self) -> bool | None:
+        settings, queue = self.settings, self.queue
+        info = worker_info(settings)
+        if not info:
+            return None
+        before = {r: queue.client.get_run(r).data.tags.get(PID) for r, _ in trainers(queue)}
+        kill(info["pid"])
+        while worker_info(settings):  # its training processes die with it (parent-death signal)
+            time.sleep(0.1)
+        ensure_worker(settings)
+        back = time.monotonic()
+        while any(queue.get(r).status == JobStatus.RUNNING
+                  and queue.client.get_run(r).data.tags.get(PID) == pid for r, pid in before.items()):
+            if time.monotonic() - back > 120:
+                break
+            time.sleep(0.5)
+        self.recoveries["worker_recoveries_s"].append(round(time.monotonic() - back, 1))
+        say(f"killed the worker (pid {info['pid']}) with {len(before)} job(s) training; the next worker "
+            f"settled them in {self.recoveries['worker_recoveries_s'][-1]} s")
+        return bool(before)
+
+    def _training_process(self) -> bool | None:
+        found = trainers(self.queue)
+        if not found:
+            return None
+        run_id, pid = self.rng.choice(found)
+        if not kill(pid):
+            return None
+        say(f"killed the training process of {run_id[:8]} (pid {pid})")
+        return True
+
+    def _warm_spare(self) -> bool | None:
+        training = trainers(self.queue)
+        found = spares(self.settings.home, {p for _, p in training})
+        if not found:
+            return None
+        proc = self.rng.choice(found)
+        what = "the fork server" if "--fork-server" in proc.info["cmdline"] else "a GPU slot's spare"
+        if not kill(proc.pid):
+            return None
+        say(f"killed a warm spare: {what} (pid {proc.pid}) with {len(training)} job(s) training")
+        return bool(training)
+
+    def _mlflow_server(self) -> bool:
+        training = trainers(self.queue)
+        pid, down = self.team.kill_server()
+        self.recoveries["server_down_s"].append(down)
+        say(f"killed the MLflow server (pid {pid} and its workers) with {len(training)} job(s) training; started "
+            f"again, it answered after {down} s")
+        return bool(training)
+
+    def _postgresql_backend(self) -> bool | None:
+        training = trainers(self.queue)
+        killed = self.team.kill_backend(self.rng, self.queue.client)
+        if killed is None:
+            return None
+        pid, restarted, back = killed
+        self.recoveries["postgresql_restarted_s"].append(restarted)
+        self.recoveries["postgresql_store_back_s"].append(back)
+        say(f"killed PostgreSQL backend {pid} with {len(training)} job(s) training; PostgreSQL restarted its "
+            f"backends in {restarted} s, the server read the store again after {back} s")
+        return bool(training)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=30.0)
@@ -119,15 +218,33 @@ def main() -> int:
                         "whenever fewer jobs than this wait to start")
     parser.add_argument("--drain-minutes", type=float, default=60.0, help="the longest wait for the queue to end")
     parser.add_argument("--resume", metavar="HOME", help="only drain and check the store of an earlier soak")
+    parser.add_argument("--team", action="store_true", help="the store is Tuneboard's team server on PostgreSQL "
+                        "(bench/chaos_team.py), which is killed too, and so is a PostgreSQL backend serving it")
+    parser.add_argument("--out", help="also write the JSON to this file")
     args = parser.parse_args()
     if args.resume:
-        return resume(args.resume, args.drain_minutes)
-    rng = random.Random(args.seed)
-
+        return resume(args.resume, args.drain_minutes, args.out)
     work = Path(tempfile.mkdtemp(prefix="chaos-"))
     os.environ["TUNEBOARD_HOME"] = str(work / "home")
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    team = None
+    if args.team:
+        from chaos_team import TeamStore
+
+        team = TeamStore(work)  # sets MLFLOW_TRACKING_URI and the admin's credentials for the worker and its jobs
+    try:
+        return soak(args, work, team)
+    finally:
+        stop_worker(Settings.from_env())
+        if team is not None:
+            team.close()
+
+
+def soak(args: argparse.Namespace, work: Path, team) -> int:
+    """Queue, kill, drain and check (``main`` sets up the store and takes it down)."""
+    rng = random.Random(args.seed)
+    load_before = os.getloadavg()[0]
     settings = Settings.from_env()
     small_data(work / "data")
     model = str(build_model(work / "models" / "demo-bert-tiny", "bert"))
@@ -153,9 +270,8 @@ def main() -> int:
             batches += 1
             say(f"queued {args.jobs} more jobs ({len(jobs)} in all)")
 
-    kills = {"worker": 0, "training process": 0, "warm spare": 0}
+    victims = Victims(settings, queue, rng, team)
     while_training = 0
-    recoveries: list[float] = []
     end_of_chaos = started + args.minutes * 60
     next_kill = time.monotonic() + rng.uniform(60, 180)
     while time.monotonic() < end_of_chaos:
@@ -164,50 +280,20 @@ def main() -> int:
             time.sleep(min(5.0, max(0.0, min(next_kill, end_of_chaos) - now)))
         if time.monotonic() >= end_of_chaos:
             break
-        training = bool(trainers(queue))
-        choices = ["worker", "training process", "warm spare"]
-        rng.shuffle(choices)
-        for victim in choices:
-            if victim == "worker" and (info := worker_info(settings)):
-                before = {r: queue.client.get_run(r).data.tags.get(PID) for r, _ in trainers(queue)}
-                kill(info["pid"])
-                while worker_info(settings):  # its training processes die with it (parent-death signal)
-                    time.sleep(0.1)
-                ensure_worker(settings)
-                back = time.monotonic()
-                while any(queue.get(r).status == JobStatus.RUNNING
-                          and queue.client.get_run(r).data.tags.get(PID) == pid for r, pid in before.items()):
-                    if time.monotonic() - back > 120:
-                        break
-                    time.sleep(0.5)
-                recoveries.append(round(time.monotonic() - back, 1))
-                say(f"killed the worker (pid {info['pid']}) with {len(before)} job(s) training; the next worker "
-                    f"settled them in {recoveries[-1]} s")
-            elif victim == "training process" and (found := trainers(queue)):
-                run_id, pid = rng.choice(found)
-                if not kill(pid):
-                    continue
-                say(f"killed the training process of {run_id[:8]} (pid {pid})")
-            elif victim == "warm spare" and (found := spares(settings.home, {p for _, p in trainers(queue)})):
-                proc = rng.choice(found)
-                what = "the fork server" if "--fork-server" in proc.info["cmdline"] else "a GPU slot's spare"
-                if not kill(proc.pid):
-                    continue
-                say(f"killed a warm spare: {what} (pid {proc.pid})")
-            else:
-                continue
-            kills[victim] += 1
-            while_training += training
-            break
+        waited = time.monotonic()  # a kill lands while a job trains: wait for one (a job starting, the queue
+        while not trainers(queue) and time.monotonic() - waited < 300:  # topped up) rather than hit an idle worker
+            top_up()
+            time.sleep(0.5)
+        while_training += victims.kill_one()
         next_kill = time.monotonic() + rng.uniform(60, 180)
 
     say("the chaos is over; waiting for the queue to drain")
     result = settle(settings, queue, jobs, args.drain_minutes)
-    result.update(minutes=round((time.monotonic() - started) / 60, 1), steps=args.steps, kills=kills,
-                  kills_while_training=while_training, batches_queued=batches,
-                  worker_recoveries_s=recoveries, store=str(work))
-    print(json.dumps(result, indent=2))
-    return 0 if not (result["lost"] or result["finished_twice"] or result["left_running"]) else 1
+    result.update(mode="team" if team else "embedded", minutes=round((time.monotonic() - started) / 60, 1),
+                  steps=args.steps, kills=victims.kills, kills_while_training=while_training,
+                  batches_queued=batches, **victims.recoveries, store=str(work),
+                  load_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)])
+    return report(result, args.out)
 
 
 def settle(settings: Settings, queue: JobQueue, jobs: list, drain_minutes: float) -> dict:
@@ -238,16 +324,24 @@ def settle(settings: Settings, queue: JobQueue, jobs: list, drain_minutes: float
             "left_running": len(left_running), "failure_reasons": reasons}
 
 
-def resume(home: str, drain_minutes: float) -> int:
+def report(result: dict, out: str | None) -> int:
+    """Print the JSON (and write it to ``out``); the exit status: 0 when nothing was lost, run twice or left."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text + "\n", encoding="utf-8")
+    return 0 if not (result["lost"] or result["finished_twice"] or result["left_running"]) else 1
+
+
+def resume(home: str, drain_minutes: float, out: str | None) -> int:
     """Drain and check the store of a soak whose own wait for the queue ran out (``--resume HOME``)."""
     os.environ["TUNEBOARD_HOME"] = home
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     settings = Settings.from_env()
     queue = JobQueue(settings)
     say(f"draining the queue of {home}")
-    result = {**settle(settings, queue, queue.jobs(), drain_minutes), "store": home, "resumed": True}
-    print(json.dumps(result, indent=2))
-    return 0 if not (result["lost"] or result["finished_twice"] or result["left_running"]) else 1
+    return report({**settle(settings, queue, queue.jobs(), drain_minutes), "store": home, "resumed": True}, out)
 
 
 if __name__ == "__main__":
