@@ -212,11 +212,13 @@ def promotion_changes(pending: Candidate, current, model_name: str,
     if not found.can_evaluate:
         st.caption("The candidate's run does not name its validation file, so production cannot be scored on it.")
         return found
-    if may_queue and st.button(f"Score version {current.version} on the candidate's validation file (a background "
-                               "job), then compare like for like", key="r_eval_prod"):
+    how = ("" if found.reading is None or found.different_files
+           else f" as {evaluation.reading_label(found.reading)}")
+    if may_queue and st.button(f"Score version {current.version} on the candidate's validation file{how} (a "
+                               "background job), then compare like for like", key="r_eval_prod"):
         try:
             evaluation.queue_evaluation(queue(), model_name, current.version, pending.validation_file,
-                                        pending.digest)
+                                        pending.digest, found.reading)
             jobs_changed()
             st.rerun()
         except Exception as exc:  # noqa: BLE001

@@ -16,7 +16,7 @@ from conftest import DATA
 from core import hyperparameter_sets as hsets
 from core import paths
 from core.errors import DataError, GridError
-from core.examples import build_table
+from core.examples import build_table, evaluation
 from core.examples.evaluation import like_for_like
 from core.grid import GridSpec
 from core.registry.promotion import Candidate
@@ -144,6 +144,49 @@ def test_like_for_like_compares_on_the_same_file_and_says_why_not_otherwise(stor
     no_candidate = like_for_like(client, "M", version, "old", "d2", None, tables.get)
     assert not no_candidate.candidate_has_table and no_candidate.different_files
     assert "the comparison is by the metrics above only" in no_candidate.why
+
+
+def test_like_for_like_needs_the_two_runs_read_alike_and_scores_production_the_candidates_way(store):
+    """Same file, different reading (windows of 256 against the defaults' 128): not compared example by example;
+    the evaluation of production that would make them comparable is read as the candidate read, and found again
+    only at that reading."""
+    from core import runs as runs_mod
+
+    client = runs_mod.client()
+    experiment = client.create_experiment("Readings")
+    ids = {}
+    for name, params in (("cand", {"max_length": "256", "window_overlap": "16"}), ("prod", {"max_length": "128"}),
+                         ("old", {})):
+        run = client.create_run(experiment, run_name=name)
+        for key, value in params.items():
+            client.log_param(run.info.run_id, key, value)
+        ids[name] = run.info.run_id
+    tables = {ids["cand"]: _table(4, [True, True, False, True]), ids["prod"]: _table(4, [False, True, True, True]),
+              ids["old"]: _table(4, [True, True, True, True])}
+    prod = SimpleNamespace(version="2", run_id=ids["prod"], tags={"validation_digest": "d1"})
+
+    found = like_for_like(client, "M", prod, ids["cand"], "d1", "v.csv", tables.get)
+    assert found.changes is None and not found.different_files and found.can_evaluate
+    assert found.reading == {"max_length": 256, "window_overlap": 16}
+    assert ("read its validation texts as windows of 256 tokens, overlap 16, version 2's run as windows of 128 "
+            "tokens, overlap default") in found.why
+    spec = evaluation.evaluation_spec("M", "2", "v.csv", store.home, found.reading)
+    assert (spec.hyperparameters["max_length"], spec.hyperparameters["window_overlap"]) == (256, 16)
+
+    # an evaluation of production on that file at the defaults' reading is not the one wanted; at 256 it is
+    evaluations = client.create_experiment(evaluation.experiment_name("M"))
+    for label in (evaluation.reading_label(evaluation.reading_of({})), evaluation.reading_label(found.reading)):
+        run = client.create_run(evaluations, run_name=label, tags={
+            evaluation.MODEL_TAG: "M", evaluation.VERSION_TAG: "2", evaluation.DIGEST_TAG: "d1",
+            evaluation.READING_TAG: label})
+        client.set_terminated(run.info.run_id)
+        tables[run.info.run_id] = _table(4, [False, False, True, True])
+    scored = like_for_like(client, "M", prod, ids["cand"], "d1", "v.csv", tables.get)
+    assert scored.scored_by == "windows of 256 tokens, overlap 16" and scored.changes is not None
+
+    # a run that logged no reading read at the defaults: alike with production, compared at once
+    alike = like_for_like(client, "M", prod, ids["old"], "d1", "v.csv", tables.get)
+    assert alike.changes is not None and alike.scored_by is None and alike.why is None
 
 
 # -- small things a page showed or checked -------------------------------------------------------------------------
