@@ -6,10 +6,11 @@ On a fresh store (a temporary home, the demo BERT built offline, a 40-row valida
 fine-tunes of ``--steps`` steps are queued at once and a worker is started; while the chaos lasts, the queue is
 topped up (another ``--jobs`` whenever fewer than ``--keep-queued`` wait), so jobs train for the whole window
 however fast the machine drains them (a soak queued once drained in about 16 of its 30 minutes, and most kills
-then hit an idle worker). Every 1 to 3 minutes (seeded) the driver waits until a job's training process runs
-and kill -9s one victim: the worker, a training process (a RUNNING job's pid), or a warm spare (the CPU slots'
-fork server, or a GPU slot's spare); each round of kills takes every kind once, in a random order. After killing
-the worker it starts another at once (as the dashboard would on its next submit).
+then hit an idle worker). Every 1 to 3 minutes (seeded) the driver kill -9s one victim, only once a look right
+before the kill finds a job's training process running (between two jobs it waits and looks again): the worker,
+a training process (a RUNNING job's pid), or a warm spare (the CPU slots' fork server, or a GPU slot's spare);
+each round of kills takes every kind once, in a random order. After killing the worker it starts another at once
+(as the dashboard would on its next submit).
 
 ``--team``: the store is Tuneboard's team server with sign-in on PostgreSQL, started as ``python -m core.cli
 server --db ... --artifacts ... --auth-db ...`` starts it (``bench/chaos_team.py``, on a PostgreSQL cluster of the
@@ -23,8 +24,9 @@ checks the store and prints one JSON object (``--out``: written to that file too
 - lost: jobs that never reached a terminal state (must be 0);
 - finished_twice: jobs whose training ran to FINISHED more than once (their log says so; must be 0);
 - left_running: runs still RUNNING at the end (must be 0);
-- the kills by kind, how many landed while a job's training process ran (``kills_while_training``, checked
-  right before each kill: every one, for the soak to count), the jobs by final state, how long after each
+- the kills by kind, how many landed while a job's training process ran (``kills_while_training``: every one,
+  for the soak to count; ``kills_missed``: times no job trained for 5 minutes, so nothing was killed), the jobs
+  by final state, how long after each
   worker restart the dead worker's runs stayed RUNNING, and in team mode the server's and PostgreSQL's times
   to come back.
 
@@ -118,8 +120,9 @@ def kill(pid: int) -> bool:
 
 
 class Victims:
-    """What the driver kill -9s, one victim a time. Each round takes every kind once, in a seeded random order; a
-    kind with nothing alive to kill now waits for the next kill (the rest of the round goes first)."""
+    """What the driver kill -9s, one victim a time, each while a job trains. Each round takes every kind once, in
+    a seeded random order; a kind with nothing alive to kill now waits for the next kill (the rest of the round
+    goes first)."""
 
     def __init__(self, settings: Settings, queue: JobQueue, rng: random.Random, team=None):
         self.settings, self.queue, self.rng, self.team = settings, queue, rng, team
@@ -130,26 +133,30 @@ class Victims:
             self.recoveries.update(server_down_s=[], postgresql_restarted_s=[], postgresql_store_back_s=[])
         self.round: list[str] = []
 
-    def kill_one(self) -> bool:
-        """Kill one victim; whether a job's training process was running right before the kill (False when
-        nothing could be killed). Each kind's method returns that, or None when it had nothing alive to kill."""
+    def kill_one(self, wait_seconds: float = 300.0) -> bool:
+        """Kill one victim while a job's training process runs; False when none could be for ``wait_seconds``.
+
+        Each kind's method looks for a running training process right before its kill and kills nothing (None)
+        when there is none (a job had just ended: between two jobs) or when it has nothing alive to kill."""
         if not self.round:
             self.round = self.rng.sample(list(self.kills), len(self.kills))
-        for kind in self.round + [k for k in self.kills if k not in self.round]:
-            training = getattr(self, "_" + kind.replace(" ", "_"))()
-            if training is not None:
-                self.kills[kind] += 1
-                if kind in self.round:
-                    self.round.remove(kind)
-                return training
+        deadline = time.monotonic() + wait_seconds
+        while time.monotonic() < deadline:
+            for kind in self.round + [k for k in self.kills if k not in self.round]:
+                if getattr(self, "_" + kind.replace(" ", "_"))():
+                    self.kills[kind] += 1
+                    if kind in self.round:
+                        self.round.remove(kind)
+                    return True
+            time.sleep(0.2)
         return False
 
-    def _worker(self) -> bool | None:
+    def _worker(self) -> bool:
         settings, queue = self.settings, self.queue
         info = worker_info(settings)
-        if not info:
-            return None
         before = {r: queue.client.get_run(r).data.tags.get(PID) for r, _ in trainers(queue)}
+        if not info or not before:
+            return False
         kill(info["pid"])
         while worker_info(settings):  # its training processes die with it (parent-death signal)
             time.sleep(0.1)
@@ -163,49 +170,51 @@ class Victims:
         self.recoveries["worker_recoveries_s"].append(round(time.monotonic() - back, 1))
         say(f"killed the worker (pid {info['pid']}) with {len(before)} job(s) training; the next worker "
             f"settled them in {self.recoveries['worker_recoveries_s'][-1]} s")
-        return bool(before)
+        return True
 
-    def _training_process(self) -> bool | None:
+    def _training_process(self) -> bool:
         found = trainers(self.queue)
         if not found:
-            return None
+            return False
         run_id, pid = self.rng.choice(found)
         if not kill(pid):
-            return None
+            return False
         say(f"killed the training process of {run_id[:8]} (pid {pid})")
         return True
 
-    def _warm_spare(self) -> bool | None:
+    def _warm_spare(self) -> bool:
         training = trainers(self.queue)
         found = spares(self.settings.home, {p for _, p in training})
-        if not found:
-            return None
+        if not training or not found:
+            return False
         proc = self.rng.choice(found)
         what = "the fork server" if "--fork-server" in proc.info["cmdline"] else "a GPU slot's spare"
         if not kill(proc.pid):
-            return None
+            return False
         say(f"killed a warm spare: {what} (pid {proc.pid}) with {len(training)} job(s) training")
-        return bool(training)
+        return True
 
     def _mlflow_server(self) -> bool:
         training = trainers(self.queue)
+        if not training:
+            return False
         pid, down = self.team.kill_server()
         self.recoveries["server_down_s"].append(down)
         say(f"killed the MLflow server (pid {pid} and its workers) with {len(training)} job(s) training; started "
             f"again, it answered after {down} s")
-        return bool(training)
+        return True
 
-    def _postgresql_backend(self) -> bool | None:
+    def _postgresql_backend(self) -> bool:
         training = trainers(self.queue)
-        killed = self.team.kill_backend(self.rng, self.queue.client)
+        killed = self.team.kill_backend(self.rng, self.queue.client) if training else None
         if killed is None:
-            return None
+            return False
         pid, restarted, back = killed
         self.recoveries["postgresql_restarted_s"].append(restarted)
         self.recoveries["postgresql_store_back_s"].append(back)
         say(f"killed PostgreSQL backend {pid} with {len(training)} job(s) training; PostgreSQL restarted its "
             f"backends in {restarted} s, the server read the store again after {back} s")
-        return bool(training)
+        return True
 
 
 def main() -> int:
@@ -271,7 +280,7 @@ def soak(args: argparse.Namespace, work: Path, team) -> int:
             say(f"queued {args.jobs} more jobs ({len(jobs)} in all)")
 
     victims = Victims(settings, queue, rng, team)
-    while_training = 0
+    while_training = missed = 0
     end_of_chaos = started + args.minutes * 60
     next_kill = time.monotonic() + rng.uniform(60, 180)
     while time.monotonic() < end_of_chaos:
@@ -280,17 +289,17 @@ def soak(args: argparse.Namespace, work: Path, team) -> int:
             time.sleep(min(5.0, max(0.0, min(next_kill, end_of_chaos) - now)))
         if time.monotonic() >= end_of_chaos:
             break
-        waited = time.monotonic()  # a kill lands while a job trains: wait for one (a job starting, the queue
-        while not trainers(queue) and time.monotonic() - waited < 300:  # topped up) rather than hit an idle worker
-            top_up()
-            time.sleep(0.5)
-        while_training += victims.kill_one()
+        if victims.kill_one():  # only while a job trains, never an idle worker
+            while_training += 1
+        else:
+            missed += 1
+            say("no job trained for 5 minutes: nothing killed this time")
         next_kill = time.monotonic() + rng.uniform(60, 180)
 
     say("the chaos is over; waiting for the queue to drain")
     result = settle(settings, queue, jobs, args.drain_minutes)
     result.update(mode="team" if team else "embedded", minutes=round((time.monotonic() - started) / 60, 1),
-                  steps=args.steps, kills=victims.kills, kills_while_training=while_training,
+                  steps=args.steps, kills=victims.kills, kills_while_training=while_training, kills_missed=missed,
                   batches_queued=batches, **victims.recoveries, store=str(work),
                   load_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)])
     return report(result, args.out)
