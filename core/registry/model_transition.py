@@ -186,9 +186,7 @@ class ModelTransition:
                 **({"linked_by_time": link} if link else {}),
                 **metrics}
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                version = self._register(uri, tags, run.info.run_id)
+            version = self._register(uri, tags, run.info.run_id)
             self._checkpoint("registered")
             experiment = self.client.get_experiment(run.info.experiment_id).name
             self.client.update_model_version(
@@ -254,10 +252,8 @@ class ModelTransition:
             if existing.source == uri or getattr(existing, "model_id", None) == model_id:
                 return existing
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                version = mlflow.register_model(uri, self.model_name, tags={
-                    "logged_model_id": model_id, "source_run_name": model.name or model_id})
+            version = mlflow.register_model(uri, self.model_name, tags={
+                "logged_model_id": model_id, "source_run_name": model.name or model_id})
             self.client.update_model_version(self.model_name, version.version,
                                              description=f"From logged model {model_id} (linked to no run).")
         except MlflowException as exc:
