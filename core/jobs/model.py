@@ -40,8 +40,13 @@ SUBMITTING = "job_submitting"  # the queue id while a submit is writing the run,
 # A run whose submit was cut off (the app killed half way) is ended FAILED once it is this old (seconds;
 # env TUNEBOARD_SUBMIT_GRACE_SECONDS); a submit writes each run in well under a second
 SUBMIT_GRACE_SECONDS = float(os.environ.get("TUNEBOARD_SUBMIT_GRACE_SECONDS", "30"))
-# A job's process runs with these: its log is read by people, so no progress bars or library chatter in it
-JOB_ENV = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+# A job's process runs with these: its log is read by people, so no progress bars or library chatter in it; and no
+# MLflow telemetry, whose thread, when it cannot fetch its config (offline), removes _MLFLOW_TELEMETRY_SESSION_ID
+# from os.environ while the job's first call to a tracking server reads it (requests' proxies): the job failed
+# with "API request to ... failed with exception '_MLFLOW_TELEMETRY_SESSION_ID'" (once in each of two 30-minute
+# team chaos soaks, 1 job of 152 and 1 of about 110)
+JOB_ENV = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+           "MLFLOW_DISABLE_TELEMETRY": "true"}
 # What a finished job measured that says how long the next ones take (core.jobs.eta)
 FIGURES = ("train_runtime", "eval_runtime", "train_samples_per_second", "eval_samples_per_second", "rows_per_second")
 REQUEUED_CODE = 75  # EX_TEMPFAIL: a job's process put its job back in the queue; the worker does not end it
