@@ -367,7 +367,7 @@ def test_promotion_across_validation_files_scores_production_on_the_candidates_f
     retried = queue.retry(run.info.run_id, start=False)
     assert {k: v for k, v in client.get_run(retried.run_id).data.tags.items() if k.startswith("evaluat")} == \
         {"evaluates_model": "Other_File_Model", "evaluates_version": str(version.version),
-         "evaluated_on_digest": digest}
+         "evaluated_on_digest": digest, "evaluated_reading": "windows of 128 tokens, overlap default"}
     queue.cancel(retried.run_id)
     assert find_evaluation(client, "Other_File_Model", version.version, digest).info.run_id == run.info.run_id
     at.button(key="r_cancel").click().run()
