@@ -58,6 +58,9 @@ def reading_label(reading: dict[str, object]) -> str:
     return f"{words}, overlap {'default' if overlap is None else overlap}"
 
 
+DEFAULT_READING = reading_label(reading_of({}))  # an evaluation tagged with no reading read at the defaults'
+
+
 def _run_reading(mlflow_client, run_id: str | None) -> dict[str, object] | None:
     """The reading of run ``run_id``, or None where the run cannot be read (gone, or named by another tool)."""
     if not run_id:
@@ -93,7 +96,7 @@ def queue_evaluation(job_queue, model_name: str, version: str | int, validation_
     """
     spec = evaluation_spec(model_name, version, validation_path, job_queue.settings.home, reading)
     tags = {MODEL_TAG: model_name, VERSION_TAG: str(version), DIGEST_TAG: digest,
-            READING_TAG: reading_label(reading_of({}) if reading is None else reading),
+            READING_TAG: DEFAULT_READING if reading is None else reading_label(reading),
             "base_model_name": f"{model_name} v{version}"}
     return job_queue.submit(spec, tags=tags)[0]
 
@@ -111,9 +114,9 @@ def find_evaluation(mlflow_client, model_name: str, version: str | int, digest: 
     found = runs_mod.search_all(mlflow_client, [experiment.experiment_id],
                                 f"tags.{VERSION_TAG} = '{version}' and tags.{DIGEST_TAG} = '{digest}'",
                                 order_by=["attributes.start_time DESC"])
-    wanted = reading_label(reading_of({}) if reading is None else reading)
+    wanted = DEFAULT_READING if reading is None else reading_label(reading)
     found = [r for r in found if r.data.tags.get(MODEL_TAG) == model_name
-             and r.data.tags.get(READING_TAG, reading_label(reading_of({}))) == wanted]
+             and r.data.tags.get(READING_TAG, DEFAULT_READING) == wanted]
     return next((r for r in found if r.info.status == "FINISHED"), found[0] if found else None)
 
 
