@@ -773,7 +773,8 @@ def part_accuracy(args, work: Path, figures: dict, save: Callable[[], None]) -> 
                  "base_model_versions": (str(folder),), "output_dir": str(work / "out"),
                  "train_file": str(data / "{data_version}"), "validation_file": str(data / "long_calls_test.csv"),
                  "user_id": "bench", "columns": {"text": "transcript", "label": "topic"},
-                 "topic_pairs": {"template": DEFAULT_TEMPLATE, "negatives": 2}}
+                 "topic_pairs": {"template": DEFAULT_TEMPLATE, "negatives": 2,
+                                 **({"train_window": args.train_window} if args.train_window else {})}}
     accepted, refused = [], {}
     for name, extra in ACCURACY_SETS:
         if args.sets and not any(w.strip() in name for w in args.sets.split(",")):
@@ -785,6 +786,7 @@ def part_accuracy(args, work: Path, figures: dict, save: Callable[[], None]) -> 
             refused[name] = str(exc)
             say(f"  {name}: refused by the grid check, not run: {exc}")
     accuracy.update({"train_calls": args.train_calls, "test_calls": args.calls, "words": words,
+                     "train_window": args.train_window,
                      "hyperparameters": common, "refused": refused, "load_before": load_average()})
     say(f"part 2, accuracy: {args.train_calls} training calls ({', '.join(versions)}), {args.calls} test calls, "
         f"sets {[n for n, _ in accepted]}; store {work / 'home'}")
@@ -927,6 +929,8 @@ def main() -> None:
                         "(comma-separated: '256', '128', '512'; default all)")
     parser.add_argument("--trained-on", help="accuracy: only the training files whose names contain one of these "
                         "words (comma-separated: 'long', 'turns'; default both)")
+    parser.add_argument("--train-window", type=int, help="accuracy: topic_pairs.train_window, tokens of a long "
+                        "call each pair trains on (default: the reading's window)")
     parser.add_argument("--minilm", help="all-MiniLM-L6-v2's model.zip or folder (default: the installed package's)")
     parser.add_argument("--out", help="write the figures to this JSON file (rewritten after every stage)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (model copies, store)")

@@ -24,6 +24,8 @@ from core.errors import GridError, TopicError, TuneboardError
 
 DEFAULT_TEMPLATE = "This call is about {}."
 DEFAULT_THRESHOLD = 0.5
+DEFAULT_TRAIN_WINDOW = 64  # a few turns: a positive is the topic's own lines (bench/bench_long_calls.py)
+MIN_TRAIN_WINDOW = 16  # tokens: a turn or two; a shorter training window would cut the topic's own lines
 
 
 def _normalised(label) -> str:
@@ -100,6 +102,11 @@ class TopicPairs:
     seed: int = 0
     threshold: float = DEFAULT_THRESHOLD
     top_windows: int = 1  # a long call's pair trains on the windows the model scores highest for it (k)
+    # tokens of call per training window of a long call's pair (None: the reading's window); evaluation, tagging
+    # and serving still read windows of max_length (core.training.bags: why a shorter one trains better)
+    train_window: int | None = DEFAULT_TRAIN_WINDOW
+    # more windows a pair with a topic its call lacks trains on: those the model scores highest (hard negatives)
+    hard_negatives: int = 0
 
     @classmethod
     def parse(cls, given: Mapping[str, Any] | TopicPairs | bool | None, *,
@@ -112,10 +119,10 @@ class TopicPairs:
         if not isinstance(given, Mapping):
             raise GridError(f"must be true, or settings like {{template: \"{DEFAULT_TEMPLATE}\", negatives: 2}}; "
                             f"got {type(given).__name__}.", key=key)
-        unknown = sorted(set(given) - {"template", "negatives", "seed", "threshold", "top_windows"})
+        unknown = sorted(set(given) - set(cls.__dataclass_fields__))
         if unknown:
-            raise GridError("not a setting; the settings are template, negatives, seed, threshold and top_windows.",
-                            key=f"{key}.{unknown[0]}")
+            raise GridError("not a setting; the settings are template, negatives, seed, threshold, top_windows, "
+                            "train_window and hard_negatives.", key=f"{key}.{unknown[0]}")
         settings = {**cls().__dict__, **given}
         for name in ("negatives", "seed"):
             value = settings[name]
@@ -125,6 +132,16 @@ class TopicPairs:
                 or not 1 <= settings["top_windows"] <= 64:
             raise GridError(f"must be a whole number from 1 to 64 (the windows of a long call each pair trains on), "
                             f"not {settings['top_windows']!r}.", key=f"{key}.top_windows")
+        window = settings["train_window"]
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int)
+                                   or not MIN_TRAIN_WINDOW <= window <= 4096):
+            raise GridError(f"must be a whole number of tokens from {MIN_TRAIN_WINDOW} to 4096 (the part of a long "
+                            f"call each pair trains on), or left out for the reading's window; not {window!r}.",
+                            key=f"{key}.train_window")
+        if isinstance(settings["hard_negatives"], bool) or not isinstance(settings["hard_negatives"], int) \
+                or not 0 <= settings["hard_negatives"] <= 8:
+            raise GridError(f"must be a whole number from 0 to 8 (more windows of a call each pair with a topic it "
+                            f"lacks trains on), not {settings['hard_negatives']!r}.", key=f"{key}.hard_negatives")
         if settings["negatives"] > MAX_TOPICS:
             raise GridError(f"at most {MAX_TOPICS} (one per other topic), not {settings['negatives']}.",
                             key=f"{key}.negatives")

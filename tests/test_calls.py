@@ -174,14 +174,19 @@ def test_topic_pair_settings_are_checked_in_the_grid(tmp_path):
             "columns": MAPPING}
     grid = GridSpec(**args, topic_pairs={"negatives": 3})
     assert grid.topic_pairs == {"template": "This call is about {}.", "negatives": 3, "seed": 0, "threshold": 0.5,
-                                 "top_windows": 1}
+                                 "top_windows": 1, "train_window": 64, "hard_negatives": 0}
     run = grid.expand()[1]
     assert run.columns == MAPPING and run.params()["topic_pairs.negatives"] == 3
     assert run.params()["columns.label"] == "topic"
     assert GridSpec.from_dict(grid.to_dict()) == grid  # a grid file keeps them
     assert GridSpec(**args, topic_pairs=True).topic_pairs["negatives"] == 2
+    assert GridSpec(**args, topic_pairs={"train_window": 32}).expand()[1].params()["topic_pairs.train_window"] == 32
+    assert GridSpec(**args, topic_pairs={"train_window": None}).topic_pairs["train_window"] is None  # the reading's
     for bad, key in (({"template": "About this."}, "topic_pairs.template"), ({"negatives": -1},
-                     "topic_pairs.negatives"), ({"pairs": 2}, "topic_pairs.pairs")):
+                     "topic_pairs.negatives"), ({"pairs": 2}, "topic_pairs.pairs"),
+                     ({"train_window": 8}, "topic_pairs.train_window"),
+                     ({"train_window": "64"}, "topic_pairs.train_window"),
+                     ({"train_window": True}, "topic_pairs.train_window")):
         with pytest.raises(GridError) as refused:
             GridSpec(**args, topic_pairs=bad)
         assert refused.value.key == key

@@ -19,20 +19,20 @@ def _write(path, rows):
     return path
 
 
-def _grid(tmp_path, model, train_rows, validation_rows, **hyper):
+def _grid(tmp_path, model, train_rows, validation_rows, pairs=None, **hyper):
     _write(tmp_path / "train.csv", train_rows)
     _write(tmp_path / "val.csv", validation_rows)
     return GridSpec(base_name="R", data_src="D", dataset_versions=("train.csv",),
                     hyperparameters=({"n_epochs": 2, **hyper},), base_model_versions=(str(model),),
                     output_dir=str(tmp_path / "out"), train_file=str(tmp_path / "{data_version}"),
                     validation_file=str(tmp_path / "val.csv"), user_id="u", evaluate_pretrained_model=True,
-                    columns={"text": "transcript", "label": "topic"}, topic_pairs={"negatives": 2})
+                    columns={"text": "transcript", "label": "topic"}, topic_pairs={"negatives": 2, **(pairs or {})})
 
 
 def test_long_calls_are_counted_in_windows_rows_and_passes(tmp_path, demo_models):
     model = demo_models["demo-bert-tiny"]
     grid = _grid(tmp_path, model, make_long_calls(6, 1, "T", min_words=300, max_words=400),
-                 make_long_calls(4, 2, "V", min_words=300, max_words=400), max_length=128)
+                 make_long_calls(4, 2, "V", min_words=300, max_words=400), {"train_window": None}, max_length=128)
     read = reading.read_grid(grid, tokenizer_of=reading.tokenizer_of)
     validation = read.for_file("demo-bert-tiny", "val.csv")
     train = read.for_file("demo-bert-tiny", "train.csv")
@@ -52,6 +52,22 @@ def test_long_calls_are_counted_in_windows_rows_and_passes(tmp_path, demo_models
     long_time = estimate.estimate(grid, lambda name: 100.0, reading=read).seconds
     short_time = estimate.estimate(short, lambda name: 100.0, reading=short_read).seconds
     assert long_time > short_time + 1
+
+
+def test_shorter_training_windows_and_hard_negatives_are_counted(tmp_path, demo_models):
+    model = demo_models["demo-bert-tiny"]
+    calls = make_long_calls(6, 1, "T", min_words=300, max_words=400)
+    plain = reading.read_grid(_grid(tmp_path, model, calls, calls[:3], {"train_window": None}, max_length=128),
+                              tokenizer_of=reading.tokenizer_of)
+    short = reading.read_grid(_grid(tmp_path, model, calls, calls[:3], {"train_window": 32, "hard_negatives": 1},
+                                    max_length=128), tokenizer_of=reading.tokenizer_of)
+    before, after = plain.for_file("demo-bert-tiny", "train.csv"), short.for_file("demo-bert-tiny", "train.csv")
+    true = sum(len(r["topic"].split("; ")) for r in calls)
+    # each negative pair trains on one window more; choosing scores every one of the shorter windows
+    assert before.rows == true + 12 and after.rows == true + 24
+    assert after.choosing > 2 * before.choosing
+    # the validation file is read as before: evaluation reads windows of max_length
+    assert short.for_file("demo-bert-tiny", "val.csv") == plain.for_file("demo-bert-tiny", "val.csv")
 
 
 def test_reading_follows_the_first_sets_max_length_and_overlap(tmp_path, demo_models):

@@ -58,6 +58,43 @@ def test_a_new_heads_first_choice_is_the_window_whose_words_speak_for_the_topic(
     assert len(hits) > 100 and np.mean(hits) >= 0.9, f"{np.mean(hits):.2f} of {len(hits)} first choices hold the topic"
 
 
+def test_a_topic_the_call_lacks_first_trains_on_the_calls_own_topic(annotated, encoded):
+    """The negative's first window is the call's own topic read against another (not the talk around it)."""
+    pairs, enc = encoded
+    chosen = bags.Chosen(enc, 1, seed=5)
+    chosen.draw(0)
+    topical = _topic_lines(annotated)
+    hits = [any(line in window or window in line for line in topical[pairs.text_a[bag]])
+            for slot, (bag, _) in enumerate(chosen.slots)
+            if enc.labels[bag] != enc.entail and len(chosen.rows[bag]) > 1
+            for window in [enc.split.windows[int(chosen.choice[slot])].text]]
+    assert len(hits) > 200 and np.mean(hits) >= 0.9, f"{np.mean(hits):.2f} of {len(hits)} negatives on own topic"
+
+
+def test_short_training_windows_choose_the_topics_own_lines(annotated, encoded, tokenizer):
+    """topic_pairs.train_window: the same pairs cut into windows of 32 tokens; the first choice of a true pair is
+    then mostly the topic's own lines (at 128 tokens, mostly the chatter around them)."""
+    pairs, whole = encoded
+    short = bags.encode(pairs, tokenizer, MAPPING, 32, Reading(128))
+    assert short.split.budget == 32 and short.split.counts.mean() > 3 * whole.split.counts.mean()
+    topical = _topic_lines(annotated)
+
+    def topical_share(enc) -> float:
+        chosen = bags.Chosen(enc, 1, seed=5)
+        chosen.draw(0)
+        shares = []
+        for slot, (bag, _) in enumerate(chosen.slots):
+            if enc.labels[bag] == enc.entail and len(chosen.rows[bag]) > 1:
+                lines = enc.split.windows[int(chosen.choice[slot])].text.splitlines()
+                lines = [line for line in lines if line.strip()]
+                shares.append(np.mean([any(line in t or t in line for t in topical[pairs.text_a[bag]])
+                                       for line in lines]))
+        return float(np.mean(shares))
+
+    narrow, wide = topical_share(short), topical_share(whole)
+    assert narrow >= 0.8 and narrow > wide + 0.2, (narrow, wide)
+
+
 def test_the_opening_and_identity_checks_count_for_little(annotated, encoded):
     pairs, enc = encoded
     scores, topical = bags.evidence(enc), _topic_lines(annotated)
@@ -112,6 +149,34 @@ def test_after_the_first_epoch_the_model_chooses_with_the_words(encoded, demo_mo
         slot = next(i for i, (b, _) in enumerate(chosen.slots) if b == bag)
         assert int(chosen.choice[slot]) == int(rows[int(np.argmax(scores))])
     assert seen == {True: 8, False: 8}
+
+
+def test_hard_negatives_add_the_windows_the_model_scores_highest(encoded, demo_models):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    _, enc = encoded
+    path = demo_models["demo-bert-tiny"]
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, id2label=NLI,
+                                                               label2id={v: k for k, v in NLI.items()})
+    collator = DataCollatorWithPadding(AutoTokenizer.from_pretrained(path))
+    plain, hard = bags.Chosen(enc, 1, seed=5), bags.Chosen(enc, 1, seed=5, hard=1)
+    negatives = sum(1 for bag in range(len(enc.labels)) if enc.labels[bag] != enc.entail)
+    assert len(hard) == len(plain) + negatives  # one window more for each pair with a topic its call lacks
+    hard.choose(model, collator)
+    checked = 0
+    for bag in hard.several:
+        slots = [i for i, (b, _) in enumerate(hard.slots) if b == bag]
+        if enc.labels[bag] == enc.entail:
+            assert len(slots) == 1
+            continue
+        first, extra = (int(hard.choice[i]) for i in slots)
+        rest = [r for r in hard.rows[bag].tolist() if r != first]
+        scores = bags.entailment_of(model, [enc.features[r] for r in rest], collator, enc.entail)
+        assert extra == rest[int(np.argmax(scores))] and hard[slots[1]]["labels"] == enc.labels[bag]
+        checked += 1
+        if checked == 8:
+            break
+    assert checked == 8
 
 
 def test_an_encoder_given_nli_labels_but_no_head_counts_as_a_new_head(demo_models, tmp_path):

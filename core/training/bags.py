@@ -13,10 +13,16 @@ How windows become what the Trainer sees:
   calls without the topic (the pairs are built that way, ``core.topic_pairs``). The first epoch chooses by the
   calls' own words (:func:`evidence`): a word counts for a topic as much as it is more common in the training
   calls labelled with the topic than in the others, and a window scores the sum of its words' counts;
-  greetings and identity checks, said in every call, count for no topic. Ties go to the window a pretrained
-  head scores higher (a new head's: at random, seeded). From the second epoch on, the model chooses with the
-  words: a pair's windows ranked by the model's entailment probability plus the words' evidence scaled to 0-1
-  within the call (a model still learning cannot pull a positive off the topic's window, a confident one can).
+  greetings and identity checks, said in every call, count for no topic. A pair with a topic the call lacks
+  adds the words' evidence for the call's own topics: its window is the call's own topic read against another
+  topic, the contrast that teaches which topic a line is about (with the evidence for the missing topic alone,
+  the negatives' first windows held the call's topic in 12% of pairs, mostly chatter otherwise, and
+  all-MiniLM-L6-v2 read long calls at topic_f1_macro 0.193; with this rule and 6 epochs, 0.528). Ties go to the
+  window a pretrained head scores higher (a new head's: at random, seeded). From the second epoch on, the model
+  chooses with the words: a pair's windows ranked by the model's entailment probability plus the words'
+  evidence scaled to 0-1 within the call (a model still learning cannot pull a positive off the topic's window,
+  a confident one can). ``topic_pairs.hard_negatives`` adds, to each pair with a topic its call lacks, the
+  windows the model scores highest after that (a zero-shot head's false alarms on greetings and checks).
   With negatives chosen by the model alone (its hardest), all-MiniLM-L6-v2 fell back to "never" in the epoch
   after it had begun to learn (validation eval_f1 0.425 after the first epoch, 0.0 after the second). Why not
   the model alone from the start: a new head's scores mean nothing, and a weak zero-shot head's barely more.
@@ -26,6 +32,9 @@ How windows become what the Trainer sees:
   trained on the demo's short pairs (accuracy 0.81 on them) chose the topic's window in 8% of the long demo
   calls' true pairs (24 windows of 128 tokens each) and its fine-tune collapsed to "never" as well; the
   words chose it in 99%.
+  A pair trains on shorter windows than evaluation reads (``topic_pairs.train_window``, 64 tokens by default):
+  a window of 64 tokens is the topic's own lines and little else, where one of 256 is mostly the talk around
+  them.
   Evaluation reads a pair by its window most likely to entail, as topic tagging does.
 
 A call short enough for one window is one row, exactly as before windows.
@@ -121,12 +130,15 @@ class Chosen:
     module docstring). Its length never changes (the Trainer plans its steps once); which window an item is
     lives in a shared tensor, so dataloader worker processes see each new choice."""
 
-    def __init__(self, encoded: Encoded, k: int, seed: int):
+    def __init__(self, encoded: Encoded, k: int, seed: int, hard: int = 0):
         import torch
 
-        self.encoded, self.k, self.seed = encoded, k, seed
+        self.encoded, self.k, self.seed, self.hard = encoded, k, seed, hard
         self.rows = [np.flatnonzero(encoded.owner == b) for b in range(len(encoded.labels))]
-        self.slots = [(bag, rank) for bag, rows in enumerate(self.rows) for rank in range(min(k, len(rows)))]
+        self.negative = [bool(label != encoded.entail) for label in encoded.labels]
+        # a pair with a topic its call lacks trains on ``hard`` more windows: those the model scores highest
+        self.slots = [(bag, rank) for bag, rows in enumerate(self.rows)
+                      for rank in range(min(k + (hard if self.negative[bag] else 0), len(rows)))]
         self.choice = torch.tensor([self.rows[bag][rank] for bag, rank in self.slots], dtype=torch.long)
         self.choice.share_memory_()
         self.several = [bag for bag, rows in enumerate(self.rows) if len(rows) > 1]
@@ -160,8 +172,17 @@ class Chosen:
         for bag in self.several:
             rows = rng.sample(list(self.rows[bag]), len(self.rows[bag]))
             # stable: equal keys keep the random order
-            ranked[bag] = sorted(rows, key=lambda r: (-round(scores[r], 9), -model_scores.get(r, 0.0)))
+            ranked[bag] = self._hardest_after(bag, sorted(rows, key=lambda r: (-round(scores[r], 9),
+                                                                                -model_scores.get(r, 0.0))),
+                                              model_scores)
         return self._set(ranked)
+
+    def _hardest_after(self, bag: int, ranked: list[int], by_row: dict[int, float]) -> list[int]:
+        """A negative pair's ``hard`` windows after its first ``k``: those the model scores highest (where there
+        are scores: a pretrained head, or the model from the second epoch), whatever their words."""
+        if not (self.hard and self.negative[bag] and by_row):
+            return ranked
+        return ranked[:self.k] + sorted(ranked[self.k:], key=lambda r: -by_row[r])
 
     def _entailment(self, model, collator, batch_size: int) -> dict[int, float]:
         """The model's entailment probability for every window of every long pair, by row."""
@@ -182,7 +203,7 @@ class Chosen:
         for bag in self.several:
             rows = self.rows[bag].tolist()
             top = max(words[r] for r in rows) or 1.0
-            ranked[bag] = sorted(rows, key=lambda r: -(by_row[r] + words[r] / top))
+            ranked[bag] = self._hardest_after(bag, sorted(rows, key=lambda r: -(by_row[r] + words[r] / top)), by_row)
         return self._set(ranked)
 
     def evidence(self) -> np.ndarray:
@@ -197,9 +218,6 @@ WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 def _words(text: str) -> set[str]:
     return set(WORD.findall(text.lower()))
-
-
-MIN_CALLS = 2  # a word in one call of a topic's (a reference number, a name) says nothing of the topic
 
 
 MIN_CALLS = 2  # a word in one call of a topic's (a reference number, a phone number) says nothing of the topic
@@ -222,7 +240,8 @@ def evidence(encoded: Encoded) -> np.ndarray:
     training call is not. A word's weight for it is the log of how much more often the word is in its calls
     than in the others (:func:`_log_ratio`), kept where above 0 and the word is in at least ``MIN_CALLS`` of
     its calls; a window's score, the sum of its distinct words' weights. Words every call has (greetings,
-    identity checks, holds) weigh nothing.
+    identity checks, holds) weigh nothing. For a pair whose topic the call lacks, the window's best score for
+    one of the call's own topics is added: the call's own topic, read against the missing one.
     """
     texts, hypotheses = encoded.premises, encoded.hypotheses
     if encoded.entail is None or hypotheses is None:
@@ -239,11 +258,20 @@ def evidence(encoded: Encoded) -> np.ndarray:
         n_in, n_out = len(with_it), len(calls) - len(with_it)
         weights[hypothesis] = {word: w for word, count in inside.items()
                                if count >= MIN_CALLS and (w := _log_ratio(count, n_in, outside[word], n_out)) > 0}
+    own = defaultdict(list)  # per call, the hypotheses it entails
+    for hypothesis, with_it in holding.items():
+        for premise in with_it:
+            own[premise].append(hypothesis)
+    def score(words: set[str], hypothesis: str) -> float:
+        weight = weights.get(hypothesis)
+        return sum(weight.get(word, 0.0) for word in words) if weight else 0.0
+
     scores = np.zeros(len(encoded.features))
     for row, window in enumerate(encoded.split.windows):
-        weight = weights.get(hypotheses[encoded.owner[row]])
-        if weight:
-            scores[row] = sum(weight.get(word, 0.0) for word in _words(window.text))
+        bag, words = encoded.owner[row], _words(window.text)
+        scores[row] = score(words, hypotheses[bag])
+        if encoded.labels[bag] != encoded.entail:  # a topic the call lacks: read against what the call is about
+            scores[row] += max((score(words, h) for h in own[texts[bag]]), default=0.0)
     return scores
 
 

@@ -10,7 +10,7 @@ against every topic. Compose shows this, and :mod:`core.training.estimate` count
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,13 @@ def read_grid(spec: GridSpec, *, tokenizer_of, examples_of=None) -> GridReading:
         for name, examples in read.items():
             split = windows.split(list(examples.text_a), tokenizer, budget, overlap=reading.overlap_for(budget),
                                   truncate=reading.truncate)
-            rows, choosing = _rows(examples, split.counts, pairs, len(topics))
+            counts, trains = split.counts, name != Path(spec.validation_file).name
+            if trains and pairs is not None and pairs.train_window and pairs.train_window < budget:
+                counts = windows.split(list(examples.text_a), tokenizer, pairs.train_window,  # shorter, to train
+                                       overlap=reading.overlap_for(pairs.train_window),
+                                       truncate=reading.truncate).counts
+            rows, choosing = _rows(examples, counts, pairs if trains or pairs is None
+                                   else replace(pairs, hard_negatives=0), len(topics))
             tokens = split.tokens if len(split.tokens) else np.zeros(1)
             found.append(FileReading(base_model_name(model), name, len(examples), float(np.median(tokens)),
                                      float(np.percentile(tokens, 90)), int(tokens.max()), len(split.windows),
@@ -117,7 +123,8 @@ def _rows(examples: Examples, counts: np.ndarray, pairs: TopicPairs | None, topi
         return int(counts.sum()), 0
     rows = choosing = 0
     for own, count in zip(examples.labels, counts, strict=True):
-        bags = len(own) + min(pairs.negatives, max(topics - len(own), 0))
-        rows += bags * min(pairs.top_windows, int(count))
-        choosing += bags * int(count) if count > 1 else 0
+        negatives = min(pairs.negatives, max(topics - len(own), 0))
+        rows += len(own) * min(pairs.top_windows, int(count)) \
+            + negatives * min(pairs.top_windows + pairs.hard_negatives, int(count))
+        choosing += (len(own) + negatives) * int(count) if count > 1 else 0
     return rows, choosing

@@ -213,10 +213,12 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     eval_set = bags.Rows(evaluated)
     train_set, choose = None, None
     if train is not None:
-        trained = bags.encode(train, tokenizer, mapping, budget, reading)
+        # topic pairs may train on shorter parts of a long call than evaluation reads (TopicPairs.train_window)
+        trained = bags.encode(train, tokenizer, mapping,
+                              min(budget, pairs.train_window) if pairs and pairs.train_window else budget, reading)
         if trained.entail is not None:  # pairs labelled per call: train on the windows that decide them
             train_set = bags.Chosen(trained, pairs.top_windows if pairs else 1,
-                                    int(spec.hyperparameters.get("seed", 42)))
+                                    int(spec.hyperparameters.get("seed", 42)), pairs.hard_negatives if pairs else 0)
             if train_set.several:
                 choose = bags.ChooseWindows(train_set, speed.BucketCollator(tokenizer), new_head,
                                             int(spec.hyperparameters.get("per_device_eval_batch_size", 32)))
@@ -367,6 +369,8 @@ def _log_reading(reading: Reading, limit: int, budget: int, evaluated: bags.Enco
     mlflow.log_params({"windows.max_length": limit, "windows.budget_tokens": budget,
                        "windows.overlap": evaluated.split.overlap, "windows.aggregation": evaluated.aggregation,
                        "windows.truncate": reading.truncate,
+                       **({"windows.train_budget_tokens": train_set.encoded.split.budget}
+                          if train_set is not None and train_set.encoded.split.budget != budget else {}),
                        **({"windows.first_choice": "the words' evidence, ties at random (new head)" if new_head
                            else "the words' evidence, ties by the model"}
                           if choose else {})})
