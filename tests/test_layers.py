@@ -38,7 +38,7 @@ def test_importing_all_of_core_loads_no_streamlit():
 LAYERS = (
     ("foundation", ("errors", "naming", "tracking", "progress", "settings", "auth", "paths", "metrics", "packing",
                     "speed", "hub", "tokenizer", "data", "holdout", "topic_pairs", "grid", "hyperparameter_sets",
-                    "demo", "team", "faults", "jobkind")),
+                    "demo", "pretrained_demo", "team", "faults", "jobkind")),
     ("reading runs", ("runs", "runs_cache", "compare", "charts")),
     ("models", ("models",)),
     ("examples", ("examples",)),
