@@ -382,9 +382,12 @@ with st.expander("Start from a saved grid or a past experiment"):
     past = {e.experiment_id: e.name for e in experiments()}
     st.selectbox("A past experiment", options=[None, *past], format_func=lambda i: past.get(i, "—"), key="c_past")
     st.button("Start from this experiment", on_click=load_experiment, key="c_load_past")
-    if pretrained_demo.NAME in demo_models():
-        st.button("Fill in the calls demo (a real encoder learns the long demo calls' topics)",
-                  on_click=load_calls_demo, key="c_load_calls_demo")
+if pretrained_demo.NAME in demo_models():  # where make run installed the encoder: the demo that shows learning
+    st.button("Fill in the calls demo: a real encoder learns the topics of long calls",
+              on_click=load_calls_demo, key="c_load_calls_demo",
+              help="The grid below trains the tiny demo models, which show the pipeline but learn little. The calls "
+                   "demo fine-tunes all-MiniLM-L6-v2 on the 160 long demo calls and reads the 40 held out, against "
+                   "its baseline: about 10 minutes on 2 CPU cores.")
 message = st.session_state.pop("c_loaded", None)
 if message:
     (st.error if message.startswith("error:") else st.success)(md(message.removeprefix("error:")))
