@@ -879,7 +879,7 @@ def ensure_demo(settings: Settings | None = None) -> dict[str, Path]:
     for name, kind in zip(DEMO_MODELS, ("bert", "deberta-v2")):
         path = settings.demo_models_dir / name
         if not _complete(path, kind):
-            _build_in_place(path, kind)
+            build_in_place(path, lambda fresh, kind=kind: build_model(fresh, kind))
         paths[name] = path
     return paths
 
@@ -892,15 +892,15 @@ def _complete(path: Path, kind: str) -> bool:
     return kind != "deberta-v2" or (path / "spm.model").is_file()
 
 
-def _build_in_place(path: Path, kind: str) -> None:
-    """Build beside ``path``, then swap it in: a build cut off half-way never looks like a model."""
+def build_in_place(path: Path, build) -> None:
+    """``build(folder)`` beside ``path``, then swap it in: a build cut off half-way never looks like a model."""
     import shutil
     import tempfile
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fresh = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
-        build_model(fresh, kind)
+        build(fresh)
         if path.exists():
             shutil.rmtree(path)
         fresh.rename(path)

@@ -16,11 +16,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
-from core.demo import LABELS
+from core.demo import LABELS, build_in_place
 from core.errors import TuneboardError
 from core.settings import Settings
 
@@ -81,15 +80,7 @@ def ensure(settings: Settings | None = None) -> Path | None:
     given = source()
     if given is None:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fresh = Path(tempfile.mkdtemp(prefix=f".{NAME}-", dir=path.parent))
-    try:
-        prepare(fresh, given)
-        if path.exists():
-            shutil.rmtree(path)
-        fresh.rename(path)
-    finally:
-        shutil.rmtree(fresh, ignore_errors=True)
+    build_in_place(path, lambda fresh: prepare(fresh, given))
     return path
 
 

@@ -38,6 +38,17 @@ def encoded(annotated, tokenizer):
     return pairs, bags.encode(pairs, tokenizer, MAPPING, bags.room(tokenizer, 128, pairs), Reading(128))
 
 
+@pytest.fixture(scope="module")
+def untrained(demo_models):
+    """The demo BERT with a new NLI head, and a collator for its windows."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
+
+    path = demo_models["demo-bert-tiny"]
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, id2label=NLI,
+                                                               label2id={v: k for k, v in NLI.items()})
+    return model, DataCollatorWithPadding(AutoTokenizer.from_pretrained(path))
+
+
 def _topic_lines(annotated) -> dict[str, set[str]]:
     return {row["transcript"]: {line for section, line in turns if section == "topic"} for row, turns in annotated}
 
@@ -126,14 +137,9 @@ def test_pairs_train_on_k_windows_of_their_own_call_the_same_for_a_seed(encoded)
         assert (enc.labels[bag] == enc.entail) == (pairs.labels[bag] == "entailment")
 
 
-def test_after_the_first_epoch_the_model_chooses_with_the_words(encoded, demo_models):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
-
+def test_after_the_first_epoch_the_model_chooses_with_the_words(encoded, untrained):
     _, enc = encoded
-    path = demo_models["demo-bert-tiny"]
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, id2label=NLI,
-                                                               label2id={v: k for k, v in NLI.items()})
-    collator = DataCollatorWithPadding(AutoTokenizer.from_pretrained(path))
+    model, collator = untrained
     chosen = bags.Chosen(enc, 1, seed=5)
     chosen.choose(model, collator)
     words = bags.evidence(enc)
@@ -151,14 +157,9 @@ def test_after_the_first_epoch_the_model_chooses_with_the_words(encoded, demo_mo
     assert seen == {True: 8, False: 8}
 
 
-def test_hard_negatives_add_the_windows_the_model_scores_highest(encoded, demo_models):
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding
-
+def test_hard_negatives_add_the_windows_the_model_scores_highest(encoded, untrained):
     _, enc = encoded
-    path = demo_models["demo-bert-tiny"]
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, id2label=NLI,
-                                                               label2id={v: k for k, v in NLI.items()})
-    collator = DataCollatorWithPadding(AutoTokenizer.from_pretrained(path))
+    model, collator = untrained
     plain, hard = bags.Chosen(enc, 1, seed=5), bags.Chosen(enc, 1, seed=5, hard=1)
     negatives = sum(1 for bag in range(len(enc.labels)) if enc.labels[bag] != enc.entail)
     assert len(hard) == len(plain) + negatives  # one window more for each pair with a topic its call lacks
