@@ -258,27 +258,39 @@ def experiment_summary(df: pd.DataFrame) -> dict | None:
             "finished": len(finished), "with_model": int(holds_model(finished).sum())}
 
 
-def gain_over_baseline(df: pd.DataFrame, metric: str) -> pd.Series:
-    """Each candidate's metric minus its baseline's, indexed like ``df``; positive always means better.
-
-    The baseline is the finished ``run_type=baseline`` run with the same ``tags.base_model_name`` in the same
-    experiment (the latest one when there are several). NaN for non-candidates and where there is none.
-    """
-    gains = np.full(len(df), np.nan)
+def _baselines(df: pd.DataFrame, metric: str) -> tuple[np.ndarray, dict[int, int]]:
+    """(the metric's values, {candidate position: its baseline's position}): the baseline of a candidate is the
+    finished ``run_type=baseline`` run with the same ``tags.base_model_name`` in the same experiment (the latest
+    one when there are several) and a finite value."""
     values = _values(df, metric)
     experiments = [None if pd.isna(e) else e for e in _column(df, "experiment_id")]
     models = _column(df, "tags.base_model_name").to_numpy(dtype=object)
     usable = _finished(df) & _is_baseline(df) & np.isfinite(values)
-    baselines: dict[tuple, float] = {}
+    latest: dict[tuple, int] = {}
     for i in np.lexsort((_start_seconds(df),)):  # earliest first, so the latest baseline wins
         if usable[i] and not pd.isna(models[i]):
-            baselines[(experiments[i], models[i])] = values[i]
+            latest[(experiments[i], models[i])] = int(i)
+    found = {int(i): latest[(experiments[i], models[i])] for i in np.flatnonzero(_candidate_mask(df, metric))
+             if not pd.isna(models[i]) and (experiments[i], models[i]) in latest}
+    return values, found
+
+
+def gain_over_baseline(df: pd.DataFrame, metric: str) -> pd.Series:
+    """Each candidate's metric minus its baseline's (:func:`_baselines`), indexed like ``df``; positive always
+    means better. NaN for non-candidates and where there is none."""
+    gains = np.full(len(df), np.nan)
+    values, baselines = _baselines(df, metric)
     sign = -1.0 if metrics_mod.lower_is_better(metric) else 1.0
-    for i in np.flatnonzero(_candidate_mask(df, metric)):
-        base = baselines.get((experiments[i], models[i])) if not pd.isna(models[i]) else None
-        if base is not None:
-            gains[i] = sign * (values[i] - base)
+    for i, base in baselines.items():
+        gains[i] = sign * (values[i] - values[base])
     return pd.Series(gains, index=df.index, name=f"gain.{metric}", dtype=float)
+
+
+def baseline_of(df: pd.DataFrame, metric: str, label) -> pd.Series | None:
+    """The baseline run the candidate at index ``label`` of ``df`` is compared with (None where it has none)."""
+    _, baselines = _baselines(df, metric)
+    base = baselines.get(int(df.index.get_loc(label)))
+    return None if base is None else df.iloc[base]
 
 
 def _neutralise(value):

@@ -40,6 +40,10 @@ def _noise(view: pd.DataFrame, metric: str):
     return noise.in_frame(view, metric, finished_predictions)
 
 
+def _versus_baseline(view: pd.DataFrame, metric: str):
+    return noise.against_baseline(view, metric, finished_predictions)
+
+
 def _intervals(view: pd.DataFrame, metric: str, column: str) -> tuple:
     return tuple(noise.group_intervals(view, metric, column, finished_predictions).items())
 
@@ -115,6 +119,11 @@ else:
         then = (f" The best run that holds a model is **{md(promotable['run_name'])}** ({md(metric)} "
                 f"{fmt(compare.value_of(promotable, metric))})." if promotable is not None else "")
         st.info(f"**{md(best['run_name'])}** cannot be promoted: {md(NO_MODEL)}.{then}", icon=":material/info:")
+    if pd.notna(gain):  # is the gain over its own baseline real? the two runs, example by example
+        versus = built(_versus_baseline, view, ended, metric)
+        if versus is not None and not versus.why:
+            st.info(f"Against its untrained baseline: {md(versus.verdict(better='gain'))}.",
+                    icon=":material/casino:")
     # is the lead real? the best run against the others, example by example (built once per version of the runs)
     within = built(_noise, view, ended, metric)
     said = " ".join(md(line) for line in (within.sentence(), within.detectable()) if line)

@@ -183,7 +183,7 @@ class Calls(SimpleNamespace):
         return len(self.rows)
 
 
-def log_calls_run(name: str, truth: list[list[str]], scores: np.ndarray) -> str:
+def log_calls_run(name: str, truth: list[list[str]], scores: np.ndarray, tags: dict | None = None) -> str:
     """A finished run as a topic run leaves it: its topic metrics, its validation digest, its per-call table."""
     import mlflow
 
@@ -192,7 +192,7 @@ def log_calls_run(name: str, truth: list[list[str]], scores: np.ndarray) -> str:
     n = len(truth)
     found = Calls(rows=[f"line {i + 2}, call_id V-{i}" for i in range(n)], text_a=[f"call {i}" for i in range(n)],
                   labels=truth)
-    with mlflow.start_run(run_name=name) as run:
+    with mlflow.start_run(run_name=name, tags=tags) as run:
         mlflow.log_params({"validation_digest": "d" * 16, "topic_pairs.validation_pairs": str(n * len(TOPICS))})
         mlflow.log_metrics(logged(truth, scores))
         log_call_predictions(found, scores, TOPICS, THRESHOLD, cap=5000)
@@ -268,6 +268,33 @@ def test_compare_page_says_whether_the_lead_by_topic_f1_macro_is_real(two_runs):
     said = next(i.value for i in at.info if "within what chance gives" in i.value)
     assert found.real and said == ("No other run is within what chance gives on 150 calls: tuned is clearly ahead of "
                                    "the one other run compared.")
+
+
+def test_compare_page_says_whether_the_gain_over_the_baseline_is_real(store):
+    """The best fine-tune against its own pretrained baseline, example by example: a clear gain, and a gain
+    chance could give."""
+    import mlflow
+    from test_pages import app
+
+    from core import runs
+    from core.settings import configure_mlflow, ensure_experiment
+
+    configure_mlflow(store)
+    truth = calls(150, seed=13)
+    for name, step in (("Clear", 0.15), ("Slight", 0.002)):
+        mlflow.set_experiment(experiment_id=ensure_experiment(name, store))
+        base = log_calls_run("m_pretrained_baseline", truth, scores_of(truth, 0.3, seed=14),
+                             {"run_type": "baseline", "base_model_name": "m"})
+        tuned = log_calls_run("m_calls_param_set1", truth, scores_of(truth, 0.3 + step, seed=14),
+                              {"run_type": "fine_tune", "base_model_name": "m"})
+        at = app("pages/compare.py")
+        at.multiselect(key="cmp_exps").set_value([runs.client().get_experiment_by_name(name).experiment_id]).run()
+        assert not at.exception, at.exception
+        found = expected(base, tuned, "topic_f1_macro")  # the fine-tune (B) against its baseline (A)
+        said = [i.value for i in at.info if i.value.startswith("Against its untrained baseline")]
+        verdict = found.verdict(better="gain").replace("<", "&lt;")  # as markdown shows it: "p < 0.001"
+        assert said == [f"Against its untrained baseline: {verdict}."], said
+        assert said[0].endswith("not a clear gain.") == (name == "Slight") and found.real == (name == "Clear")
 
 
 def test_a_promotion_by_topic_f1_macro_records_that_test_in_its_decision_record(two_runs):

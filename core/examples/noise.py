@@ -191,6 +191,20 @@ def in_frame(frame: pd.DataFrame, metric: str, read: Callable[[str], pd.DataFram
                         limit=limit)
 
 
+def against_baseline(frame: pd.DataFrame, metric: str,
+                     read: Callable[[str], pd.DataFrame | None]) -> sig.Difference | None:
+    """The best candidate (B) against its own pretrained baseline (A, ``core.compare.baseline_of``), example by
+    example: is its gain more than chance gives? None where the best has no baseline in ``frame``."""
+    best = compare.best_run(frame, metric)
+    base = compare.baseline_of(frame, metric, best.name) if best is not None else None
+    if base is None:
+        return None
+    a, b = _ref(base, metric), _ref(best, metric)
+    if a.digest and b.digest and a.digest != b.digest:
+        return sig.compare_tables(None, None, metric, digests=(a.digest, b.digest))
+    return sig.compare_tables(read(a.run_id), read(b.run_id), metric, digests=(a.digest, b.digest))
+
+
 def group_intervals(frame: pd.DataFrame, metric: str, column: str,
                     read: Callable[[str], pd.DataFrame | None]) -> dict[str, tuple[float, float]]:
     """{run_id: 95% interval} of the best run of each group of ``column`` (``core.compare.best_per_group``),
