@@ -295,6 +295,9 @@ def test_compare_page_says_whether_the_gain_over_the_baseline_is_real(store):
         verdict = found.verdict(better="gain").replace("<", "&lt;")  # as markdown shows it: "p < 0.001"
         assert said == [f"Against its untrained baseline: {verdict}."], said
         assert said[0].endswith("not a clear gain.") == (name == "Slight") and found.real == (name == "Clear")
+        # the baseline is no rival: the one fine-tune has nothing to be within noise of
+        assert "m_calls_param_set1 is the only fine-tuned run in view: there is no other to compare it with." in \
+            [i.value for i in at.info]
 
 
 def test_a_promotion_by_topic_f1_macro_records_that_test_in_its_decision_record(two_runs):

@@ -94,7 +94,9 @@ class Noise:
             return f"Whether other runs are within noise of {self.best.name} cannot be told: {self.why}."
         compared = [r for r in self.rivals if r.status in (WITHIN, WORSE, BETTER)]
         within, n = self.within, f"{self.examples} {sig.unit(self.metric)}"  # a topic metric counts calls
-        if not compared:
+        if not self.rivals:
+            head = f"{self.best.name} is the only fine-tuned run in view: there is no other to compare it with."
+        elif not compared:
             head = f"No other run can be compared with {self.best.name} example by example."
         elif within:
             runs = ", ".join(f"{r.run.name} ({r.difference.b:.3f})" for r in within)
