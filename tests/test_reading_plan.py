@@ -68,6 +68,11 @@ def test_shorter_training_windows_and_hard_negatives_are_counted(tmp_path, demo_
     assert after.choosing > 2 * before.choosing
     # the validation file is read as before: evaluation reads windows of max_length
     assert short.for_file("demo-bert-tiny", "val.csv") == plain.for_file("demo-bert-tiny", "val.csv")
+    # truncate: the first window of max_length only, in training too (one window a pair: nothing to choose)
+    cut = reading.read_grid(_grid(tmp_path, model, calls, calls[:3], {"train_window": 32}, max_length=128,
+                                  truncate=True), tokenizer_of=reading.tokenizer_of).for_file("demo-bert-tiny",
+                                                                                             "train.csv")
+    assert cut.rows == true + 12 and cut.choosing == 0
 
 
 def test_reading_follows_the_first_sets_max_length_and_overlap(tmp_path, demo_models):

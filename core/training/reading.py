@@ -93,7 +93,8 @@ def read_grid(spec: GridSpec, *, tokenizer_of, examples_of=None) -> GridReading:
             split = windows.split(list(examples.text_a), tokenizer, budget, overlap=reading.overlap_for(budget),
                                   truncate=reading.truncate)
             counts, trains = split.counts, name != Path(spec.validation_file).name
-            if trains and pairs is not None and pairs.train_window and pairs.train_window < budget:
+            if trains and pairs is not None and pairs.train_window and pairs.train_window < budget \
+                    and not reading.truncate:
                 counts = windows.split(list(examples.text_a), tokenizer, pairs.train_window,  # shorter, to train
                                        overlap=reading.overlap_for(pairs.train_window),
                                        truncate=reading.truncate).counts

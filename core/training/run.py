@@ -213,9 +213,10 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
     eval_set = bags.Rows(evaluated)
     train_set, choose = None, None
     if train is not None:
-        # topic pairs may train on shorter parts of a long call than evaluation reads (TopicPairs.train_window)
-        trained = bags.encode(train, tokenizer, mapping,
-                              min(budget, pairs.train_window) if pairs and pairs.train_window else budget, reading)
+        # topic pairs may train on shorter parts of a long call than evaluation reads (TopicPairs.train_window);
+        # truncate reads the first window of max_length only, in training as in evaluation
+        short = pairs and pairs.train_window and not reading.truncate
+        trained = bags.encode(train, tokenizer, mapping, min(budget, pairs.train_window) if short else budget, reading)
         if trained.entail is not None:  # pairs labelled per call: train on the windows that decide them
             train_set = bags.Chosen(trained, pairs.top_windows if pairs else 1,
                                     int(spec.hyperparameters.get("seed", 42)), pairs.hard_negatives if pairs else 0)
