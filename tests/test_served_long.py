@@ -50,13 +50,29 @@ SHORT = "Customer: hello, I only wanted to say thank you."
 TOPICS = ["fees", "rollover", "account access", "loan request", "withdrawal"]
 
 
-def _teach(model, tokenizer, steps: int = 30) -> None:
-    """A few steps on chatter with and without the reason, so windows that hold it score higher (seeded)."""
+def _teach(model, tokenizer, steps: int = 30, rounds: int = 6) -> None:
+    """A few steps on chatter with and without the reason, so windows that hold it score higher (seeded), until
+    CALL read as windows is tagged "fees" by its last window, the one with the reason (up to ``rounds`` x ``steps``:
+    the demo tokenizer differs build to build, and one CI run's build had not learnt it in 30 steps)."""
     import torch
+
+    from core.models.windows import Reading
+    from core.scoring.topics import DEFAULT_TEMPLATE, read_topics
 
     rng = random.Random(0)
     torch.manual_seed(0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    for _ in range(rounds):
+        _steps(model, tokenizer, optimizer, rng, steps)
+        read = read_topics(model, tokenizer, [CALL], TOPICS, DEFAULT_TEMPLATE, reading=Reading(MAX_LENGTH, OVERLAP))
+        if read.scores[0, 0] >= 0.5 and read.deciding[0, 0] == read.split.counts[0] - 1:  # TOPICS[0]: fees
+            return
+    pytest.fail(f"the served model did not learn the reason in {rounds * steps} steps: 'fees' {read.scores[0, 0]:.3f}")
+
+
+def _steps(model, tokenizer, optimizer, rng: random.Random, steps: int) -> None:
+    import torch
+
     model.train()
     for _ in range(steps):
         premises, labels = [], []
@@ -144,7 +160,8 @@ def test_a_long_call_is_read_whole_with_the_same_scores_tags_and_windows_as_eval
         "the reason must lie in the last window only"
     last = len(windows) - 1
     decided_by_last = [j for j in range(len(TOPICS)) if read.deciding[0, j] == last]
-    assert decided_by_last, "the window with the reason decides at least one topic"
+    assert decided_by_last, (f"the window with the reason decides at least one topic: scores {read.scores[0]}, "
+                             f"deciding windows {read.deciding[0]} of {last + 1}")
 
     model = mlflow.pyfunc.load_model(URI)
     frame = model.predict([CALL, SHORT], params={"topics": TOPICS})
