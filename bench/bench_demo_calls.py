@@ -38,7 +38,7 @@ def screens(home: Path, out: Path) -> None:
     """Compose filled in by its calls-demo button, and Compare on the demo's two runs, in the real dashboard."""
     import re
 
-    from long_calls_screens import CHROMIUM, FLAGS, dashboard
+    from long_calls_screens import dashboard, open_page
     from playwright.sync_api import expect, sync_playwright
 
     out.mkdir(parents=True, exist_ok=True)
@@ -46,11 +46,7 @@ def screens(home: Path, out: Path) -> None:
     server, url = dashboard(env, home / "streamlit.log")
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={"width": 1600, "height": 1300})
-            page.set_default_timeout(120_000)
-            expect.set_options(timeout=120_000)
-            page.goto(url)
+            browser, page = open_page(p, url, 1600, 1300)
             page.get_by_role("link", name="Compose").first.click()
             page.get_by_role("button", name=re.compile("Fill in the calls demo")).click()
             expect(page.get_by_text("Filled in the calls demo").first).to_be_visible()

@@ -96,6 +96,18 @@ def dashboard(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit(f"the dashboard did not start; see {log}")
 
 
+def open_page(playwright, url: str, width: int, height: int):
+    """Chromium (Debian's, no downloads) on ``url``, with the two-minute waits a loaded 2-core machine needs."""
+    from playwright.sync_api import expect
+
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(120_000)
+    expect.set_options(timeout=120_000)
+    page.goto(url)
+    return browser, page
+
+
 def screens(url: str, run_name: str, work: Path, out: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -107,11 +119,7 @@ def screens(url: str, run_name: str, work: Path, out: Path) -> None:
         writer.writeheader()
         writer.writerows({"call_id": r["call_id"], "transcript": r["transcript"]} for r in rows)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1800, "height": 1100})
-        page.set_default_timeout(120_000)
-        expect.set_options(timeout=120_000)
-        page.goto(url)
+        browser, page = open_page(p, url, 1800, 1100)
         page.get_by_role("link", name="Compare").first.click()
         expect(page.get_by_text("Best run overall by topic_f1_macro")).to_be_visible()
         page.get_by_role("tab", name="Examples").click()

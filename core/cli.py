@@ -376,12 +376,11 @@ def _dispatch(args) -> int:
               "\nthen open http://127.0.0.1:5000")
         return 1 if summary.failed else 0
     if args.command == "prepare":
+        from core import pretrained_demo
         from core.demo import ensure_demo
         from core.jobs.local import ensure_worker
 
         settings = Settings.from_env()
-        from core import pretrained_demo
-
         models = ensure_demo(settings)
         print(f"Demo models ready: {', '.join(str(p) for p in models.values())}")
         encoder = pretrained_demo.ensure(settings)

@@ -28,6 +28,11 @@ DEFAULT_TRAIN_WINDOW = 64  # a few turns: a positive is the topic's own lines (b
 MIN_TRAIN_WINDOW = 16  # tokens: a turn or two; a shorter training window would cut the topic's own lines
 
 
+def _whole(value, low: int, high: int) -> bool:
+    """A whole number (not a bool) from ``low`` to ``high``."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def _normalised(label) -> str:
     return str(label).strip().lower().replace("-", "_").replace(" ", "_")
 
@@ -128,18 +133,15 @@ class TopicPairs:
             value = settings[name]
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise GridError(f"must be a whole number, 0 or more, not {value!r}.", key=f"{key}.{name}")
-        if isinstance(settings["top_windows"], bool) or not isinstance(settings["top_windows"], int) \
-                or not 1 <= settings["top_windows"] <= 64:
+        if not _whole(settings["top_windows"], 1, 64):
             raise GridError(f"must be a whole number from 1 to 64 (the windows of a long call each pair trains on), "
                             f"not {settings['top_windows']!r}.", key=f"{key}.top_windows")
         window = settings["train_window"]
-        if window is not None and (isinstance(window, bool) or not isinstance(window, int)
-                                   or not MIN_TRAIN_WINDOW <= window <= 4096):
+        if window is not None and not _whole(window, MIN_TRAIN_WINDOW, 4096):
             raise GridError(f"must be a whole number of tokens from {MIN_TRAIN_WINDOW} to 4096 (the part of a long "
-                            f"call each pair trains on), or left out for the reading's window; not {window!r}.",
-                            key=f"{key}.train_window")
-        if isinstance(settings["hard_negatives"], bool) or not isinstance(settings["hard_negatives"], int) \
-                or not 0 <= settings["hard_negatives"] <= 8:
+                            f"call each pair trains on; {DEFAULT_TRAIN_WINDOW} when left out), or null for the "
+                            f"reading's whole window; not {window!r}.", key=f"{key}.train_window")
+        if not _whole(settings["hard_negatives"], 0, 8):
             raise GridError(f"must be a whole number from 0 to 8 (more windows of a call each pair with a topic it "
                             f"lacks trains on), not {settings['hard_negatives']!r}.", key=f"{key}.hard_negatives")
         if settings["negatives"] > MAX_TOPICS:

@@ -262,6 +262,7 @@ def evidence(encoded: Encoded) -> np.ndarray:
     for hypothesis, with_it in holding.items():
         for premise in with_it:
             own[premise].append(hypothesis)
+
     def score(words: set[str], hypothesis: str) -> float:
         weight = weights.get(hypothesis)
         return sum(weight.get(word, 0.0) for word in words) if weight else 0.0

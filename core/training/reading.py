@@ -10,7 +10,7 @@ against every topic. Compose shows this, and :mod:`core.training.estimate` count
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +98,7 @@ def read_grid(spec: GridSpec, *, tokenizer_of, examples_of=None) -> GridReading:
                 counts = windows.split(list(examples.text_a), tokenizer, pairs.train_window,  # shorter, to train
                                        overlap=reading.overlap_for(pairs.train_window),
                                        truncate=reading.truncate).counts
-            rows, choosing = _rows(examples, counts, pairs if trains or pairs is None
-                                   else replace(pairs, hard_negatives=0), len(topics))
+            rows, choosing = _rows(examples, counts, pairs, len(topics), trains=trains)
             tokens = split.tokens if len(split.tokens) else np.zeros(1)
             found.append(FileReading(base_model_name(model), name, len(examples), float(np.median(tokens)),
                                      float(np.percentile(tokens, 90)), int(tokens.max()), len(split.windows),
@@ -118,14 +117,17 @@ def _declared(tokenizer) -> int | None:
     return declared if isinstance(declared, int) and 0 < declared < 1_000_000 else None
 
 
-def _rows(examples: Examples, counts: np.ndarray, pairs: TopicPairs | None, topics: int) -> tuple[int, int]:
-    """(rows one epoch sees, passes spent choosing windows) for a file's examples with these window counts."""
+def _rows(examples: Examples, counts: np.ndarray, pairs: TopicPairs | None, topics: int, *,
+          trains: bool = True) -> tuple[int, int]:
+    """(rows one epoch sees, passes spent choosing windows) for a file's examples with these window counts; only
+    a training file's pairs with a topic the call lacks take their ``hard_negatives``."""
     if pairs is None:
         return int(counts.sum()), 0
+    hard = pairs.hard_negatives if trains else 0
     rows = choosing = 0
     for own, count in zip(examples.labels, counts, strict=True):
         negatives = min(pairs.negatives, max(topics - len(own), 0))
         rows += len(own) * min(pairs.top_windows, int(count)) \
-            + negatives * min(pairs.top_windows + pairs.hard_negatives, int(count))
+            + negatives * min(pairs.top_windows + hard, int(count))
         choosing += (len(own) + negatives) * int(count) if count > 1 else 0
     return rows, choosing
