@@ -82,3 +82,15 @@ def test_reading_follows_the_first_sets_max_length_and_overlap(tmp_path, demo_mo
     narrow = reading.read_grid(_grid(tmp_path, model, rows, rows, max_length=64, window_overlap=0),
                                tokenizer_of=reading.tokenizer_of)
     assert narrow.for_file("demo-bert-tiny", "val.csv").windows > wide.for_file("demo-bert-tiny", "val.csv").windows
+
+
+def test_the_speed_guessed_before_a_run_is_the_tiny_models_only_for_them(tmp_path):
+    """The calls demo's encoder is named demo-... too, but it is a real model: it gets the other models' guess."""
+    (tmp_path / "train.csv").write_text("text,label\na,x\n", encoding="utf-8")
+    grid = GridSpec(base_name="R", data_src="D", dataset_versions=("train.csv",), hyperparameters=({"n_epochs": 1},),
+                    base_model_versions=(str(tmp_path / "demo-bert-tiny"), str(tmp_path / "demo-minilm-nli")),
+                    output_dir=str(tmp_path / "out"), train_file=str(tmp_path / "{data_version}"),
+                    validation_file=str(tmp_path / "train.csv"), user_id="u")
+    basis = estimate.estimate(grid, lambda name: None, rows_of=lambda path: 1).basis
+    assert f"demo-bert-tiny: {estimate.GUESS_DEMO:.0f} samples/s" in basis
+    assert f"demo-minilm-nli: {estimate.GUESS_OTHER:.0f} samples/s" in basis

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core import paths
+from core.demo import DEMO_MODELS
 from core.grid import GridSpec, RunSpec
 from core.jobkind import Past
 from core.naming import base_model_name
 from core.training.reading import GridReading
 
-GUESS_DEMO, GUESS_OTHER = 800.0, 150.0  # samples/s before any run of the model has finished
+GUESS_DEMO, GUESS_OTHER = 800.0, 150.0  # samples/s before any run of the model has finished (tiny demo, other)
 PER_RUN_SECONDS = 6.0  # start-up, evaluation and logging of one run
 # evaluation samples/s over training samples/s of one fine-tune, before any fine-tune has measured it: a training
 # step is a forward pass, a backward pass and an optimizer step (3.6-6.1 for the demo models on the 2-core CPU)
@@ -62,7 +63,7 @@ def estimate(spec: GridSpec, speed_of: Callable[[str], float | None],
     for model in spec.base_model_versions:
         name = base_model_name(model)
         measured = speed_of(name)
-        speed = measured or (GUESS_DEMO if name.startswith("demo-") else GUESS_OTHER)
+        speed = measured or (GUESS_DEMO if name in DEMO_MODELS else GUESS_OTHER)  # the tiny ones, not the encoder
         notes.add(f"{name}: {speed:.0f} samples/s ({'measured' if measured else 'a guess until a run finishes'})")
         evaluated = reading.for_file(name, validation) if reading else None
         one_eval = (evaluated.rows if evaluated else 0) / (speed * EVAL_PER_TRAIN)
