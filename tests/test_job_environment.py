@@ -35,3 +35,21 @@ def test_a_jobs_process_starts_mlflow_without_its_telemetry_thread(store):
     assert not telemetry_on(env)
     without = {k: v for k, v in env.items() if k != "MLFLOW_DISABLE_TELEMETRY"}
     assert telemetry_on(without)  # what the job would have had: the test's premise
+
+
+def test_every_process_that_imports_tuneboard_starts_mlflow_without_its_telemetry_thread():
+    """The dashboard, the CLI, the worker and the team server import ``core`` before MLflow, and so does a user's
+    script that follows README: MLflow's telemetry thread (the race above) is off there too, unless the user
+    asked for it by setting MLFLOW_DISABLE_TELEMETRY themselves."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in CI_MARKERS and k not in ("MLFLOW_DISABLE_TELEMETRY",
+                                                                                    "DO_NOT_TRACK")}
+    probe = "import core; " + TELEMETRY
+    ask = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=180,
+                         check=True)
+    assert ask.stdout.strip() == "False"
+    assert telemetry_on(env)  # MLflow alone, in the same environment: the test's premise
+    chosen = subprocess.run([sys.executable, "-c", probe], env={**env, "MLFLOW_DISABLE_TELEMETRY": "false"},
+                            capture_output=True, text=True, timeout=180, check=True)
+    assert chosen.stdout.strip() == "True"  # the user's own setting is kept
