@@ -163,6 +163,27 @@ def test_every_command_the_docs_show_exists_with_the_options_shown():
     assert not problems, "\n".join(problems)
 
 
+def auth_problems(text: str, where: str) -> list[str]:
+    """The calls on MLflow's user-admin client (``auth = get_app_client("basic-auth", ...)``) a page's Python
+    blocks show that this MLflow's client does not have (its methods were renamed in MLflow 3)."""
+    from mlflow.server.auth.client import AuthServiceClient
+
+    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    called = {m for block in blocks if "get_app_client" in block for m in re.findall(r"\bauth\.(\w+)\(", block)}
+    return [f"{where}: auth.{m}(...): MLflow's AuthServiceClient has no such method" for m in sorted(called)
+            if not callable(getattr(AuthServiceClient, m, None))]
+
+
+def test_the_user_admin_calls_the_docs_show_exist():
+    pages = doc_pages()
+    assert sum("get_app_client" in text for text in pages.values()) >= 2  # README and the users page
+    problems = [p for where, text in pages.items() for p in auth_problems(text, where)]
+    assert not problems, "\n".join(problems)
+    old = '```python\nauth = get_app_client("basic-auth")\nauth.create_registered_model_permission(name="M")\n```'
+    assert auth_problems(old, "old.md") == [
+        "old.md: auth.create_registered_model_permission(...): MLflow's AuthServiceClient has no such method"]
+
+
 def test_a_made_up_option_or_command_in_a_page_is_caught(tmp_path):
     page = tmp_path / "cli.md"
     text = (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
