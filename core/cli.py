@@ -106,8 +106,10 @@ def _print_best(experiment: str, metric: str, by_tag: str | None = None, by_para
 
 
 def _print_version(transition, version) -> None:
+    replaced = version.tags.get("replaced_version")
     print(f"{transition.model_name} version {version.version} is now in {', '.join(version.aliases) or '-'}"
-          f" (stage {version.current_stage}); it replaced version {version.tags.get('replaced_version', 'none')}.")
+          f" (stage {version.current_stage}); "
+          + (f"it replaced version {replaced}." if replaced not in (None, "", "none") else "nothing was there before."))
 
 
 def _run_grid(spec):

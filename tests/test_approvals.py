@@ -357,6 +357,8 @@ def test_the_command_line_requests_approves_and_writes_the_record(small, tmp_pat
     done = cli("bob", "approve", "Cli_Model", "--request", req.id, "--reason", "ok")
     assert done.returncode == 0, done.stderr
     assert f"Approved: request {req.id}" in done.stdout and "is now in production" in done.stdout
+    assert "nothing was there before" in done.stdout and "version none" not in done.stdout
+    assert f"to put version {req.version} (run " in done.stdout  # the candidate named once, with its run
     history = cli("bob", "history", "Cli_Model").stdout
     assert f"bob approved version {req.version} to production, requested by alice" in history
     out = tmp_path / "record.html"

@@ -68,8 +68,11 @@ class PromotionRequest:
     @property
     def as_text(self) -> str:
         replaces = f"replacing version {self.replaces}" if self.replaces else "nothing in it now"
-        said = (f"request {self.id}: {self.user} asked at {self.at[:16].replace('T', ' ')} to put version "
-                f"{self.version} ({self.candidate or 'as registered'}) into {self.alias} ({replaces})")
+        what = f"version {self.version}"
+        detail = self.candidate.removeprefix(what).strip(" ()") if self.candidate else ""  # "version 3 (run x)"
+        what += f" ({detail})" if detail else ""
+        said = (f"request {self.id}: {self.user} asked at {self.at[:16].replace('T', ' ')} to put {what} into "
+                f"{self.alias} ({replaces})")
         said += f' — "{self.reason}"' if self.reason else ""
         if not self.pending:
             said += f"; {self.status} by {self.decided_by} at {self.decided_at[:16].replace('T', ' ')}"
