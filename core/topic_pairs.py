@@ -5,7 +5,9 @@ A call labelled with its topics (``"fees; rollover"``) becomes one pair per true
 pairs with topics it does not have, labelled with the model's not-entailment label (``not_entailment``, or
 ``contradiction`` for a three-way MNLI head). The negatives are drawn with one seeded generator, so every run of
 a grid trains on the same pairs. The labels are the base model's own names, so its pretrained head is kept and
-the baseline is the real zero-shot model.
+the baseline is the real zero-shot model. An encoder with no classification head (``bert-base-uncased``,
+``microsoft/deberta-v3-base``, all-MiniLM-L6-v2 as the hub ships it) trains the pairs with a new two-way NLI head
+(``NLI_LABELS``; :func:`pair_config`): its baseline then scores at random, and the fine-tune is what learns.
 
 Also here, shared with scoring (``core.scoring.topics``): the hypothesis template's check and which of a
 model's labels means entailment.
@@ -13,6 +15,7 @@ model's labels means entailment.
 
 from __future__ import annotations
 
+import copy
 import random
 import string
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +29,7 @@ DEFAULT_TEMPLATE = "This call is about {}."
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_TRAIN_WINDOW = 64  # a few turns: a positive is the topic's own lines (bench/bench_long_calls.py)
 MIN_TRAIN_WINDOW = 16  # tokens: a turn or two; a shorter training window would cut the topic's own lines
+NLI_LABELS = ("entailment", "not_entailment")  # a new NLI head's labels (an encoder that comes without a head)
 
 
 def _whole(value, low: int, high: int) -> bool:
@@ -65,6 +69,24 @@ def not_entailment_index(id2label: Mapping) -> int | None:
 def is_nli(id2label: Mapping) -> bool:
     """Whether a model with these labels can tag topics (one of its labels means entailment)."""
     return entailment_index(id2label) is not None
+
+
+def has_trained_head(config: Any) -> bool:
+    """Whether a checkpoint's config says it holds a trained classification head (a ``...ForSequenceClassification``
+    architecture); an encoder as pretrained (``BertModel``, ``DebertaV2ForMaskedLM``, none named) holds none."""
+    return any(str(a).endswith("ForSequenceClassification") for a in getattr(config, "architectures", None) or ())
+
+
+def pair_config(config: Any) -> Any:
+    """The config whose labels topic pairs train with: the base model's own where they are NLI or where it has a
+    trained head (refused in words when it is not NLI: :meth:`TopicPairs.labels`); else a copy with a new two-way
+    NLI head's labels (``NLI_LABELS``), so an encoder that comes without a head learns the pairs on a new one."""
+    if is_nli(getattr(config, "id2label", None) or {}) or has_trained_head(config):
+        return config
+    fresh = copy.deepcopy(config)
+    fresh.id2label = dict(enumerate(NLI_LABELS))
+    fresh.label2id = {name: i for i, name in enumerate(NLI_LABELS)}
+    return fresh
 
 
 def check_template(template: str) -> str:
@@ -170,8 +192,10 @@ class TopicPairs:
         if entail is None or other is None:
             names = ", ".join(repr(str(v)) for _, v in sorted((id2label or {}).items())) or "none"
             raise TuneboardError(f"topic_pairs needs an NLI base model (labels such as 'entailment' and "
-                                 f"'not_entailment'); this one's labels are {names}. Train on the topics as plain "
-                                 "labels instead: leave topic_pairs out.")
+                                 f"'not_entailment'), or an encoder with no classification head, which gets a new "
+                                 f"NLI head; this one has a trained head for other classes ({names}). Train on the "
+                                 "topics as plain labels instead (leave topic_pairs out), or start from the encoder "
+                                 "it was trained from.")
         return str(id2label[entail]), str(id2label[other])
 
     def build(self, calls: Examples, topics: Sequence[str], id2label: Mapping) -> Examples:

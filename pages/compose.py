@@ -19,7 +19,7 @@ from core.hyperparameter_sets import COLUMNS, OTHER, table_row
 from core.models.loading import load_config
 from core.naming import experiment_name
 from core.progress import duration_text
-from core.topic_pairs import DEFAULT_TEMPLATE, is_nli
+from core.topic_pairs import DEFAULT_TEMPLATE, has_trained_head, is_nli
 from core.training import estimate
 from core.training import reading as reading_mod
 from core.training.kind import past_grid
@@ -302,12 +302,16 @@ def file_head(path: str, mtime: float) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def model_labels(path: str) -> dict:
-    """A base model's class names (its config only); empty when it cannot be read here."""
+def pairs_head(path: str) -> str | None:
+    """How topic pairs would train a base model (its config only): "NLI" (its own head), "a new NLI head" (an
+    encoder that comes without one), None (a head for other classes, or a config that cannot be read here)."""
     try:
-        return dict(getattr(load_config(path), "id2label", None) or {})
+        config = load_config(path)
     except TuneboardError:
-        return {}
+        return None
+    if is_nli(getattr(config, "id2label", None) or {}):
+        return "NLI"
+    return None if has_trained_head(config) else "a new NLI head"
 
 
 def choose_columns() -> dict | None:
@@ -348,14 +352,14 @@ def choose_columns() -> dict | None:
 
 
 def choose_topic_pairs(mapping: dict | None) -> dict | None:
-    """Topics as NLI pairs, offered when a chosen base model's labels include entailment."""
+    """Topics as NLI pairs, offered when a chosen base model is NLI or an encoder without a head (a new NLI head)."""
     chosen = [demo_models()[m] for m in st.session_state["c_demo"] if m in demo_models()] + \
         [line.strip() for line in st.session_state["c_paths"].splitlines() if line.strip()]
-    nli = [Path(m).name for m in chosen if is_nli(model_labels(m))]
+    nli = [f"{Path(m).name} ({how})" for m in chosen if (how := pairs_head(m))]
     if not nli or mapping is None:
         st.session_state["c_pairs"] = False
         return None
-    on = st.toggle(f"Train {', '.join(nli)} (NLI) to tag the calls' topics: each call entails \"This call is about "
+    on = st.toggle(f"Train {', '.join(nli)} to tag the calls' topics: each call entails \"This call is about "
                    "{its topic}.\" and not a few other topics", key="c_pairs")
     if not on:
         return None

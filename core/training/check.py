@@ -19,7 +19,7 @@ from core import paths
 from core.data import Columns, Examples, LabelMapping, align_labels, expand_topics, load_examples
 from core.grid import GridSpec, RunSpec
 from core.models.loading import load_config
-from core.topic_pairs import TopicPairs, all_topics, without_calls_of
+from core.topic_pairs import TopicPairs, all_topics, pair_config, without_calls_of
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ def prepare(validation: Examples, train: Examples | None, config: Any, pairs: To
     held_out = 0
     if train is not None:
         train, held_out = without_calls_of(train, validation)
+    config = pair_config(config)  # an encoder without a head: a new NLI head's labels
     id2label = getattr(config, "id2label", None) or {}
     train_pairs = pairs.build(train, topics, id2label) if train is not None else None
     validation_pairs = pairs.build(validation, topics, id2label)
