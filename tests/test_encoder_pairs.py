@@ -108,3 +108,30 @@ def test_a_model_with_a_head_for_other_classes_is_refused_before_anything_runs(d
     assert "'praise', 'complaint'" in said and "leave topic_pairs out" in said
     assert "encoder with no classification head" in said
     assert not runs_mod.client().search_experiments(filter_string="name LIKE 'Encoder_Pairs%'")
+
+
+def test_compose_offers_topic_pairs_for_an_encoder_without_a_head(demo_models, tmp_path, monkeypatch):
+    import io
+
+    from conftest import ROOT, copy_data
+    from streamlit.testing.v1 import AppTest
+
+    from core.demo import make_calls
+
+    use_store(monkeypatch, tmp_path / "home")
+    monkeypatch.setenv("TUNEBOARD_DATA_DIR", str(copy_data(tmp_path / "data")))
+    monkeypatch.setenv("TUNEBOARD_MODEL_ROOTS", str(tmp_path / "models"))
+    encoder = bare_encoder(demo_models["demo-bert-tiny"], tmp_path / "models" / "bert-encoder")
+    sentiment = other_head(demo_models["demo-bert-tiny"], tmp_path / "models" / "sentiment")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["call_id", "transcript", "topic"])
+    writer.writeheader()
+    writer.writerows(make_calls(40, seed=3, prefix="T"))
+    at = AppTest.from_file(str(ROOT / "pages" / "compose.py"), default_timeout=120)
+    at.session_state["c_paths"] = f"{encoder}\n{sentiment}"
+    at.run()
+    at.file_uploader(key="c_upload").set_value(("calls.csv", out.getvalue().encode(), "text/csv")).run()
+    assert not at.exception, at.exception
+    (switch,) = [t for t in at.toggle if t.key == "c_pairs"]
+    assert switch.label.startswith("Train bert-encoder (a new NLI head) to tag the calls' topics"), switch.label
+    assert "sentiment" not in switch.label  # its head is for other classes
