@@ -107,6 +107,20 @@ if asking and experiment and may_request:
         st.rerun()
 elif not may_request and model_name in names:
     st.caption(request_words)
+if model_name in names and may_request and transition.may_be_marked():
+    with st.expander("Require someone else's approval for this model"):
+        st.write("Approval is kept here for the models a team marks (`TUNEBOARD_APPROVAL=marked`), and this one is "
+                 "not marked: anyone with MANAGE promotes it directly. Once marked, each promotion is a request "
+                 "that someone else with MANAGE approves on Home. On the team server the mark is kept for good: "
+                 "nobody, the admin included, can remove it.")
+        if st.button("Mark it: its promotions need approval", key="r_mark"):
+            try:
+                transition.mark_for_approval()
+                st.session_state["r_flash"] = (f"{md(model_name)} is marked: its promotions now need someone else's "
+                                               "approval.")
+                st.rerun()
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc, "marking the model")
 
 pending = st.session_state["r_confirm"]
 if pending and may_promote:

@@ -265,3 +265,37 @@ def test_a_rule_the_server_cannot_read_is_refused_before_it_starts(tmp_path, mon
         auth_environment(f"sqlite:///{tmp_path}/users.db", tmp_path / "auth")
     monkeypatch.setenv("TUNEBOARD_APPROVAL", "marked")
     assert auth_environment(f"sqlite:///{tmp_path}/users.db", tmp_path / "auth")["MLFLOW_AUTH_CONFIG_PATH"]
+
+
+def test_the_registry_page_marks_a_model_for_approval(store, monkeypatch):
+    """Under ``TUNEBOARD_APPROVAL=marked`` the Registry page offers to mark an unmarked model (saying that the team
+    server keeps the mark for good); once marked, it says promotions need someone else's approval and offers the
+    mark no more. Under ``required`` (every model governed already) it is not offered."""
+    from conftest import ROOT
+    from mlflow.tracking import MlflowClient
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("TUNEBOARD_APPROVAL", "marked")
+    MlflowClient(store.tracking_uri, store.registry_uri).create_registered_model("Page_Marked")
+
+    def page() -> AppTest:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page("pages/registry.py")
+        at.run()
+        at.selectbox(key="r_model").set_value("Page_Marked").run()
+        assert not at.exception, at.exception
+        return at
+
+    at = page()
+    assert any("kept for good" in str(m.value) for m in at.markdown)
+    at.button(key="r_mark").click().run()
+    assert not at.exception, at.exception
+    assert transition("Page_Marked").marked()
+    assert any("is marked: its promotions now need someone else's approval" in s.value for s in at.success)
+    assert any("need someone else's approval (TUNEBOARD\\_APPROVAL=marked" in c.value or
+               "need someone else's approval (TUNEBOARD_APPROVAL=marked" in c.value for c in at.caption)
+    assert not [b for b in at.button if b.key == "r_mark"]
+    monkeypatch.setenv("TUNEBOARD_APPROVAL", "required")
+    MlflowClient(store.tracking_uri, store.registry_uri).delete_registered_model_tag("Page_Marked", APPROVAL_TAG)
+    assert not [b for b in page().button if b.key == "r_mark"]

@@ -310,12 +310,22 @@ class ModelTransition:
         ``TUNEBOARD_APPROVAL`` in this process's environment, or on the team server that runs Tuneboard's app (the
         server's rule holds for everyone, whatever this process says; ``core.registry.approval_client``):
         "required" governs every model, "marked" the models tagged ``tuneboard.approval=required``."""
-        rules = {approval_rule(), approval_client.server_rule(self) or "off"}
+        rules = self._rules()
         if "required" in rules:
             return "TUNEBOARD_APPROVAL=required"
         if "marked" in rules and self.marked():
             return f"TUNEBOARD_APPROVAL=marked, and the model is tagged {APPROVAL_TAG}={MARK}"
         return None
+
+    def may_be_marked(self) -> bool:
+        """Whether marking this model would make its promotions need approval: the rule in force is "marked"
+        (not "required", which governs it already) and the model is not marked yet."""
+        rules = self._rules()
+        return "marked" in rules and "required" not in rules and not self.marked()
+
+    def _rules(self) -> set[str]:
+        """The approval rules in force: this process's ``TUNEBOARD_APPROVAL`` and the team server's."""
+        return {approval_rule(), approval_client.server_rule(self) or "off"}
 
     def marked(self) -> bool:
         """Whether the model carries the mark ``tuneboard.approval=required`` (False for a model not yet made)."""
