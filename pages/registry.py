@@ -202,7 +202,8 @@ def decision_page(name: str, version: str, run_id: str, with_texts: bool) -> str
 versions = transition.versions_frame()
 st.subheader("Versions")
 if versions.empty:
-    st.info(f"{md(model_name)} has no versions yet: promote the best run above.")
+    st.info(f"{md(model_name)} has no versions yet: "
+            + ("request a promotion of the best run above." if required else "promote the best run above."))
 else:
     if current is not None:
         st.write(f"In production: **version {current.version}** ({md(current.tags.get('source_run_name', '?'))}).")

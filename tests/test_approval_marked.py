@@ -296,6 +296,7 @@ def test_the_registry_page_marks_a_model_for_approval(store, monkeypatch):
     assert any("need someone else's approval (TUNEBOARD\\_APPROVAL=marked" in c.value or
                "need someone else's approval (TUNEBOARD_APPROVAL=marked" in c.value for c in at.caption)
     assert not [b for b in at.button if b.key == "r_mark"]
+    assert any("no versions yet: request a promotion of the best run above" in i.value for i in at.info)
     monkeypatch.setenv("TUNEBOARD_APPROVAL", "required")
     MlflowClient(store.tracking_uri, store.registry_uri).delete_registered_model_tag("Page_Marked", APPROVAL_TAG)
     assert not [b for b in page().button if b.key == "r_mark"]
