@@ -92,6 +92,7 @@ def test_topic_pairs_train_an_encoder_without_a_head_on_a_new_nli_head(demo_mode
         params = client.get_run(result.run_id).data.params
         assert params["label_names"] == "entailment,not_entailment"
         assert "classifier.weight" in params["new_weights"]  # the head is new: the run says so
+        assert params["keeps_pretrained_head"] == "False"
         assert 0.0 <= client.get_run(result.run_id).data.metrics["topic_f1_macro"] <= 1.0
 
 

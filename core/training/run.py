@@ -194,13 +194,14 @@ def _run_body(spec: RunSpec, run_id: str, callbacks: list, say: Callable[[str], 
         _log_dataset(train, "training")
         mlflow.log_params({"dataset_digest": train.digest[:16]})
     mlflow.log_params({"validation_digest": validation.digest[:16], "num_labels": mapping.num_labels,
-                       "label_names": ",".join(mapping.id2label[i] for i in sorted(mapping.id2label)),
-                       "keeps_pretrained_head": mapping.keeps_head})
+                       "label_names": ",".join(mapping.id2label[i] for i in sorted(mapping.id2label))})
 
     # 4. model and tokenizer; every text read whole, as windows of what the model takes (core.training.bags)
     say("loading model")
     model, tokenizer, new_weights = loading.load_for_classification(spec.base_model, mapping, with_new=True)
     new_head = not mapping.keeps_head or bool(new_weights)  # its scores mean nothing yet
+    # a checkpoint with no head for these labels (an encoder as pretrained) gets one made at random: not kept
+    mlflow.log_param("keeps_pretrained_head", not new_head)
     if new_weights:
         mlflow.log_param("new_weights", ", ".join(new_weights)[:500])
     reading = Reading.from_settings(spec.hyperparameters, 128)
