@@ -276,6 +276,40 @@ def test_a_grid_from_a_page_stays_confined_in_the_worker_with_default_roots(no_r
     assert queue.get(from_user.run_id).status == JobStatus.FINISHED
 
 
+def test_a_job_from_the_cli_retried_from_a_page_is_checked_and_confined(no_roots, user_files, tmp_path, monkeypatch):
+    """A job submitted unconfined (the CLI, the API) and retried from the Jobs page (confined) is checked against
+    the allowed folders as a submit from the page would be: outside them, refused naming the file and nothing is
+    queued; inside them, its retry is confined. Retried from the CLI, it stays as it was."""
+    from core.grid import GridSpec
+    from core.jobs import JobQueue
+
+    queue = JobQueue(no_roots)
+    outside = {**seed_arguments(user_files, tmp_path), "dataset_versions": ["train_sample.csv"],
+               "hyperparameters": TINY[:1], "evalute_pretrained_model": False}
+    (job,) = queue.submit(GridSpec.from_dict(outside), start=False)
+    queue.cancel(job.run_id)
+    before = len(queue.jobs())
+    with paths.confined(), pytest.raises(DataError, match="is outside the folders data files may be read from"):
+        queue.retry(job.run_id, start=False)
+    assert len(queue.jobs()) == before  # nothing queued
+    again = queue.retry(job.run_id, start=False)  # the user's own process: as it was
+    assert json.loads(queue.client.get_run(again.run_id).data.tags["job_spec"])["confined"] is False
+
+    data = tmp_path / "dashboard-data"
+    write_sample(DATA / "train_sample.csv", data / "train_sample.csv", 5)
+    write_sample(DATA / "test.csv", data / "test.csv", 8)
+    monkeypatch.setenv("TUNEBOARD_DATA_DIR", str(data))
+    model = no_roots.home / "models" / "demo-bert-tiny"
+    shutil.copytree(user_files.model, model)
+    inside = {**outside, "base_model_versions": [str(model)], "train_file": str(data / "{data_version}"),
+              "validation_file": str(data / "test.csv"), "output_dir": str(no_roots.home / "out")}
+    (mine,) = queue.submit(GridSpec.from_dict(inside), start=False)
+    queue.cancel(mine.run_id)
+    with paths.confined():
+        retried = queue.retry(mine.run_id, start=False)
+    assert json.loads(queue.client.get_run(retried.run_id).data.tags["job_spec"])["confined"] is True
+
+
 # --- team mode: every job on a tracking server is confined ----------------------------------------------------------
 
 

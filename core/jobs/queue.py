@@ -191,13 +191,21 @@ class JobQueue:
         return self.get(run_id)
 
     def retry(self, run_id: str, *, priority: int | None = None, start: bool = True) -> Job:
-        """Queue a new run with the same spec, linked to the old one (tags job_retry_of / job_retried_by)."""
+        """Queue a new run with the same spec, linked to the old one (tags job_retry_of / job_retried_by).
+
+        Retried from a confined context (a page), or on a store that confines its jobs, a job submitted unconfined
+        (from the CLI or the API) is checked against the allowed folders first, as a submit from there is, and
+        its retry is confined; a file outside them is refused in words and nothing is queued."""
         old = self.get(run_id)
         if not old.status.is_terminal():
             raise TuneboardError(f"job {old.run_name} is {old.status.value.lower()}; only an ended job can be retried.")
         tags = self.client.get_run(run_id).data.tags
         kind = kinds.for_spec(tags[SPEC])
         spec = kind.spec_from_json(tags[SPEC])
+        if not getattr(spec, "confined", True) and (paths.is_confined()
+                                                     or paths.confines_jobs(self.settings.tracking_uri)):
+            with paths.confined():  # a kind plans its own spec as a request (every kind here does)
+                spec = kind.plan(spec, self.settings, True)[0].spec
         plan = Planned(spec, "", kind.retry_tags(spec, tags))  # in the old run's experiment
         job = self._create(plan, old.experiment_id, old.priority if priority is None else priority,
                            {RETRY_OF: run_id})
