@@ -31,8 +31,9 @@ import string
 from pathlib import Path
 
 from core.settings import Settings
+from core.topic_pairs import NLI_LABELS
 
-LABELS = ("entailment", "not_entailment")
+LABELS = NLI_LABELS  # the demo models' NLI head
 DEMO_MODELS = ("demo-bert-tiny", "demo-deberta-v2-tiny")
 DATASET_FILES = ("full_dataset.csv", "train_sample.csv", "test.csv")
 CALL_FILES = ("calls_train.csv", "calls_test.csv")  # as a team labels its calls: call_id, transcript, topic

@@ -107,7 +107,7 @@ if asking and experiment and may_request:
         st.rerun()
 elif not may_request and model_name in names:
     st.caption(request_words)
-if model_name in names and may_request and transition.may_be_marked():
+if not required and model_name in names and may_request and transition.governs_marked_only():  # not marked yet
     with st.expander("Require someone else's approval for this model"):
         st.write("Approval is kept here for the models a team marks (`TUNEBOARD_APPROVAL=marked`), and this one is "
                  "not marked: anyone with MANAGE promotes it directly. Once marked, each promotion is a request "

@@ -64,6 +64,18 @@ def no_roots(monkeypatch, tmp_path):
     return use_store(monkeypatch, tmp_path / "home")
 
 
+def dashboard_files(tmp_path: Path, home: Path, user_files, monkeypatch) -> SimpleNamespace:
+    """Files a page may read: the dashboard's data folder (TUNEBOARD_DATA_DIR) with ``train.csv`` and ``test.csv``,
+    and the user's model copied under home."""
+    data = tmp_path / "dashboard-data"
+    write_sample(DATA / "train_sample.csv", data / "train.csv", 5)
+    validation = write_sample(DATA / "test.csv", data / "test.csv", 8)
+    monkeypatch.setenv("TUNEBOARD_DATA_DIR", str(data))
+    model = home / "models" / "demo-bert-tiny"
+    shutil.copytree(user_files.model, model)
+    return SimpleNamespace(data=data, validation=validation, model=model)
+
+
 def seed_arguments(files, out: Path) -> dict:
     """The seed's ExperimentManager example: its argument names, spellings and shapes, with the user's paths."""
     return {"base_name": "Mass_ConsumerTopic_FineTune_DeBERTa_v3", "data_src": "CallTranscript",
@@ -146,12 +158,8 @@ def nothing_stored(settings) -> bool:
 def test_a_page_refuses_the_same_files_with_no_roots_set(no_roots, user_files, tmp_path, monkeypatch, named):
     """Compose, with the roots at their defaults: the user's model folder, or a dataset version climbing out of
     the data folder to the user's file, is refused at Launch, naming the path, the folders and the variable."""
-    data = tmp_path / "dashboard-data"
-    write_sample(DATA / "train_sample.csv", data / "train.csv", 5)
-    write_sample(DATA / "test.csv", data / "test.csv", 8)
-    monkeypatch.setenv("TUNEBOARD_DATA_DIR", str(data))
-    inside = no_roots.home / "models" / "demo-bert-tiny"  # a model folder the page may use: under home
-    shutil.copytree(user_files.model, inside)
+    page_files = dashboard_files(tmp_path, no_roots.home, user_files, monkeypatch)
+    data, inside = page_files.data, page_files.model  # a model folder the page may use: under home
     assert_outside_every_default(user_files)
     climb = Path(os.path.relpath(user_files.data / "train_sample.csv", data))  # ../../user-disk0/Workspace/...
     state = {"c_demo": [], "c_paths": str(user_files.model if named == "model" else inside),
@@ -183,12 +191,8 @@ def test_a_page_may_not_save_models_outside_the_output_roots(no_roots, user_file
     from core.errors import GridError
     from core.experiment_manager import ExperimentManager
 
-    data = tmp_path / "dashboard-data"
-    write_sample(DATA / "train_sample.csv", data / "train.csv", 5)
-    write_sample(DATA / "test.csv", data / "test.csv", 8)
-    monkeypatch.setenv("TUNEBOARD_DATA_DIR", str(data))
-    model = no_roots.home / "models" / "demo-bert-tiny"
-    shutil.copytree(user_files.model, model)
+    page_files = dashboard_files(tmp_path, no_roots.home, user_files, monkeypatch)
+    data, model = page_files.data, page_files.model
     elsewhere = user_files.top / "someone-else" / "models"
     arguments = {**seed_arguments(user_files, elsewhere), "dataset_versions": ["train.csv"],
                  "train_file": str(data / "{data_version}"), "validation_file": str(data / "test.csv"),
@@ -243,12 +247,8 @@ def test_a_grid_from_a_page_stays_confined_in_the_worker_with_default_roots(no_r
     from core.grid import GridSpec
     from core.jobs import JobQueue, JobStatus
 
-    data = tmp_path / "dashboard-data"
-    write_sample(DATA / "train_sample.csv", data / "train.csv", 5)
-    validation = write_sample(DATA / "test.csv", data / "test.csv", 8)
-    monkeypatch.setenv("TUNEBOARD_DATA_DIR", str(data))
-    model = no_roots.home / "models" / "demo-bert-tiny"
-    shutil.copytree(user_files.model, model)
+    page_files = dashboard_files(tmp_path, no_roots.home, user_files, monkeypatch)
+    data, validation, model = page_files.data, page_files.validation, page_files.model
 
     def grid(name: str) -> GridSpec:
         return GridSpec(base_name=name, data_src="Page", dataset_versions=("train.csv",), hyperparameters=(
@@ -295,14 +295,10 @@ def test_a_job_from_the_cli_retried_from_a_page_is_checked_and_confined(no_roots
     again = queue.retry(job.run_id, start=False)  # the user's own process: as it was
     assert json.loads(queue.client.get_run(again.run_id).data.tags["job_spec"])["confined"] is False
 
-    data = tmp_path / "dashboard-data"
-    write_sample(DATA / "train_sample.csv", data / "train_sample.csv", 5)
-    write_sample(DATA / "test.csv", data / "test.csv", 8)
-    monkeypatch.setenv("TUNEBOARD_DATA_DIR", str(data))
-    model = no_roots.home / "models" / "demo-bert-tiny"
-    shutil.copytree(user_files.model, model)
-    inside = {**outside, "base_model_versions": [str(model)], "train_file": str(data / "{data_version}"),
-              "validation_file": str(data / "test.csv"), "output_dir": str(no_roots.home / "out")}
+    page_files = dashboard_files(tmp_path, no_roots.home, user_files, monkeypatch)
+    inside = {**outside, "dataset_versions": ["train.csv"], "base_model_versions": [str(page_files.model)],
+              "train_file": str(page_files.data / "{data_version}"), "validation_file": str(page_files.validation),
+              "output_dir": str(no_roots.home / "out")}
     (mine,) = queue.submit(GridSpec.from_dict(inside), start=False)
     queue.cancel(mine.run_id)
     with paths.confined():

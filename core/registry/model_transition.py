@@ -317,11 +317,11 @@ class ModelTransition:
             return f"TUNEBOARD_APPROVAL=marked, and the model is tagged {APPROVAL_TAG}={MARK}"
         return None
 
-    def may_be_marked(self) -> bool:
-        """Whether marking this model would make its promotions need approval: the rule in force is "marked"
-        (not "required", which governs it already) and the model is not marked yet."""
+    def governs_marked_only(self) -> bool:
+        """Whether the rule in force is "marked" (not "required", which governs every model): then marking a model
+        that :meth:`approval_rule` does not govern yet makes its promotions need approval."""
         rules = self._rules()
-        return "marked" in rules and "required" not in rules and not self.marked()
+        return "marked" in rules and "required" not in rules
 
     def _rules(self) -> set[str]:
         """The approval rules in force: this process's ``TUNEBOARD_APPROVAL`` and the team server's."""
